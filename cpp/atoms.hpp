@@ -1,0 +1,34 @@
+// Gaussian atoms (CONVENTIONS.md): projections at any Euler angles, and rendering into a volume.
+//
+// An atom of species s is H_s exp(-|r - r_i|^2 / (2 sigma_s^2)); a pixel (voxel) holds the mean of the
+// projection (density) over its square (cube), computed exactly with error functions, so the total
+// intensity of an atom is H_s (2 pi)^{3/2} sigma_s^3 in every projection. Lengths in voxels here.
+#pragma once
+#include <cstdint>
+#include <vector>
+#include "common.hpp"
+#include "geometry.hpp"
+
+namespace aet {
+
+struct AtomSet {
+    const double* positions = nullptr;   // n x 3, (x, y, z) in voxels relative to the origin n//2
+    const std::int32_t* species = nullptr;  // n, index into heights/sigmas
+    index_t n = 0;
+    std::vector<double> heights;  // H_s per species
+    std::vector<double> sigmas;   // sigma_s per species, voxels
+    double cutoff = 5.0;          // atoms are evaluated within cutoff * sigma
+};
+
+// out[k] (ndy x ndx) = projection of the atoms along rotations[k]. Overwrites out.
+void project_atoms(const AtomSet& atoms, const std::vector<Mat3>& rotations, index_t ndy,
+                   index_t ndx, float* out, int threads);
+
+// vol (shape) = the atoms rendered on the voxel grid, each voxel the mean over its cube.
+void render_atoms(const AtomSet& atoms, Shape3 shape, float* vol, int threads);
+
+// Mean over the unit cells [i - 0.5, i + 0.5] of exp(-(x - c)^2 / (2 s^2)) / (sqrt(2 pi) s), for
+// i = i0 .. i0 + n - 1: the exact pixel integral of a normalised 1D Gaussian.
+void gaussian_cell_means(double c, double s, index_t i0, index_t n, double* out);
+
+}  // namespace aet

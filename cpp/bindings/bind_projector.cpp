@@ -1,0 +1,42 @@
+#include "bindings.hpp"
+#include "projector.hpp"
+
+namespace aet::bind {
+
+void register_projector(py::module_& m) {
+    m.def("project_volume",
+          [](const carray<float>& vol, const carray<double>& angles_rad, index_t ndy, index_t ndx, int threads) {
+              require_shape(vol, "volume", {-1, -1, -1});
+              auto rots = rotations_from(angles_rad);
+              Shape3 s{vol.shape(0), vol.shape(1), vol.shape(2)};
+              carray<float> out({py::ssize_t(rots.size()), py::ssize_t(ndy), py::ssize_t(ndx)});
+              const float* v = vol.data();
+              float* o = out.mutable_data();
+              {
+                  py::gil_scoped_release nogil;
+                  project_volume(v, s, rots, ndy, ndx, o, threads);
+              }
+              return out;
+          },
+          py::arg("volume"), py::arg("angles_rad"), py::arg("ndy"), py::arg("ndx"), py::arg("threads") = 0);
+    m.def("backproject_volume",
+          [](const carray<float>& proj, const carray<double>& angles_rad, index_t nz, index_t ny, index_t nx,
+             int threads) {
+              require_shape(proj, "projections", {angles_rad.shape(0), -1, -1});
+              auto rots = rotations_from(angles_rad);
+              Shape3 s{nz, ny, nx};
+              carray<float> out({py::ssize_t(nz), py::ssize_t(ny), py::ssize_t(nx)});
+              const float* p = proj.data();
+              float* o = out.mutable_data();
+              const index_t ndy = proj.shape(1), ndx = proj.shape(2);
+              {
+                  py::gil_scoped_release nogil;
+                  backproject_volume(p, ndy, ndx, rots, s, o, threads);
+              }
+              return out;
+          },
+          py::arg("projections"), py::arg("angles_rad"), py::arg("nz"), py::arg("ny"), py::arg("nx"),
+          py::arg("threads") = 0);
+}
+
+}  // namespace aet::bind

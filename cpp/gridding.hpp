@@ -1,0 +1,42 @@
+// Gridding: every projection's 2D FFT (zero-padded to the oversampled grid) placed into the 3D
+// Fourier grid at R_k (k_u, k_v, 0) (Fourier slice theorem, CONVENTIONS.md).
+//
+// The 3D grid has side N and is stored as the half spectrum of a real N^3 volume, shape
+// [N][N][N/2+1] indexed (kz, ky, kx) with kx >= 0; frequency index k in [-N/2, N/2) maps to array
+// index k mod N. Each measured sample contributes to the grid points within `radius` (grid steps),
+// weighted by distance; contributions to one grid point are averaged by weight.
+#pragma once
+#include <cstdint>
+#include <vector>
+#include "common.hpp"
+#include "fft_plans.hpp"
+#include "geometry.hpp"
+
+namespace aet {
+
+struct GriddingOptions {
+    double radius = 0.3;      // interpolation radius, in grid steps
+    int threads = 0;          // <= 0: all cores
+};
+
+struct GriddedData {
+    index_t n = 0;                      // grid side N
+    std::vector<std::int64_t> index;    // linear index into the half spectrum, ascending
+    std::vector<cfloat> value;          // weighted mean of the contributions
+    std::vector<float> weight;          // sum of the weights
+    std::vector<float> radius;          // |k| of the grid point, in grid steps
+};
+
+// tilts: K images of ny x nx (origin at ny/2, nx/2); each is zero-padded to N x N before its FFT.
+GriddedData grid_projections(const float* tilts, index_t K, index_t ny, index_t nx,
+                             const std::vector<Mat3>& rotations, index_t n_grid,
+                             const GriddingOptions& opt);
+
+// The weight of a sample at distance d (grid steps) from a grid point, for radius r.
+inline double gridding_weight(double d, double r) {
+    // Inverse-distance weighting, bounded at d -> 0 so an exact hit dominates without diverging.
+    (void)r;
+    return 1.0 / (d + 1e-3);
+}
+
+}  // namespace aet

@@ -1,0 +1,158 @@
+#include "projector.hpp"
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace aet {
+namespace {
+
+// Integer w range [wlo, whi] along p(w) = b + w d for which p lies strictly inside the open box
+// (lo_a, hi_a) on every axis. Returns false when the ray misses the box.
+bool ray_interval(const double b[3], const double d[3], const double lo[3], const double hi[3],
+                  long& wlo, long& whi) {
+    double tlo = -std::numeric_limits<double>::infinity();
+    double thi = std::numeric_limits<double>::infinity();
+    for (int a = 0; a < 3; ++a) {
+        if (std::abs(d[a]) < 1e-12) {
+            if (!(b[a] > lo[a] && b[a] < hi[a])) return false;
+            continue;
+        }
+        double t1 = (lo[a] - b[a]) / d[a], t2 = (hi[a] - b[a]) / d[a];
+        if (t1 > t2) std::swap(t1, t2);
+        tlo = std::max(tlo, t1);
+        thi = std::min(thi, t2);
+    }
+    if (!(tlo < thi)) return false;
+    wlo = static_cast<long>(std::ceil(tlo));
+    whi = static_cast<long>(std::floor(thi));
+    return wlo <= whi;
+}
+
+struct RayFrame {
+    double b[3];  // index-space position of the sample w = 0
+    double d[3];  // index-space step per unit w
+};
+
+inline RayFrame ray_frame(const Mat3& R, double u, double v, Shape3 s) {
+    RayFrame f;
+    const double c[3] = {double(s.nx / 2), double(s.ny / 2), double(s.nz / 2)};
+    for (int a = 0; a < 3; ++a) {
+        f.b[a] = R(a, 0) * u + R(a, 1) * v + c[a];
+        f.d[a] = R(a, 2);
+    }
+    return f;
+}
+
+inline double trilinear(const float* vol, Shape3 s, double x, double y, double z) {
+    const double fx0 = std::floor(x), fy0 = std::floor(y), fz0 = std::floor(z);
+    const index_t x0 = index_t(fx0), y0 = index_t(fy0), z0 = index_t(fz0);
+    const double fx = x - fx0, fy = y - fy0, fz = z - fz0;
+    const index_t sy = s.nx, sz = s.nx * s.ny;
+    if (x0 >= 0 && y0 >= 0 && z0 >= 0 && x0 + 1 < s.nx && y0 + 1 < s.ny && z0 + 1 < s.nz) {
+        const float* p = vol + z0 * sz + y0 * sy + x0;
+        const double c00 = p[0] * (1 - fx) + p[1] * fx;
+        const double c01 = p[sy] * (1 - fx) + p[sy + 1] * fx;
+        const double c10 = p[sz] * (1 - fx) + p[sz + 1] * fx;
+        const double c11 = p[sz + sy] * (1 - fx) + p[sz + sy + 1] * fx;
+        return (c00 * (1 - fy) + c01 * fy) * (1 - fz) + (c10 * (1 - fy) + c11 * fy) * fz;
+    }
+    double acc = 0.0;
+    for (int dz = 0; dz < 2; ++dz) {
+        const index_t zi = z0 + dz;
+        if (zi < 0 || zi >= s.nz) continue;
+        const double wz = dz ? fz : 1 - fz;
+        for (int dy = 0; dy < 2; ++dy) {
+            const index_t yi = y0 + dy;
+            if (yi < 0 || yi >= s.ny) continue;
+            const double wy = dy ? fy : 1 - fy;
+            for (int dx = 0; dx < 2; ++dx) {
+                const index_t xi = x0 + dx;
+                if (xi < 0 || xi >= s.nx) continue;
+                const double wx = dx ? fx : 1 - fx;
+                acc += wz * wy * wx * vol[zi * sz + yi * sy + xi];
+            }
+        }
+    }
+    return acc;
+}
+
+}  // namespace
+
+void project_volume(const float* vol, Shape3 s, const std::vector<Mat3>& rotations,
+                    index_t ndy, index_t ndx, float* out, int threads) {
+    const index_t K = index_t(rotations.size());
+    const double lo[3] = {-1.0, -1.0, -1.0};
+    const double hi[3] = {double(s.nx), double(s.ny), double(s.nz)};
+#pragma omp parallel for collapse(2) schedule(dynamic, 4) num_threads(resolve_threads(threads))
+    for (index_t k = 0; k < K; ++k) {
+        for (index_t iv = 0; iv < ndy; ++iv) {
+            const Mat3& R = rotations[k];
+            float* row = out + (k * ndy + iv) * ndx;
+            const double v = double(iv - ndy / 2);
+            for (index_t iu = 0; iu < ndx; ++iu) {
+                const RayFrame f = ray_frame(R, double(iu - ndx / 2), v, s);
+                long wlo, whi;
+                double acc = 0.0;
+                if (ray_interval(f.b, f.d, lo, hi, wlo, whi)) {
+                    for (long w = wlo; w <= whi; ++w)
+                        acc += trilinear(vol, s, f.b[0] + w * f.d[0], f.b[1] + w * f.d[1],
+                                         f.b[2] + w * f.d[2]);
+                }
+                row[iu] = float(acc);
+            }
+        }
+    }
+}
+
+void backproject_volume(const float* proj, index_t ndy, index_t ndx,
+                        const std::vector<Mat3>& rotations, Shape3 s, float* vol, int threads) {
+    const index_t K = index_t(rotations.size());
+    const int nt = resolve_threads(threads);
+    const index_t sy = s.nx, sz = s.nx * s.ny;
+    // Each task owns a slab of z planes and writes only there: no races, and every voxel
+    // receives its contributions in the same (k, iv, iu, w) order whatever the thread count.
+    const index_t n_slabs = std::max<index_t>(1, std::min<index_t>(s.nz, index_t(nt) * 4));
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+    for (index_t slab = 0; slab < n_slabs; ++slab) {
+        const index_t z0 = s.nz * slab / n_slabs, z1 = s.nz * (slab + 1) / n_slabs;
+        std::fill(vol + z0 * sz, vol + z1 * sz, 0.0f);
+        const double lo[3] = {-1.0, -1.0, double(z0) - 1.0};
+        const double hi[3] = {double(s.nx), double(s.ny), double(z1)};
+        for (index_t k = 0; k < K; ++k) {
+            const Mat3& R = rotations[k];
+            for (index_t iv = 0; iv < ndy; ++iv) {
+                const float* row = proj + (k * ndy + iv) * ndx;
+                const double v = double(iv - ndy / 2);
+                for (index_t iu = 0; iu < ndx; ++iu) {
+                    const double val = row[iu];
+                    if (val == 0.0) continue;
+                    const RayFrame f = ray_frame(R, double(iu - ndx / 2), v, s);
+                    long wlo, whi;
+                    if (!ray_interval(f.b, f.d, lo, hi, wlo, whi)) continue;
+                    for (long w = wlo; w <= whi; ++w) {
+                        const double x = f.b[0] + w * f.d[0], y = f.b[1] + w * f.d[1],
+                                     z = f.b[2] + w * f.d[2];
+                        const double fx0 = std::floor(x), fy0 = std::floor(y), fz0 = std::floor(z);
+                        const index_t x0 = index_t(fx0), y0 = index_t(fy0), zb = index_t(fz0);
+                        const double fx = x - fx0, fy = y - fy0, fz = z - fz0;
+                        for (int dz = 0; dz < 2; ++dz) {
+                            const index_t zi = zb + dz;
+                            if (zi < z0 || zi >= z1) continue;
+                            const double wz = (dz ? fz : 1 - fz) * val;
+                            for (int dy = 0; dy < 2; ++dy) {
+                                const index_t yi = y0 + dy;
+                                if (yi < 0 || yi >= s.ny) continue;
+                                const double wy = (dy ? fy : 1 - fy) * wz;
+                                float* p = vol + zi * sz + yi * sy;
+                                if (x0 >= 0 && x0 < s.nx) p[x0] += float((1 - fx) * wy);
+                                if (x0 + 1 >= 0 && x0 + 1 < s.nx) p[x0 + 1] += float(fx * wy);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+}  // namespace aet

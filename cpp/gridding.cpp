@@ -24,27 +24,31 @@ GriddedData grid_projections(const float* tilts, index_t K, index_t ny, index_t 
     const double r = opt.radius;
     const int nt = resolve_threads(opt.threads);
     const index_t kmax = N / 2 - 1;  // Nyquist rows and columns are left out (no Hermitian twin)
-    FftPlan plan = plan_r2c_2d(int(N), int(N));
+    const index_t up = std::max(1, opt.upsample);
+    const index_t M = up * N, mh = M / 2 + 1, smax = up * kmax;  // padded image side, sample range
+    FftPlan plan = plan_r2c_2d(int(M), int(M));
     std::vector<std::vector<Record>> per_projection(K);
 
 #pragma omp parallel num_threads(nt)
     {
-        FftwBuffer<float> pad(static_cast<std::size_t>(N * N));
-        FftwBuffer<fftwf_complex> spec(static_cast<std::size_t>(N * nh));
+        FftwBuffer<float> pad(static_cast<std::size_t>(M * M));
+        FftwBuffer<fftwf_complex> spec(static_cast<std::size_t>(M * mh));
 #pragma omp for schedule(dynamic, 1)
         for (index_t k = 0; k < K; ++k) {
             // Zero-pad with the image origin (ny/2, nx/2) moved to index 0 (wrap-around).
             std::memset(pad.data(), 0, sizeof(float) * pad.size());
             const float* img = tilts + k * ny * nx;
             for (index_t iy = 0; iy < ny; ++iy) {
-                float* row = pad.data() + wrap(iy - ny / 2, N) * N;
-                for (index_t ix = 0; ix < nx; ++ix) row[wrap(ix - nx / 2, N)] = img[iy * nx + ix];
+                float* row = pad.data() + wrap(iy - ny / 2, M) * M;
+                for (index_t ix = 0; ix < nx; ++ix) row[wrap(ix - nx / 2, M)] = img[iy * nx + ix];
             }
             fftwf_execute_dft_r2c(plan.get(), pad.data(), spec.data());
             const Mat3& R = rotations[k];
             std::vector<Record>& out = per_projection[k];
-            for (index_t kv = -kmax; kv <= kmax; ++kv) {
-                for (index_t ku = -kmax; ku <= kmax; ++ku) {
+            const double step = 1.0 / double(up);
+            for (index_t sv = -smax; sv <= smax; ++sv) {
+                for (index_t su = -smax; su <= smax; ++su) {
+                    const double ku = su * step, kv = sv * step;
                     const double qx = R(0, 0) * ku + R(0, 1) * kv;
                     // A sample with qx < -r only reaches kx < 0; its Hermitian twin (-ku, -kv),
                     // also in this plane, reaches the stored half instead.
@@ -59,11 +63,11 @@ GriddedData grid_projections(const float* tilts, index_t K, index_t ny, index_t 
                     const index_t z1 = std::min<index_t>(kmax, index_t(std::floor(qz + r)));
                     if (x0 > x1 || y0 > y1 || z0 > z1) continue;
                     float re, im;
-                    if (ku >= 0) {
-                        const fftwf_complex& c = spec.data()[wrap(kv, N) * nh + ku];
+                    if (su >= 0) {
+                        const fftwf_complex& c = spec.data()[wrap(sv, M) * mh + su];
                         re = c[0]; im = c[1];
                     } else {
-                        const fftwf_complex& c = spec.data()[wrap(-kv, N) * nh + (-ku)];
+                        const fftwf_complex& c = spec.data()[wrap(-sv, M) * mh + (-su)];
                         re = c[0]; im = -c[1];
                     }
                     for (index_t gz = z0; gz <= z1; ++gz)

@@ -16,6 +16,7 @@ namespace aet {
 
 struct GriddingOptions {
     double radius = 0.3;      // interpolation radius, in grid steps
+    int upsample = 1;         // 2D samples per grid step along each detector axis
     int threads = 0;          // <= 0: all cores
 };
 
@@ -27,16 +28,18 @@ struct GriddedData {
     std::vector<float> radius;          // |k| of the grid point, in grid steps
 };
 
-// tilts: K images of ny x nx (origin at ny/2, nx/2); each is zero-padded to N x N before its FFT.
+// tilts: K images of ny x nx (origin at ny/2, nx/2); each is zero-padded to (upsample N)^2 before its
+// FFT, so its samples fall every 1/upsample grid step of the slice plane.
 GriddedData grid_projections(const float* tilts, index_t K, index_t ny, index_t nx,
                              const std::vector<Mat3>& rotations, index_t n_grid,
                              const GriddingOptions& opt);
 
 // The weight of a sample at distance d (grid steps) from a grid point, for radius r.
 inline double gridding_weight(double d, double r) {
-    // Inverse-distance weighting, bounded at d -> 0 so an exact hit dominates without diverging.
+    // Inverse squared distance, as GENFIRE weighs its gridding, bounded so an exact hit does not
+    // diverge.
     (void)r;
-    return 1.0 / (d + 1e-3);
+    return 1.0 / (d * d + 1e-5);
 }
 
 }  // namespace aet

@@ -9,7 +9,7 @@ namespace aet::bind {
 void register_reconstruction(py::module_& m) {
     m.def("grid_projections",
           [](const carray<float>& tilts, const carray<double>& angles_rad, index_t n_grid, double radius,
-             int threads) {
+             int upsample, int threads) {
               require_shape(tilts, "tilts", {angles_rad.shape(0), -1, -1});
               if (n_grid < tilts.shape(1) || n_grid < tilts.shape(2))
                   throw py::value_error("n_grid: the grid must be at least as large as the images");
@@ -17,6 +17,8 @@ void register_reconstruction(py::module_& m) {
               auto rots = rotations_from(angles_rad);
               GriddingOptions opt;
               opt.radius = radius;
+              if (upsample < 1 || upsample > 8) throw py::value_error("upsample: expected 1..8");
+              opt.upsample = upsample;
               opt.threads = threads;
               GriddedData g;
               const float* t = tilts.data();
@@ -36,7 +38,7 @@ void register_reconstruction(py::module_& m) {
               return py::make_tuple(idx, val, w, r);
           },
           py::arg("tilts"), py::arg("angles_rad"), py::arg("n_grid"), py::arg("radius") = 0.3,
-          py::arg("threads") = 0,
+          py::arg("upsample") = 1, py::arg("threads") = 0,
           "Grid projections into the half spectrum of an n_grid^3 volume: (index, value, weight, |k|).");
 
     py::class_<GenfirePlan>(m, "GenfirePlan")

@@ -1,0 +1,44 @@
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def relative_error(x, y):
+    """||a x - y|| / ||y|| with the least-squares scale a (independent of aetcore.metrics)."""
+    x = np.asarray(x, np.float64)
+    y = np.asarray(y, np.float64)
+    a = (x * y).sum() / (x * x).sum()
+    return float(np.linalg.norm(a * x - y) / np.linalg.norm(y))
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)
+
+
+def shared_case(name):
+    """A case from ../shared/data mapped onto CONVENTIONS.md: (volume, tilts, angles, support).
+
+    The mapping (pinned by tests/test_shared_data.py): both the volume and the projections are
+    transposed (2, 1, 0) from MATLAB's [x, y, z] / [x, y, k]; the Euler angles are used as given.
+    """
+    d = SHARED / name
+    if not d.exists():
+        pytest.skip(f"{d} is not present")
+    if name == "genfire_vesicle":
+        model = np.load(d / "model_matlab_layout.npy")
+        proj = np.load(d / "projections_matlab_layout.npy")
+        angles = np.load(d / "angles.npy")
+        support = np.transpose(np.load(d / "support_matlab_layout.npy"), (2, 1, 0)) > 0
+    else:
+        model = np.load(d / "ground_truth_matlab_layout.npy")
+        proj = np.load(d / "projections_matlab_layout.npy")
+        angles = np.load(d / "angles_matlab.npy")
+        support = None
+    vol = np.ascontiguousarray(np.transpose(model, (2, 1, 0)), np.float32)
+    tilts = np.ascontiguousarray(np.transpose(proj, (2, 1, 0)), np.float32)
+    return vol, tilts, np.asarray(angles, np.float64), support

@@ -45,40 +45,52 @@ GriddedData grid_projections(const float* tilts, index_t K, index_t ny, index_t 
             fftwf_execute_dft_r2c(plan.get(), pad.data(), spec.data());
             const Mat3& R = rotations[k];
             std::vector<Record>& out = per_projection[k];
-            const double step = 1.0 / double(up);
-            for (index_t sv = -smax; sv <= smax; ++sv) {
-                for (index_t su = -smax; su <= smax; ++su) {
-                    const double ku = su * step, kv = sv * step;
-                    const double qx = R(0, 0) * ku + R(0, 1) * kv;
-                    // A sample with qx < -r only reaches kx < 0; its Hermitian twin (-ku, -kv),
-                    // also in this plane, reaches the stored half instead.
-                    if (qx < -r) continue;
-                    const double qy = R(1, 0) * ku + R(1, 1) * kv;
-                    const double qz = R(2, 0) * ku + R(2, 1) * kv;
-                    const index_t x0 = std::max<index_t>(0, index_t(std::ceil(qx - r)));
-                    const index_t x1 = std::min<index_t>(kmax, index_t(std::floor(qx + r)));
-                    const index_t y0 = std::max<index_t>(-kmax, index_t(std::ceil(qy - r)));
-                    const index_t y1 = std::min<index_t>(kmax, index_t(std::floor(qy + r)));
-                    const index_t z0 = std::max<index_t>(-kmax, index_t(std::ceil(qz - r)));
-                    const index_t z1 = std::min<index_t>(kmax, index_t(std::floor(qz + r)));
-                    if (x0 > x1 || y0 > y1 || z0 > z1) continue;
-                    float re, im;
-                    if (su >= 0) {
-                        const fftwf_complex& c = spec.data()[wrap(sv, M) * mh + su];
-                        re = c[0]; im = c[1];
-                    } else {
-                        const fftwf_complex& c = spec.data()[wrap(-sv, M) * mh + (-su)];
-                        re = c[0]; im = -c[1];
-                    }
-                    for (index_t gz = z0; gz <= z1; ++gz)
-                        for (index_t gy = y0; gy <= y1; ++gy)
-                            for (index_t gx = x0; gx <= x1; ++gx) {
-                                const double d = std::sqrt((gx - qx) * (gx - qx) + (gy - qy) * (gy - qy) +
-                                                           (gz - qz) * (gz - qz));
-                                if (d > r) continue;
-                                const std::int64_t idx = (wrap(gz, N) * N + wrap(gy, N)) * nh + gx;
-                                out.push_back({idx, float(gridding_weight(d, r)), re, im});
+            // Node-driven: every grid node within distance r of the slice plane takes the 2D
+            // spectrum interpolated (bilinear, in the up-sampled spectrum) at the node's exact
+            // in-plane coordinates, so only its distance from the plane is an approximation.
+            const double nrm[3] = {R(0, 2), R(1, 2), R(2, 2)};
+            int a = 0;
+            for (int i = 1; i < 3; ++i)
+                if (std::abs(nrm[i]) > std::abs(nrm[a])) a = i;
+            const int b = (a + 1) % 3, c = (a + 2) % 3;
+            const index_t lo[3] = {0, -kmax, -kmax}, hi[3] = {kmax, kmax, kmax};
+            for (index_t gb = lo[b]; gb <= hi[b]; ++gb) {
+                for (index_t gc = lo[c]; gc <= hi[c]; ++gc) {
+                    const double rest = nrm[b] * gb + nrm[c] * gc;
+                    // |nrm[a] * ga + rest| <= r
+                    double t1 = (-r - rest) / nrm[a], t2 = (r - rest) / nrm[a];
+                    if (t1 > t2) std::swap(t1, t2);
+                    const index_t ga0 = std::max<index_t>(lo[a], index_t(std::ceil(t1)));
+                    const index_t ga1 = std::min<index_t>(hi[a], index_t(std::floor(t2)));
+                    for (index_t ga = ga0; ga <= ga1; ++ga) {
+                        double g[3];
+                        g[a] = double(ga); g[b] = double(gb); g[c] = double(gc);
+                        const double d = std::abs(nrm[0] * g[0] + nrm[1] * g[1] + nrm[2] * g[2]);
+                        if (d > r) continue;
+                        // In-plane coordinates (R^T g)[0:2], in up-sampled sample units.
+                        double su = (R(0, 0) * g[0] + R(1, 0) * g[1] + R(2, 0) * g[2]) * up;
+                        double sv = (R(0, 1) * g[0] + R(1, 1) * g[1] + R(2, 1) * g[2]) * up;
+                        if (std::abs(su) > smax || std::abs(sv) > smax) continue;
+                        // Use the stored half (su >= 0) and Hermitian symmetry for the rest.
+                        const bool conj = su < 0;
+                        if (conj) { su = -su; sv = -sv; }
+                        const double fu = std::floor(su), fv = std::floor(sv);
+                        const index_t u0 = index_t(fu), v0 = index_t(fv);
+                        const double wu = su - fu, wv = sv - fv;
+                        double re = 0, im = 0;
+                        for (int dv = 0; dv < 2; ++dv)
+                            for (int du = 0; du < 2; ++du) {
+                                const double w = (du ? wu : 1 - wu) * (dv ? wv : 1 - wv);
+                                if (w == 0) continue;
+                                const fftwf_complex& cval = spec.data()[wrap(v0 + dv, M) * mh + (u0 + du)];
+                                re += w * cval[0];
+                                im += w * cval[1];
                             }
+                        if (conj) im = -im;
+                        const std::int64_t idx =
+                            (wrap(index_t(g[2]), N) * N + wrap(index_t(g[1]), N)) * nh + index_t(g[0]);
+                        out.push_back({idx, float(gridding_weight(d, r)), float(re), float(im)});
+                    }
                 }
             }
         }

@@ -1,1 +1,21 @@
-"""aetcore."""
+"""aetcore: atomic electron tomography, from an ADF-STEM tilt series to the 3D position and species
+of every atom.
+
+Modules, one per step: :mod:`aetcore.geometry` (conventions), :mod:`aetcore.project` (forward and
+back projection of volumes and atoms), :mod:`aetcore.reconstruct` (GENFIRE, RESIRE, SIRT, WBP),
+:mod:`aetcore.simulate` (nanoparticles and tilt series), :mod:`aetcore.metrics` (errors, FSC).
+"""
+from importlib.metadata import PackageNotFoundError, version as _version
+
+from . import geometry, metrics, project, reconstruct, simulate
+from .project import backproject_volume, project_atoms, project_volume, render_atoms
+from .reconstruct import Reconstruction, genfire, resire, sirt, wbp
+
+try:
+    __version__ = _version("aetcore")
+except PackageNotFoundError:  # pragma: no cover
+    __version__ = "0+unknown"
+
+__all__ = ["geometry", "metrics", "project", "reconstruct", "simulate", "project_volume",
+           "backproject_volume", "project_atoms", "render_atoms", "Reconstruction", "genfire",
+           "resire", "sirt", "wbp", "__version__"]

@@ -137,7 +137,7 @@ def _check_common(tilts, angles, pixel_size):
 
 def genfire(tilts, angles, *, pixel_size: float = 1.0, oversampling: float = 3, iterations: int = 100,
             support=None, positivity: bool = True, interpolation_radius: float = 0.3,
-            plane_upsampling: int = 2,
+            plane_upsampling: int = 2, support_margin: float = 2.5,
             extension: float = 0.5, rfree_fraction: float = 0.05, patience: int = 20, tol: float = 1e-4,
             volume_shape=None, threads=None, seed=None, progress: bool = True,
             callback: Callable[[int, float, float], None] | None = None) -> Reconstruction:
@@ -163,6 +163,9 @@ def genfire(tilts, angles, *, pixel_size: float = 1.0, oversampling: float = 3, 
     support : None, "box", or bool array (nz, ny, nx)
         None: automatic (a thresholded, dilated low-resolution reconstruction); "box": the whole
         volume; an array: the user's mask.
+    support_margin : float
+        Automatic support: how far (Å) the mask is dilated beyond the thresholded low-resolution
+        object, so that surface atoms are never cut (at least 2 voxels).
     positivity : bool
         Set negative voxels to zero each iteration.
     interpolation_radius : float
@@ -207,6 +210,7 @@ def genfire(tilts, angles, *, pixel_size: float = 1.0, oversampling: float = 3, 
     extension = float(at_least(extension, 0.0, "extension"))
     if extension > 1:
         raise ValueError(f"extension: expected a fraction in [0, 1], got {extension}")
+    support_margin = float(at_least(support_margin, 0.0, "support_margin"))
     rfree_fraction = float(at_least(rfree_fraction, 0.0, "rfree_fraction"))
     if rfree_fraction >= 0.5:
         raise ValueError(f"rfree_fraction: expected a fraction below 0.5, got {rfree_fraction}")
@@ -262,7 +266,7 @@ def genfire(tilts, angles, *, pixel_size: float = 1.0, oversampling: float = 3, 
         n_low = int(np.searchsorted(e_kr, 0.25 * kmax, side="right"))
         for _ in range(10):
             plan.iterate(box, None, positivity, e_idx, e_val, n_low, f_idx, f_val)
-        mask = np.ascontiguousarray(auto_support(box), dtype=np.uint8)
+        mask = np.ascontiguousarray(auto_support(box, dilation=max(2, int(round(support_margin / ps)))), dtype=np.uint8)
         box[:] = 0
         timings["support"] = time.perf_counter() - ts
 
@@ -270,7 +274,7 @@ def genfire(tilts, angles, *, pixel_size: float = 1.0, oversampling: float = 3, 
     errors, rfree = [], []
     best, best_err, since_best = None, np.inf, 0
     ti = time.perf_counter()
-    bar = tqdm(total=iterations, desc="GENFIRE", disable=not progress, leave=False)
+    bar = tqdm(total=iterations, desc="GENFIRE", disable=None if progress else True, leave=False)
     try:
         for it in range(iterations):
             if it < n_ext:
@@ -304,7 +308,7 @@ def genfire(tilts, angles, *, pixel_size: float = 1.0, oversampling: float = 3, 
     params = dict(pixel_size=ps, oversampling=oversampling, grid_size=N, iterations=iterations,
                   iterations_run=len(errors), support="auto" if support is None else
                   ("box" if isinstance(support, str) else "user"), positivity=positivity,
-                  interpolation_radius=radius, plane_upsampling=plane_upsampling, extension=extension, rfree_fraction=rfree_fraction,
+                  support_margin=support_margin, interpolation_radius=radius, plane_upsampling=plane_upsampling, extension=extension, rfree_fraction=rfree_fraction,
                   patience=patience, tol=tol, volume_shape=shape, threads=nthreads,
                   measured_points=int(idx.size))
     return Reconstruction(volume=volume, method="genfire", errors=np.asarray(errors),
@@ -352,7 +356,7 @@ def resire(tilts, angles, *, pixel_size: float = 1.0, iterations: int = 100, ste
     if x.shape != shape:
         raise ValueError(f"initial: expected shape {shape}, got {x.shape}")
     errors = []
-    for _ in tqdm(range(iterations), desc="RESIRE", disable=not progress, leave=False):
+    for _ in tqdm(range(iterations), desc="RESIRE", disable=None if progress else True, leave=False):
         r = project_volume(x, a, detector_shape=det, threads=nthreads)
         errors.append(_residual(r, t))
         r -= t
@@ -393,7 +397,7 @@ def sirt(tilts, angles, *, pixel_size: float = 1.0, iterations: int = 100, relax
     C = np.where(cols > 1e-6, relaxation / np.maximum(cols, 1e-6), 0.0).astype(np.float32)
     x = np.zeros(shape, np.float32)
     errors = []
-    for _ in tqdm(range(iterations), desc="SIRT", disable=not progress, leave=False):
+    for _ in tqdm(range(iterations), desc="SIRT", disable=None if progress else True, leave=False):
         r = project_volume(x, a, detector_shape=det, threads=nthreads)
         errors.append(_residual(r, t))
         np.subtract(t, r, out=r)

@@ -75,21 +75,6 @@ def _volume_shape(tilts: np.ndarray, volume_shape) -> tuple:
     return tuple(at_least(s, 1, "volume_shape", integer=True) for s in volume_shape)
 
 
-def _pad_tilts(tilts: np.ndarray, shape: tuple) -> np.ndarray:
-    """Centre-pad (or crop) images to the detector size of a volume (origin kept at n // 2)."""
-    ny, nx = shape[1], shape[2]
-    if tilts.shape[1:] == (ny, nx):
-        return tilts
-    out = np.zeros((tilts.shape[0], ny, nx), np.float32)
-    sy, sx = tilts.shape[1:]
-    # index i of the input sits at (i - sy//2) from the origin; place it at ny//2 + that.
-    y0, x0 = ny // 2 - sy // 2, nx // 2 - sx // 2
-    ya, yb = max(0, -y0), min(sy, ny - y0)
-    xa, xb = max(0, -x0), min(sx, nx - x0)
-    out[:, y0 + ya:y0 + yb, x0 + xa:x0 + xb] = tilts[:, ya:yb, xa:xb]
-    return out
-
-
 def _otsu(values: np.ndarray, bins: int = 256) -> float:
     hist, edges = np.histogram(values, bins=bins)
     centres = 0.5 * (edges[:-1] + edges[1:])
@@ -321,6 +306,23 @@ def _residual(P, b):
     return float(np.abs(P - b).sum(dtype=np.float64) / max(np.abs(b).sum(dtype=np.float64), 1e-30))
 
 
+def _preconditioned_descent(t, a, shape, x, vol_scale, det_scale, positivity, iterations, threads,
+                            progress, desc):
+    """``x <- x - vol_scale * P^T (det_scale * (P x - b))`` (optionally clipped at 0), the common
+    loop of RESIRE (scalar scales) and SIRT (inverse column and row sums). Returns the residuals."""
+    det = t.shape[1:]
+    errors = []
+    for _ in tqdm(range(iterations), desc=desc, disable=None if progress else True, leave=False):
+        r = project_volume(x, a, detector_shape=det, threads=threads)
+        errors.append(_residual(r, t))
+        r -= t
+        r *= det_scale
+        x -= vol_scale * backproject_volume(r, a, shape, threads=threads)
+        if positivity:
+            np.maximum(x, 0, out=x)
+    return np.asarray(errors)
+
+
 def resire(tilts, angles, *, pixel_size: float = 1.0, iterations: int = 100, step: float = 1.0,
            positivity: bool = True, volume_shape=None, initial=None, threads=None,
            progress: bool = True) -> Reconstruction:
@@ -355,17 +357,11 @@ def resire(tilts, angles, *, pixel_size: float = 1.0, iterations: int = 100, ste
     x = np.zeros(shape, np.float32) if initial is None else np.array(initial, np.float32)
     if x.shape != shape:
         raise ValueError(f"initial: expected shape {shape}, got {x.shape}")
-    errors = []
-    for _ in tqdm(range(iterations), desc="RESIRE", disable=None if progress else True, leave=False):
-        r = project_volume(x, a, detector_shape=det, threads=nthreads)
-        errors.append(_residual(r, t))
-        r -= t
-        x -= (step / (L * K)) * backproject_volume(r, a, shape, threads=nthreads)
-        if positivity:
-            np.maximum(x, 0, out=x)
+    errors = _preconditioned_descent(t, a, shape, x, np.float32(step / (L * K)), np.float32(1.0), positivity,
+                                     iterations, nthreads, progress, "RESIRE")
     params = dict(pixel_size=ps, iterations=iterations, step=step, lipschitz=L, positivity=positivity,
                   volume_shape=shape, threads=nthreads)
-    return Reconstruction(volume=x, method="resire", errors=np.asarray(errors), pixel_size=ps,
+    return Reconstruction(volume=x, method="resire", errors=errors, pixel_size=ps,
                           parameters=params, timings={"total": time.perf_counter() - t0})
 
 
@@ -396,18 +392,10 @@ def sirt(tilts, angles, *, pixel_size: float = 1.0, iterations: int = 100, relax
     R = np.where(rows > 1e-6, 1.0 / np.maximum(rows, 1e-6), 0.0).astype(np.float32)
     C = np.where(cols > 1e-6, relaxation / np.maximum(cols, 1e-6), 0.0).astype(np.float32)
     x = np.zeros(shape, np.float32)
-    errors = []
-    for _ in tqdm(range(iterations), desc="SIRT", disable=None if progress else True, leave=False):
-        r = project_volume(x, a, detector_shape=det, threads=nthreads)
-        errors.append(_residual(r, t))
-        np.subtract(t, r, out=r)
-        r *= R
-        x += C * backproject_volume(r, a, shape, threads=nthreads)
-        if positivity:
-            np.maximum(x, 0, out=x)
+    errors = _preconditioned_descent(t, a, shape, x, C, R, positivity, iterations, nthreads, progress, "SIRT")
     params = dict(pixel_size=ps, iterations=iterations, relaxation=relaxation, positivity=positivity,
                   volume_shape=shape, threads=nthreads)
-    return Reconstruction(volume=x, method="sirt", errors=np.asarray(errors), pixel_size=ps,
+    return Reconstruction(volume=x, method="sirt", errors=errors, pixel_size=ps,
                           parameters=params, timings={"total": time.perf_counter() - t0})
 
 

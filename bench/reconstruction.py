@@ -64,8 +64,15 @@ def _worker_aetcore(inp: dict, iterations: int, threads) -> dict:
     rec = reconstruct.genfire(tilts, angles, pixel_size=float(inp["pixel_size"]), oversampling=OVERSAMPLING,
                               iterations=iterations, threads=threads, seed=0, progress=False)
     wall = time.perf_counter() - t0
+    peak = _maxrss_mb()
     p = rec.parameters
-    return dict(volume=rec.volume, wall=wall, maxrss_mb=_maxrss_mb(), baseline_rss_mb=base,
+    # 2. FFT floor on the same grid and thread count, measured right after the reconstruction (same
+    #    machine load) and in this child, after its peak RSS was read (the floor's own arrays would
+    #    otherwise raise the parent's RSS high-water mark, which Linux hands on to later children).
+    N, nthreads = int(p["grid_size"]), int(p["threads"])
+    from aetcore import _core
+    fft = dict(N=N, threads=nthreads, seconds=float(_core.fft_roundtrip_time(N, nthreads, 5)), repeats=5)
+    return dict(volume=rec.volume, wall=wall, maxrss_mb=peak, baseline_rss_mb=base, fft_floor=fft,
                 timings={k: float(v) for k, v in rec.timings.items()},
                 iterations_run=int(p["iterations_run"]), grid_size=int(p["grid_size"]),
                 threads=int(p["threads"]), support=str(p["support"]), measured_points=int(p["measured_points"]))
@@ -249,7 +256,7 @@ def main(argv=None):
     if ns.size < 8 or ns.size % 2:
         ap.error(f"--size: expected an even number >= 8, got {ns.size} (genfire crops odd sizes to n-1)")
 
-    from aetcore import _core, reconstruct
+    from aetcore import reconstruct
     from aetcore._validate import resolve_threads
     from aetcore.metrics import relative_error
     threads = resolve_threads(ns.threads)
@@ -278,17 +285,14 @@ def main(argv=None):
         res["error"] = err(vol)
         R["aetcore_genfire"] = res
         del vol
+        R["fft_floor"] = res.pop("fft_floor")
         if not ns.skip_genfire:
             vol, res = _run_worker("genfire", inp, ns, wd)
             res["error"] = err(vol)
             R["genfire"] = res
             del vol
 
-    # 2. FFT floor on the same grid and thread count
     a = R["aetcore_genfire"]
-    N = a["grid_size"]
-    fft = float(_core.fft_roundtrip_time(N, a["threads"], 5))
-    R["fft_floor"] = dict(N=N, threads=a["threads"], seconds=fft, repeats=5)
     a["time_per_iteration"] = a["timings"]["iterations"] / max(a["iterations_run"], 1)
 
     # 3. SIRT and WBP vs astra (this process)

@@ -122,8 +122,8 @@ def _check_common(tilts, angles, pixel_size):
 
 def genfire(tilts, angles, *, pixel_size: float = 1.0, oversampling: float = 3, iterations: int = 100,
             support=None, positivity: bool = True, interpolation_radius: float = 0.3,
-            plane_upsampling: int = 2, support_margin: float = 2.5,
-            extension: float = 0.5, rfree_fraction: float = 0.05, patience: int = 20, tol: float = 1e-4,
+            plane_upsampling: int = 2, support_margin: float = 6.0,
+            extension: float = 0.5, momentum: float = 0.9, rfree_fraction: float = 0.05, patience: int = 20, tol: float = 1e-4,
             volume_shape=None, threads=None, seed=None, progress: bool = True,
             callback: Callable[[int, float, float], None] | None = None) -> Reconstruction:
     """GENFIRE reconstruction (Pryor et al., Sci. Rep. 7, 10409, 2017).
@@ -150,7 +150,8 @@ def genfire(tilts, angles, *, pixel_size: float = 1.0, oversampling: float = 3, 
         volume; an array: the user's mask.
     support_margin : float
         Automatic support: how far (Å) the mask is dilated beyond the thresholded low-resolution
-        object, so that surface atoms are never cut (at least 2 voxels).
+        object (at least 2 voxels). A generous margin: a tighter one barely lowers the volume error
+        but pulls the maxima of surface atoms off their places.
     positivity : bool
         Set negative voxels to zero each iteration.
     interpolation_radius : float
@@ -163,6 +164,10 @@ def genfire(tilts, angles, *, pixel_size: float = 1.0, oversampling: float = 3, 
         The images are zero-padded by this further factor before their FFT, so each slice plane is
         sampled every ``1 / plane_upsampling`` grid steps and more grid points find a measured
         sample within the radius (the 2D FFTs are cheap next to the iteration).
+    momentum : float
+        In [0, 1): each iterate steps on by ``momentum`` times its last move before the next
+        projection (accelerated alternating projections). 0 is GENFIRE's plain error reduction;
+        0.9 reaches in 100 iterations a lower error than several hundred plain ones.
     rfree_fraction : float
         Fraction of the measured points held out to compute R-free (0 disables).
     patience, tol : int, float
@@ -196,6 +201,9 @@ def genfire(tilts, angles, *, pixel_size: float = 1.0, oversampling: float = 3, 
     if extension > 1:
         raise ValueError(f"extension: expected a fraction in [0, 1], got {extension}")
     support_margin = float(at_least(support_margin, 0.0, "support_margin"))
+    momentum = float(at_least(momentum, 0.0, "momentum"))
+    if momentum >= 1:
+        raise ValueError(f"momentum: expected a value in [0, 1), got {momentum}")
     rfree_fraction = float(at_least(rfree_fraction, 0.0, "rfree_fraction"))
     if rfree_fraction >= 0.5:
         raise ValueError(f"rfree_fraction: expected a fraction below 0.5, got {rfree_fraction}")
@@ -258,6 +266,7 @@ def genfire(tilts, angles, *, pixel_size: float = 1.0, oversampling: float = 3, 
     n_ext = int(round(extension * iterations))
     errors, rfree = [], []
     best, best_err, since_best = None, np.inf, 0
+    x_prev = None
     ti = time.perf_counter()
     bar = tqdm(total=iterations, desc="GENFIRE", disable=None if progress else True, leave=False)
     try:
@@ -268,6 +277,13 @@ def genfire(tilts, angles, *, pixel_size: float = 1.0, oversampling: float = 3, 
             else:
                 n_enf = e_idx.size
             err, rf = plan.iterate(box, mask, positivity, e_idx, e_val, n_enf, f_idx, f_val)
+            current = box
+            if momentum > 0:
+                # Accelerated alternating projections: step on along the last move.
+                current = box.copy()
+                if x_prev is not None:
+                    box += momentum * (current - x_prev)
+                x_prev = current
             errors.append(err)
             rfree.append(rf if rf >= 0 else np.nan)
             bar.update(1)
@@ -282,18 +298,18 @@ def genfire(tilts, angles, *, pixel_size: float = 1.0, oversampling: float = 3, 
                 else:
                     since_best += 1
                 if err < best_err:
-                    best_err, best = err, box.copy()
+                    best_err, best = err, current.copy()
                 if since_best >= patience:
                     break
     finally:
         bar.close()
     timings["iterations"] = time.perf_counter() - ti
     timings["total"] = time.perf_counter() - t0
-    volume = best if best is not None else box
+    volume = best if best is not None else (x_prev if x_prev is not None else box)
     params = dict(pixel_size=ps, oversampling=oversampling, grid_size=N, iterations=iterations,
                   iterations_run=len(errors), support="auto" if support is None else
                   ("box" if isinstance(support, str) else "user"), positivity=positivity,
-                  support_margin=support_margin, interpolation_radius=radius, plane_upsampling=plane_upsampling, extension=extension, rfree_fraction=rfree_fraction,
+                  support_margin=support_margin, interpolation_radius=radius, plane_upsampling=plane_upsampling, extension=extension, momentum=momentum, rfree_fraction=rfree_fraction,
                   patience=patience, tol=tol, volume_shape=shape, threads=nthreads,
                   measured_points=int(idx.size))
     return Reconstruction(volume=volume, method="genfire", errors=np.asarray(errors),

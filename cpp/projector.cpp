@@ -76,6 +76,63 @@ inline double trilinear(const float* vol, Shape3 s, double x, double y, double z
     return acc;
 }
 
+// A rotation about y only (single-axis tilt): the ray stays in the volume slice y = v + ny/2, so
+// interpolation is bilinear in (x, z) and every detector row belongs to one slice.
+inline bool is_y_tilt(const Mat3& R) {
+    return std::abs(R(1, 1) - 1.0) < 1e-12 && std::abs(R(0, 1)) < 1e-12 && std::abs(R(2, 1)) < 1e-12 &&
+           std::abs(R(1, 0)) < 1e-12 && std::abs(R(1, 2)) < 1e-12;
+}
+
+// floor() for values > -1 (guaranteed inside the ray's interval): cheaper than std::floor.
+inline index_t floor_gt_m1(double x) { return index_t(x + 1.0) - 1; }
+
+// Sum of bilinear samples along one ray in the slice `sl` (rows z, stride sz; columns x).
+inline double ray_sum_xz(const float* sl, index_t sz, index_t nx, index_t nz, double bx, double bz,
+                         double dx, double dz, long wlo, long whi) {
+    double acc = 0.0;
+    for (long w = wlo; w <= whi; ++w) {
+        const double x = bx + w * dx, z = bz + w * dz;
+        const index_t x0 = floor_gt_m1(x), z0 = floor_gt_m1(z);
+        const double fx = x - double(x0), fz = z - double(z0);
+        if (x0 >= 0 && z0 >= 0 && x0 + 1 < nx && z0 + 1 < nz) {
+            const float* p = sl + z0 * sz + x0;
+            acc += (p[0] * (1 - fx) + p[1] * fx) * (1 - fz) + (p[sz] * (1 - fx) + p[sz + 1] * fx) * fz;
+        } else {
+            for (int a = 0; a < 2; ++a) {
+                const index_t zi = z0 + a;
+                if (zi < 0 || zi >= nz) continue;
+                const double wz = a ? fz : 1 - fz;
+                if (x0 >= 0) acc += wz * (1 - fx) * sl[zi * sz + x0];
+                if (x0 + 1 < nx) acc += wz * fx * sl[zi * sz + x0 + 1];
+            }
+        }
+    }
+    return acc;
+}
+
+// The adjoint of ray_sum_xz: scatter `val` along the ray into the slice.
+inline void ray_scatter_xz(float* sl, index_t sz, index_t nx, index_t nz, double bx, double bz,
+                           double dx, double dz, long wlo, long whi, double val) {
+    for (long w = wlo; w <= whi; ++w) {
+        const double x = bx + w * dx, z = bz + w * dz;
+        const index_t x0 = floor_gt_m1(x), z0 = floor_gt_m1(z);
+        const double fx = x - double(x0), fz = z - double(z0);
+        for (int a = 0; a < 2; ++a) {
+            const index_t zi = z0 + a;
+            if (zi < 0 || zi >= nz) continue;
+            const double wz = (a ? fz : 1 - fz) * val;
+            if (x0 >= 0) sl[zi * sz + x0] += float((1 - fx) * wz);
+            if (x0 + 1 < nx) sl[zi * sz + x0 + 1] += float(fx * wz);
+        }
+    }
+}
+
+bool all_y_tilts(const std::vector<Mat3>& rotations) {
+    for (const Mat3& R : rotations)
+        if (!is_y_tilt(R)) return false;
+    return true;
+}
+
 }  // namespace
 
 void project_volume(const float* vol, Shape3 s, const std::vector<Mat3>& rotations,
@@ -89,6 +146,23 @@ void project_volume(const float* vol, Shape3 s, const std::vector<Mat3>& rotatio
             const Mat3& R = rotations[k];
             float* row = out + (k * ndy + iv) * ndx;
             const double v = double(iv - ndy / 2);
+            if (is_y_tilt(R)) {
+                const index_t yi = iv - ndy / 2 + s.ny / 2;
+                if (yi < 0 || yi >= s.ny) {
+                    std::fill(row, row + ndx, 0.0f);
+                    continue;
+                }
+                const float* sl = vol + yi * s.nx;
+                for (index_t iu = 0; iu < ndx; ++iu) {
+                    const RayFrame f = ray_frame(R, double(iu - ndx / 2), v, s);
+                    long wlo, whi;
+                    row[iu] = ray_interval(f.b, f.d, lo, hi, wlo, whi)
+                                  ? float(ray_sum_xz(sl, s.nx * s.ny, s.nx, s.nz, f.b[0], f.b[2], f.d[0],
+                                                     f.d[2], wlo, whi))
+                                  : 0.0f;
+                }
+                continue;
+            }
             for (index_t iu = 0; iu < ndx; ++iu) {
                 const RayFrame f = ray_frame(R, double(iu - ndx / 2), v, s);
                 long wlo, whi;
@@ -109,6 +183,32 @@ void backproject_volume(const float* proj, index_t ndy, index_t ndx,
     const index_t K = index_t(rotations.size());
     const int nt = resolve_threads(threads);
     const index_t sy = s.nx, sz = s.nx * s.ny;
+    if (all_y_tilts(rotations)) {
+        // Each task owns one y slice, fed by one detector row of every image: no races, and the
+        // contributions arrive in the same (k, iu, w) order whatever the thread count.
+        const double lo[3] = {-1.0, -1.0, -1.0};
+        const double hi[3] = {double(s.nx), double(s.ny), double(s.nz)};
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+        for (index_t yi = 0; yi < s.ny; ++yi) {
+            float* sl = vol + yi * sy;
+            for (index_t z = 0; z < s.nz; ++z) std::fill(sl + z * sz, sl + z * sz + s.nx, 0.0f);
+            const index_t iv = yi - s.ny / 2 + ndy / 2;
+            if (iv < 0 || iv >= ndy) continue;
+            const double v = double(iv - ndy / 2);
+            for (index_t k = 0; k < K; ++k) {
+                const Mat3& R = rotations[k];
+                const float* row = proj + (k * ndy + iv) * ndx;
+                for (index_t iu = 0; iu < ndx; ++iu) {
+                    if (row[iu] == 0.0f) continue;
+                    const RayFrame f = ray_frame(R, double(iu - ndx / 2), v, s);
+                    long wlo, whi;
+                    if (!ray_interval(f.b, f.d, lo, hi, wlo, whi)) continue;
+                    ray_scatter_xz(sl, sz, s.nx, s.nz, f.b[0], f.b[2], f.d[0], f.d[2], wlo, whi, row[iu]);
+                }
+            }
+        }
+        return;
+    }
     // Each task owns a slab of z planes and writes only there: no races, and every voxel
     // receives its contributions in the same (k, iv, iu, w) order whatever the thread count.
     const index_t n_slabs = std::max<index_t>(1, std::min<index_t>(s.nz, index_t(nt) * 4));

@@ -86,34 +86,58 @@ inline bool is_y_tilt(const Mat3& R) {
 // floor() for values > -1 (guaranteed inside the ray's interval): cheaper than std::floor.
 inline index_t floor_gt_m1(double x) { return index_t(x + 1.0) - 1; }
 
+// The sub-range [ilo, ihi] of [wlo, whi] where both bilinear taps of x and z are inside the slice
+// (so the loop there needs no bounds checks). Empty when ilo > ihi.
+inline void interior_range(double bx, double bz, double dx, double dz, index_t nx, index_t nz, long wlo,
+                           long whi, long& ilo, long& ihi) {
+    const double b[3] = {bx, 0.0, bz}, d[3] = {dx, 0.0, dz};
+    // A small margin keeps rounding at the ends of the range from reaching outside the slice.
+    const double eps = 1e-6;
+    const double lo[3] = {eps, -1.0, eps}, hi[3] = {double(nx - 1) - eps, 1.0, double(nz - 1) - eps};
+    if (!ray_interval(b, d, lo, hi, ilo, ihi)) { ilo = whi + 1; ihi = whi; return; }
+    ilo = std::max(ilo, wlo);
+    ihi = std::min(ihi, whi);
+}
+
 // Sum of bilinear samples along one ray in the slice `sl` (rows z, stride sz; columns x).
 inline double ray_sum_xz(const float* sl, index_t sz, index_t nx, index_t nz, double bx, double bz,
                          double dx, double dz, long wlo, long whi) {
-    double acc = 0.0;
-    for (long w = wlo; w <= whi; ++w) {
+    long ilo, ihi;
+    interior_range(bx, bz, dx, dz, nx, nz, wlo, whi, ilo, ihi);
+    auto edge = [&](long w) {
         const double x = bx + w * dx, z = bz + w * dz;
         const index_t x0 = floor_gt_m1(x), z0 = floor_gt_m1(z);
         const double fx = x - double(x0), fz = z - double(z0);
-        if (x0 >= 0 && z0 >= 0 && x0 + 1 < nx && z0 + 1 < nz) {
-            const float* p = sl + z0 * sz + x0;
-            acc += (p[0] * (1 - fx) + p[1] * fx) * (1 - fz) + (p[sz] * (1 - fx) + p[sz + 1] * fx) * fz;
-        } else {
-            for (int a = 0; a < 2; ++a) {
-                const index_t zi = z0 + a;
-                if (zi < 0 || zi >= nz) continue;
-                const double wz = a ? fz : 1 - fz;
-                if (x0 >= 0) acc += wz * (1 - fx) * sl[zi * sz + x0];
-                if (x0 + 1 < nx) acc += wz * fx * sl[zi * sz + x0 + 1];
-            }
+        double acc = 0.0;
+        for (int a = 0; a < 2; ++a) {
+            const index_t zi = z0 + a;
+            if (zi < 0 || zi >= nz) continue;
+            const double wz = a ? fz : 1 - fz;
+            if (x0 >= 0 && x0 < nx) acc += wz * (1 - fx) * sl[zi * sz + x0];
+            if (x0 + 1 >= 0 && x0 + 1 < nx) acc += wz * fx * sl[zi * sz + x0 + 1];
         }
+        return acc;
+    };
+    double acc = 0.0;
+    for (long w = wlo; w <= whi && w < ilo; ++w) acc += edge(w);
+    for (long w = ilo; w <= ihi; ++w) {
+        const double x = bx + w * dx, z = bz + w * dz;
+        const index_t x0 = index_t(x), z0 = index_t(z);  // x, z >= 0 here
+        const double fx = x - double(x0), fz = z - double(z0);
+        const float* p = sl + z0 * sz + x0;
+        acc += (p[0] * (1 - fx) + p[1] * fx) * (1 - fz) + (p[sz] * (1 - fx) + p[sz + 1] * fx) * fz;
     }
+    for (long w = std::max(wlo, ihi + 1); w <= whi; ++w)
+        if (w > ihi && (w >= ilo || ilo > ihi)) acc += edge(w);
     return acc;
 }
 
 // The adjoint of ray_sum_xz: scatter `val` along the ray into the slice.
 inline void ray_scatter_xz(float* sl, index_t sz, index_t nx, index_t nz, double bx, double bz,
                            double dx, double dz, long wlo, long whi, double val) {
-    for (long w = wlo; w <= whi; ++w) {
+    long ilo, ihi;
+    interior_range(bx, bz, dx, dz, nx, nz, wlo, whi, ilo, ihi);
+    auto edge = [&](long w) {
         const double x = bx + w * dx, z = bz + w * dz;
         const index_t x0 = floor_gt_m1(x), z0 = floor_gt_m1(z);
         const double fx = x - double(x0), fz = z - double(z0);
@@ -121,10 +145,24 @@ inline void ray_scatter_xz(float* sl, index_t sz, index_t nx, index_t nz, double
             const index_t zi = z0 + a;
             if (zi < 0 || zi >= nz) continue;
             const double wz = (a ? fz : 1 - fz) * val;
-            if (x0 >= 0) sl[zi * sz + x0] += float((1 - fx) * wz);
-            if (x0 + 1 < nx) sl[zi * sz + x0 + 1] += float(fx * wz);
+            if (x0 >= 0 && x0 < nx) sl[zi * sz + x0] += float((1 - fx) * wz);
+            if (x0 + 1 >= 0 && x0 + 1 < nx) sl[zi * sz + x0 + 1] += float(fx * wz);
         }
+    };
+    for (long w = wlo; w <= whi && w < ilo; ++w) edge(w);
+    for (long w = ilo; w <= ihi; ++w) {
+        const double x = bx + w * dx, z = bz + w * dz;
+        const index_t x0 = index_t(x), z0 = index_t(z);
+        const double fx = x - double(x0), fz = z - double(z0);
+        float* p = sl + z0 * sz + x0;
+        const double w0 = (1 - fz) * val, w1 = fz * val;
+        p[0] += float((1 - fx) * w0);
+        p[1] += float(fx * w0);
+        p[sz] += float((1 - fx) * w1);
+        p[sz + 1] += float(fx * w1);
     }
+    for (long w = std::max(wlo, ihi + 1); w <= whi; ++w)
+        if (w > ihi && (w >= ilo || ilo > ihi)) edge(w);
 }
 
 bool all_y_tilts(const std::vector<Mat3>& rotations) {
@@ -138,31 +176,48 @@ bool all_y_tilts(const std::vector<Mat3>& rotations) {
 void project_volume(const float* vol, Shape3 s, const std::vector<Mat3>& rotations,
                     index_t ndy, index_t ndx, float* out, int threads) {
     const index_t K = index_t(rotations.size());
+    const int nt = resolve_threads(threads);
     const double lo[3] = {-1.0, -1.0, -1.0};
     const double hi[3] = {double(s.nx), double(s.ny), double(s.nz)};
-#pragma omp parallel for collapse(2) schedule(dynamic, 4) num_threads(resolve_threads(threads))
-    for (index_t k = 0; k < K; ++k) {
+    if (all_y_tilts(rotations)) {
+        // Single-axis tilt: each detector row reads one y slice. A (y, z, x) copy makes every slice
+        // contiguous (it then stays in cache while all rays of the row cross it).
+        std::vector<float> yzx(std::size_t(s.size()));
+#pragma omp parallel for schedule(static) num_threads(nt)
+        for (index_t y = 0; y < s.ny; ++y)
+            for (index_t z = 0; z < s.nz; ++z)
+                std::copy(vol + (z * s.ny + y) * s.nx, vol + (z * s.ny + y + 1) * s.nx,
+                          yzx.data() + (y * s.nz + z) * s.nx);
+#pragma omp parallel for collapse(2) schedule(dynamic, 4) num_threads(nt)
         for (index_t iv = 0; iv < ndy; ++iv) {
-            const Mat3& R = rotations[k];
-            float* row = out + (k * ndy + iv) * ndx;
-            const double v = double(iv - ndy / 2);
-            if (is_y_tilt(R)) {
+            for (index_t k = 0; k < K; ++k) {
+                const Mat3& R = rotations[k];
+                float* row = out + (k * ndy + iv) * ndx;
                 const index_t yi = iv - ndy / 2 + s.ny / 2;
                 if (yi < 0 || yi >= s.ny) {
                     std::fill(row, row + ndx, 0.0f);
                     continue;
                 }
-                const float* sl = vol + yi * s.nx;
+                const float* sl = yzx.data() + yi * s.nz * s.nx;
+                const double v = double(iv - ndy / 2);
                 for (index_t iu = 0; iu < ndx; ++iu) {
                     const RayFrame f = ray_frame(R, double(iu - ndx / 2), v, s);
                     long wlo, whi;
                     row[iu] = ray_interval(f.b, f.d, lo, hi, wlo, whi)
-                                  ? float(ray_sum_xz(sl, s.nx * s.ny, s.nx, s.nz, f.b[0], f.b[2], f.d[0],
-                                                     f.d[2], wlo, whi))
+                                  ? float(ray_sum_xz(sl, s.nx, s.nx, s.nz, f.b[0], f.b[2], f.d[0], f.d[2],
+                                                     wlo, whi))
                                   : 0.0f;
                 }
-                continue;
             }
+        }
+        return;
+    }
+#pragma omp parallel for collapse(2) schedule(dynamic, 4) num_threads(nt)
+    for (index_t k = 0; k < K; ++k) {
+        for (index_t iv = 0; iv < ndy; ++iv) {
+            const Mat3& R = rotations[k];
+            float* row = out + (k * ndy + iv) * ndx;
+            const double v = double(iv - ndy / 2);
             for (index_t iu = 0; iu < ndx; ++iu) {
                 const RayFrame f = ray_frame(R, double(iu - ndx / 2), v, s);
                 long wlo, whi;
@@ -188,14 +243,16 @@ void backproject_volume(const float* proj, index_t ndy, index_t ndx,
         // contributions arrive in the same (k, iu, w) order whatever the thread count.
         const double lo[3] = {-1.0, -1.0, -1.0};
         const double hi[3] = {double(s.nx), double(s.ny), double(s.nz)};
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+#pragma omp parallel num_threads(nt)
+        {
+        std::vector<float> buf(std::size_t(s.nz * s.nx));  // the slice, contiguous (stays in cache)
+        float* sl = buf.data();
+#pragma omp for schedule(dynamic, 1)
         for (index_t yi = 0; yi < s.ny; ++yi) {
-            float* sl = vol + yi * sy;
-            for (index_t z = 0; z < s.nz; ++z) std::fill(sl + z * sz, sl + z * sz + s.nx, 0.0f);
+            std::fill(buf.begin(), buf.end(), 0.0f);
             const index_t iv = yi - s.ny / 2 + ndy / 2;
-            if (iv < 0 || iv >= ndy) continue;
             const double v = double(iv - ndy / 2);
-            for (index_t k = 0; k < K; ++k) {
+            for (index_t k = 0; iv >= 0 && iv < ndy && k < K; ++k) {
                 const Mat3& R = rotations[k];
                 const float* row = proj + (k * ndy + iv) * ndx;
                 for (index_t iu = 0; iu < ndx; ++iu) {
@@ -203,9 +260,12 @@ void backproject_volume(const float* proj, index_t ndy, index_t ndx,
                     const RayFrame f = ray_frame(R, double(iu - ndx / 2), v, s);
                     long wlo, whi;
                     if (!ray_interval(f.b, f.d, lo, hi, wlo, whi)) continue;
-                    ray_scatter_xz(sl, sz, s.nx, s.nz, f.b[0], f.b[2], f.d[0], f.d[2], wlo, whi, row[iu]);
+                    ray_scatter_xz(sl, s.nx, s.nx, s.nz, f.b[0], f.b[2], f.d[0], f.d[2], wlo, whi, row[iu]);
                 }
             }
+            for (index_t z = 0; z < s.nz; ++z)
+                std::copy(sl + z * s.nx, sl + (z + 1) * s.nx, vol + z * sz + yi * sy);
+        }
         }
         return;
     }

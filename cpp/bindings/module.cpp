@@ -7,4 +7,5 @@ PYBIND11_MODULE(_core, m) {
     aet::bind::register_projector(m);
     aet::bind::register_atoms(m);
     aet::bind::register_reconstruction(m);
+    aet::bind::register_trace(m);
 }

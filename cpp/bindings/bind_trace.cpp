@@ -1,0 +1,70 @@
+#include "bindings.hpp"
+#include "trace.hpp"
+
+namespace aet::bind {
+
+void register_trace(py::module_& m) {
+    m.def("local_maxima",
+          [](const carray<float>& vol, float threshold, int threads) {
+              require_shape(vol, "volume", {-1, -1, -1});
+              Shape3 s{vol.shape(0), vol.shape(1), vol.shape(2)};
+              std::vector<Peak> peaks;
+              {
+                  py::gil_scoped_release nogil;
+                  peaks = find_local_maxima(vol.data(), s, threshold, threads);
+              }
+              const py::ssize_t n = py::ssize_t(peaks.size());
+              carray<std::int64_t> idx({n, py::ssize_t(3)});
+              carray<float> val({n});
+              auto* pi = idx.mutable_data();
+              auto* pv = val.mutable_data();
+              for (py::ssize_t k = 0; k < n; ++k) {
+                  const index_t i = peaks[std::size_t(k)].index;
+                  pi[3 * k] = i / (s.ny * s.nx);
+                  pi[3 * k + 1] = (i / s.nx) % s.ny;
+                  pi[3 * k + 2] = i % s.nx;
+                  pv[k] = peaks[std::size_t(k)].value;
+              }
+              return py::make_tuple(idx, val);
+          },
+          py::arg("volume"), py::arg("threshold"), py::arg("threads") = 0,
+          "Local maxima (26-neighbourhood, one per plateau) above threshold, brightest first: "
+          "((n, 3) int64 (z, y, x), (n,) float32 values).");
+    m.def("trace_atoms",
+          [](const carray<float>& vol, float threshold, index_t max_atoms, double min_distance, int fit,
+             double max_drift, int radius, int threads) {
+              require_shape(vol, "volume", {-1, -1, -1});
+              if (fit < 0 || fit > 2) throw py::value_error("fit: expected 0, 1 or 2, got " + std::to_string(fit));
+              if (radius < 1) throw py::value_error("radius: expected >= 1, got " + std::to_string(radius));
+              Shape3 s{vol.shape(0), vol.shape(1), vol.shape(2)};
+              TraceOptions opt;
+              opt.threshold = threshold;
+              opt.max_atoms = max_atoms;
+              opt.min_distance = min_distance;
+              opt.fit = fit;
+              opt.max_drift = max_drift;
+              opt.radius = radius;
+              opt.threads = threads;
+              TraceResult r;
+              {
+                  py::gil_scoped_release nogil;
+                  r = trace_atoms(vol.data(), s, opt);
+              }
+              const py::ssize_t n = py::ssize_t(r.size());
+              carray<std::int64_t> vox({n, py::ssize_t(3)});
+              carray<double> pos({n, py::ssize_t(3)});
+              carray<float> inten({n});
+              carray<std::int8_t> status({n});
+              std::copy(r.voxel.begin(), r.voxel.end(), vox.mutable_data());
+              std::copy(r.position.begin(), r.position.end(), pos.mutable_data());
+              std::copy(r.intensity.begin(), r.intensity.end(), inten.mutable_data());
+              std::copy(r.status.begin(), r.status.end(), status.mutable_data());
+              return py::make_tuple(vox, pos, inten, status);
+          },
+          py::arg("volume"), py::arg("threshold"), py::arg("max_atoms") = 0, py::arg("min_distance") = 0.0,
+          py::arg("fit") = 1, py::arg("max_drift") = 1.0, py::arg("radius") = 2, py::arg("threads") = 0,
+          "Trace atoms: ((n,3) int64 voxel (z,y,x), (n,3) float64 position (z,y,x) in voxels, (n,) float32 "
+          "intensity, (n,) int8 status); fit 0 none, 1 polynomial, 2 Gaussian; lengths in voxels.");
+}
+
+}  // namespace aet::bind

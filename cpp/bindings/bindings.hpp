@@ -34,5 +34,6 @@ void register_projector(py::module_& m);
 void register_atoms(py::module_& m);
 void register_reconstruction(py::module_& m);
 void register_trace(py::module_& m);
+void register_refine(py::module_& m);
 
 }  // namespace aet::bind

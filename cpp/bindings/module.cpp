@@ -8,4 +8,5 @@ PYBIND11_MODULE(_core, m) {
     aet::bind::register_atoms(m);
     aet::bind::register_reconstruction(m);
     aet::bind::register_trace(m);
+    aet::bind::register_refine(m);
 }

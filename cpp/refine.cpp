@@ -1,0 +1,212 @@
+#include "refine.hpp"
+#include <algorithm>
+#include <cmath>
+
+namespace aet {
+
+void gaussian_cell_mean_derivs(double c, double s, index_t i0, index_t n, double* d_c, double* d_s) {
+    const double norm = 1.0 / (std::sqrt(2.0 * M_PI) * s);
+    const double h = -0.5 / (s * s);
+    double tp = double(i0) - 0.5 - c;
+    double pp = norm * std::exp(h * tp * tp);
+    for (index_t j = 0; j < n; ++j) {
+        const double tn = double(i0 + j) + 0.5 - c;
+        const double pn = norm * std::exp(h * tn * tn);
+        d_c[j] = pp - pn;
+        d_s[j] = (tp * pp - tn * pn) / s;
+        tp = tn;
+        pp = pn;
+    }
+}
+
+namespace {
+
+struct Window {
+    double u, v, amp, sig;
+    index_t u0, u1, v0, v1;
+    bool empty;
+};
+
+inline Window atom_window(const AtomSet& atoms, index_t a, const Mat3& Rt, index_t ndy, index_t ndx) {
+    static const double two_pi_32 = std::pow(2.0 * M_PI, 1.5);
+    Window w;
+    const double* r = atoms.positions + 3 * a;
+    const int s = atoms.species[a];
+    w.sig = atoms.sigmas[s];
+    w.amp = atoms.heights[s] * two_pi_32 * w.sig * w.sig * w.sig;
+    w.u = Rt(0, 0) * r[0] + Rt(0, 1) * r[1] + Rt(0, 2) * r[2] + double(ndx / 2);
+    w.v = Rt(1, 0) * r[0] + Rt(1, 1) * r[1] + Rt(1, 2) * r[2] + double(ndy / 2);
+    const double ext = atoms.cutoff * w.sig;
+    w.u0 = std::max<index_t>(0, index_t(std::floor(w.u - ext)));
+    w.u1 = std::min<index_t>(ndx - 1, index_t(std::ceil(w.u + ext)));
+    w.v0 = std::max<index_t>(0, index_t(std::floor(w.v - ext)));
+    w.v1 = std::min<index_t>(ndy - 1, index_t(std::ceil(w.v + ext)));
+    w.empty = w.u0 > w.u1 || w.v0 > w.v1;
+    return w;
+}
+
+}  // namespace
+
+RefineEval refine_objective(const AtomSet& atoms, const std::vector<Mat3>& rotations, index_t ndy,
+                            index_t ndx, const float* measured, double scale, double pixel_size,
+                            bool want_grad, bool want_jtj, int threads) {
+    const index_t K = index_t(rotations.size());
+    const index_t npix = ndy * ndx;
+    const index_t n = atoms.n;
+    const index_t ns = index_t(atoms.heights.size());
+    const int nt = resolve_threads(threads);
+    std::vector<double> model(std::size_t(K * npix), 0.0);
+    std::vector<double> pb_k(std::size_t(K), 0.0), pp_k(std::size_t(K), 0.0);
+
+    // Pass 1: the model images (each angle owns its image) and <P, b>, <P, P> per angle.
+#pragma omp parallel num_threads(nt)
+    {
+        std::vector<double> gx, gy;
+#pragma omp for schedule(static)
+        for (index_t k = 0; k < K; ++k) {
+            double* img = model.data() + k * npix;
+            const Mat3 Rt = rotations[std::size_t(k)].transpose();
+            for (index_t a = 0; a < n; ++a) {
+                const Window w = atom_window(atoms, a, Rt, ndy, ndx);
+                if (w.empty) continue;
+                gx.resize(std::size_t(w.u1 - w.u0 + 1));
+                gy.resize(std::size_t(w.v1 - w.v0 + 1));
+                gaussian_cell_means(w.u, w.sig, w.u0, w.u1 - w.u0 + 1, gx.data());
+                gaussian_cell_means(w.v, w.sig, w.v0, w.v1 - w.v0 + 1, gy.data());
+                for (index_t iv = w.v0; iv <= w.v1; ++iv) {
+                    const double wy = w.amp * gy[std::size_t(iv - w.v0)];
+                    double* row = img + iv * ndx;
+                    for (index_t iu = w.u0; iu <= w.u1; ++iu) row[iu] += wy * gx[std::size_t(iu - w.u0)];
+                }
+            }
+            const float* b = measured + k * npix;
+            double spb = 0.0, spp = 0.0;
+            for (index_t i = 0; i < npix; ++i) {
+                spb += img[i] * double(b[i]);
+                spp += img[i] * img[i];
+            }
+            pb_k[std::size_t(k)] = spb;
+            pp_k[std::size_t(k)] = spp;
+        }
+    }
+    RefineEval out;
+    for (index_t k = 0; k < K; ++k) {
+        out.pb += pb_k[std::size_t(k)];
+        out.pp += pp_k[std::size_t(k)];
+    }
+    const double s = scale > 0 ? scale : (out.pp > 0 ? out.pb / out.pp : 0.0);
+    out.scale = s;
+
+    // Pass 2: residuals, loss, gradients and Gauss-Newton blocks.
+    std::vector<double> loss_k(std::size_t(K), 0.0), abs_k(std::size_t(K), 0.0);
+    const std::size_t ng = want_grad ? std::size_t(3 * n + 2 * ns) : 0;
+    const std::size_t nj = want_jtj ? std::size_t(6 * n) : 0;
+    std::vector<std::vector<double>> acc_g(static_cast<std::size_t>(nt)), acc_j(static_cast<std::size_t>(nt));
+#pragma omp parallel num_threads(nt)
+    {
+        const int tid = omp_get_thread_num();
+        std::vector<double>& g = acc_g[std::size_t(tid)];
+        std::vector<double>& jt = acc_j[std::size_t(tid)];
+        g.assign(ng, 0.0);
+        jt.assign(nj, 0.0);
+        std::vector<double> ex, ey, dxu, dyv, dxs, dys;
+#pragma omp for schedule(static)
+        for (index_t k = 0; k < K; ++k) {
+            double* res = model.data() + k * npix;  // becomes s P - b in place
+            const float* b = measured + k * npix;
+            double l = 0.0, ab = 0.0;
+            for (index_t i = 0; i < npix; ++i) {
+                const double r = s * res[i] - double(b[i]);
+                res[i] = r;
+                l += r * r;
+                ab += std::abs(r);
+            }
+            loss_k[std::size_t(k)] = 0.5 * l;
+            abs_k[std::size_t(k)] = ab;
+            if (!want_grad && !want_jtj) continue;
+            const Mat3 Rt = rotations[std::size_t(k)].transpose();
+            for (index_t a = 0; a < n; ++a) {
+                const Window w = atom_window(atoms, a, Rt, ndy, ndx);
+                if (w.empty) continue;
+                const index_t mu = w.u1 - w.u0 + 1, mv = w.v1 - w.v0 + 1;
+                ex.resize(std::size_t(mu)); dxu.resize(std::size_t(mu)); dxs.resize(std::size_t(mu));
+                ey.resize(std::size_t(mv)); dyv.resize(std::size_t(mv)); dys.resize(std::size_t(mv));
+                gaussian_cell_means(w.u, w.sig, w.u0, mu, ex.data());
+                gaussian_cell_means(w.v, w.sig, w.v0, mv, ey.data());
+                gaussian_cell_mean_derivs(w.u, w.sig, w.u0, mu, dxu.data(), dxs.data());
+                gaussian_cell_mean_derivs(w.v, w.sig, w.v0, mv, dyv.data(), dys.data());
+                if (want_grad) {
+                    double S0 = 0, Su = 0, Sv = 0, Ss = 0;
+                    for (index_t j = 0; j < mv; ++j) {
+                        const double* row = res + (w.v0 + j) * ndx + w.u0;
+                        double r0 = 0, ru = 0, rs = 0;
+                        for (index_t i = 0; i < mu; ++i) {
+                            r0 += row[i] * ex[std::size_t(i)];
+                            ru += row[i] * dxu[std::size_t(i)];
+                            rs += row[i] * dxs[std::size_t(i)];
+                        }
+                        const double eyj = ey[std::size_t(j)];
+                        S0 += eyj * r0;
+                        Su += eyj * ru;
+                        Sv += dyv[std::size_t(j)] * r0;
+                        Ss += eyj * rs + dys[std::size_t(j)] * r0;
+                    }
+                    const double gu = s * w.amp * Su, gv = s * w.amp * Sv;
+                    double* gp = g.data() + 3 * a;
+                    for (int c = 0; c < 3; ++c) gp[c] += gu * Rt(0, c) + gv * Rt(1, c);
+                    const int sp = atoms.species[a];
+                    g[std::size_t(3 * n + sp)] += s * w.amp / atoms.heights[std::size_t(sp)] * S0;
+                    g[std::size_t(3 * n + ns + sp)] += s * (3.0 * w.amp / w.sig * S0 + w.amp * Ss);
+                }
+                if (want_jtj) {
+                    double exx = 0, exd = 0, edd = 0, eyy = 0, eyd = 0, fdd = 0;
+                    for (index_t i = 0; i < mu; ++i) {
+                        exx += ex[std::size_t(i)] * ex[std::size_t(i)];
+                        exd += ex[std::size_t(i)] * dxu[std::size_t(i)];
+                        edd += dxu[std::size_t(i)] * dxu[std::size_t(i)];
+                    }
+                    for (index_t j = 0; j < mv; ++j) {
+                        eyy += ey[std::size_t(j)] * ey[std::size_t(j)];
+                        eyd += ey[std::size_t(j)] * dyv[std::size_t(j)];
+                        fdd += dyv[std::size_t(j)] * dyv[std::size_t(j)];
+                    }
+                    const double A2 = w.amp * w.amp;
+                    const double muu = A2 * edd * eyy, muv = A2 * exd * eyd, mvv = A2 * exx * fdd;
+                    double* J = jt.data() + 6 * a;
+                    const int ii[6] = {0, 0, 0, 1, 1, 2}, jj[6] = {0, 1, 2, 1, 2, 2};
+                    for (int q = 0; q < 6; ++q) {
+                        const double a0 = Rt(0, ii[q]), a1 = Rt(1, ii[q]);
+                        const double b0 = Rt(0, jj[q]), b1 = Rt(1, jj[q]);
+                        J[q] += a0 * muu * b0 + a0 * muv * b1 + a1 * muv * b0 + a1 * mvv * b1;
+                    }
+                }
+            }
+        }
+    }
+    for (index_t k = 0; k < K; ++k) {
+        out.loss += loss_k[std::size_t(k)];
+        out.abs_residual += abs_k[std::size_t(k)];
+    }
+    if (want_grad) {
+        std::vector<double> g(ng, 0.0);
+        for (int t = 0; t < nt; ++t)
+            if (acc_g[std::size_t(t)].size() == ng)
+                for (std::size_t i = 0; i < ng; ++i) g[i] += acc_g[std::size_t(t)][i];
+        out.grad_pos.assign(g.begin(), g.begin() + 3 * n);
+        out.grad_height.assign(g.begin() + 3 * n, g.begin() + 3 * n + ns);
+        out.grad_sigma.assign(g.begin() + 3 * n + ns, g.end());
+        out.grad_b.resize(std::size_t(ns));
+        const double c = 1.0 / (16.0 * M_PI * M_PI * pixel_size * pixel_size);
+        for (index_t q = 0; q < ns; ++q)
+            out.grad_b[std::size_t(q)] = out.grad_sigma[std::size_t(q)] * c / atoms.sigmas[std::size_t(q)];
+    }
+    if (want_jtj) {
+        out.jtj.assign(nj, 0.0);
+        for (int t = 0; t < nt; ++t)
+            if (acc_j[std::size_t(t)].size() == nj)
+                for (std::size_t i = 0; i < nj; ++i) out.jtj[i] += acc_j[std::size_t(t)][i];
+    }
+    return out;
+}
+
+}  // namespace aet

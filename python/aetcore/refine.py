@@ -1,0 +1,255 @@
+"""Refinement of an atomic model against the measured tilt series (CONVENTIONS.md forward model).
+
+Minimises ``L = sum_k sum_pixels (s P_k - b_k)^2 / 2`` over atom positions, per-species heights
+``H_s`` and Debye-Waller factors ``B_s`` (the blur is fixed), where ``P_k`` are the exact (erf) pixel
+projections of the Gaussian atoms at the measured angles and ``s`` a global scale. The loss and its
+analytic gradient come from the C++ core (float64 inside, OpenMP over angles, deterministic for a
+given thread count); the minimiser is ``scipy.optimize.minimize(method="L-BFGS-B", jac=True)``.
+
+Scale: with ``scale=None`` (default) ``s = <P, b> / <P, P>`` is solved in closed form at every
+evaluation; by the envelope theorem the gradient at fixed ``s`` is then the gradient of the reduced
+objective. ``s`` and the heights are degenerate (``P`` is linear in ``H``), so when heights are
+refined with a closed-form scale, ``s`` is folded into the returned heights and ``scale`` is 1.
+Pass a number to fix ``s``.
+
+Parameters seen by L-BFGS-B: position offsets from the start in Å (bounds ``±max_shift`` per
+coordinate), heights relative to their start (``H / H_0`` > 0) and ``B`` in Å² (bounds [0.1, 50]);
+the objective is divided by ``sum b^2 / 2`` so that its scale does not depend on the data.
+
+Precision: per atom, the Gauss-Newton 3x3 block ``J_i^T J_i`` (derivatives of ``s P`` with respect
+to that atom's coordinates only, summed over all pixels of all angles) and the noise variance from
+the residual, ``sigma^2 = sum r^2 / (n_pixels - n_params)``, give
+``precision_i = sqrt(diag(sigma^2 (J_i^T J_i)^{-1}))`` in Å. It ignores correlations with
+neighbouring atoms and with H, B and s (a lower bound where atoms overlap in projection).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+from scipy.optimize import minimize
+
+from . import _core
+from ._validate import as_angles, as_positions, as_tilts, at_least, positive, resolve_threads
+from ase.data import atomic_numbers
+
+from .project import AtomModel, atom_model
+
+__all__ = ["refine", "RefinementResult", "B_BOUNDS"]
+
+#: Bounds on the refined Debye-Waller factors, Å².
+B_BOUNDS = (0.1, 50.0)
+_H_MIN = 1e-6  # relative to the starting height
+
+
+@dataclass(frozen=True)
+class RefinementResult:
+    """Outcome of :func:`refine`.
+
+    Attributes
+    ----------
+    positions : (n_atoms, 3) float64
+        Refined ``(x, y, z)``, Å, object frame.
+    labels : (n_atoms,) int32
+        Species labels into ``model.symbols``.
+    model : AtomModel
+        Refined heights and B-factors (blur unchanged).
+    scale : float
+        Global scale ``s`` of the final model (1 when folded into the heights, see module doc).
+    r1_before, r1_after : float
+        ``sum |s P - b| / sum |b|`` at the start and at the end.
+    loss_history : (n_iterations + 1,) float64
+        ``L`` at the start and after every L-BFGS-B iteration.
+    n_iterations : int
+    precision : (n_atoms, 3) float64
+        Estimated standard deviation of each coordinate, Å (Gauss-Newton, see module doc).
+    noise_sigma : float
+        Residual standard deviation per pixel, projection units.
+    message : str
+        The minimiser's message.
+    """
+
+    positions: np.ndarray
+    labels: np.ndarray
+    model: AtomModel
+    scale: float
+    r1_before: float
+    r1_after: float
+    loss_history: np.ndarray
+    n_iterations: int
+    precision: np.ndarray
+    noise_sigma: float
+    message: str
+
+
+def _flag(value, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected True or False, got {type(value).__name__}")
+    return bool(value)
+
+
+def refine(positions, species, tilts, angles, pixel_size, *, model: AtomModel | None = None,
+           max_shift: float = 1.0, refine_positions: bool = True, refine_heights: bool = True,
+           refine_b: bool = True, iterations: int = 50, scale=None, cutoff: float = 5.0,
+           threads=None) -> RefinementResult:
+    """Refine atom positions, heights and B-factors against a tilt series.
+
+    Parameters
+    ----------
+    positions : (n_atoms, 3) array
+        Starting ``(x, y, z)`` in Å (e.g. from :func:`aetcore.trace.trace_atoms`).
+    species : (n_atoms,) sequence
+        Element symbols, or integer labels into ``model.symbols``.
+    tilts : (n_angles, ny, nx) array
+        Measured (aligned) tilt series.
+    angles : (n_angles,) or (n_angles, 3) array
+        Degrees, one per image.
+    pixel_size : float
+        Å per pixel.
+    model : AtomModel, optional
+        Starting heights, B-factors and blur (default :func:`aetcore.project.atom_model`).
+    max_shift : float
+        Each coordinate stays within ``±max_shift`` Å of its start.
+    refine_positions, refine_heights, refine_b : bool
+        Which parameters to refine.
+    iterations : int
+        Maximum L-BFGS-B iterations.
+    scale : None or float
+        None solves the global scale in closed form at every evaluation; a number fixes it.
+    cutoff : float
+        Atoms are evaluated within ``cutoff`` sigmas.
+    threads : int, optional
+
+    Returns
+    -------
+    RefinementResult
+    """
+    pos0 = as_positions(positions)
+    t = as_tilts(tilts)
+    a = as_angles(angles, t.shape[0])
+    ps = positive(pixel_size, "pixel_size")
+    if model is not None and not isinstance(model, AtomModel):
+        raise TypeError(f"model: expected an AtomModel or None, got {type(model).__name__}")
+    sp = np.asarray(species)
+    if sp.ndim != 1 or sp.shape[0] != pos0.shape[0]:
+        raise ValueError(f"species: expected one entry per atom ({pos0.shape[0]}), got shape {sp.shape}")
+    if model is None:
+        if sp.dtype.kind in "iu":
+            raise ValueError("species: integer labels need a `model` (see aetcore.project.atom_model)")
+        symbols = sorted(dict.fromkeys(str(s) for s in sp), key=lambda s: atomic_numbers.get(s, 0))
+        model = atom_model(symbols)
+    labels = model.labels(sp)
+    max_shift = positive(max_shift, "max_shift")
+    rp = _flag(refine_positions, "refine_positions")
+    rh = _flag(refine_heights, "refine_heights")
+    rb = _flag(refine_b, "refine_b")
+    iterations = at_least(iterations, 1, "iterations", integer=True)
+    fixed_scale = 0.0 if scale is None else positive(scale, "scale")
+    cutoff = positive(cutoff, "cutoff")
+    nt = resolve_threads(threads)
+
+    n, ns = pos0.shape[0], len(model.symbols)
+    h0 = np.asarray(model.heights, np.float64).copy()
+    if np.any(h0 <= 0):
+        raise ValueError(f"model: heights must be positive to refine, got {h0}")
+    b0 = np.clip(np.asarray(model.b_factors, np.float64), *B_BOUNDS)
+    blur = float(model.blur)
+    ang = np.radians(a)
+    bsum = float(np.abs(t.astype(np.float64)).sum())
+    norm = 0.5 * float((t.astype(np.float64) ** 2).sum())
+    if not norm > 0:
+        raise ValueError("tilts: expected a non-zero tilt series")
+
+    def unpack(x):
+        i = 0
+        pos, h, b = pos0, h0, b0
+        if rp:
+            pos = pos0 + x[:3 * n].reshape(n, 3)
+            i = 3 * n
+        if rh:
+            h = h0 * x[i:i + ns]
+            i += ns
+        if rb:
+            b = x[i:i + ns]
+        return pos, h, b
+
+    def evaluate(pos, h, b, grad, jtj=False):
+        return _core.refine_objective(np.ascontiguousarray(pos / ps), labels, np.ascontiguousarray(h),
+                                      np.ascontiguousarray(b), blur, ps, ang, t, fixed_scale, cutoff,
+                                      grad, jtj, nt)
+
+    last = {}
+
+    def fun(x):
+        pos, h, b = unpack(x)
+        d = evaluate(pos, h, b, True)
+        g = []
+        if rp:
+            g.append(d["grad_positions"].ravel() / ps)
+        if rh:
+            g.append(d["grad_heights"] * h0)
+        if rb:
+            g.append(d["grad_b_factors"])
+        last["x"], last["loss"] = x.copy(), d["loss"]
+        return d["loss"] / norm, np.concatenate(g) / norm
+
+    x0, bounds = [], []
+    if rp:
+        x0.append(np.zeros(3 * n))
+        bounds += [(-max_shift, max_shift)] * (3 * n)
+    if rh:
+        x0.append(np.ones(ns))
+        bounds += [(_H_MIN, None)] * ns
+    if rb:
+        x0.append(b0.copy())
+        bounds += [B_BOUNDS] * ns
+
+    start = evaluate(pos0, h0, b0, False)
+    history = [start["loss"]]
+    r1_before = start["abs_residual"] / bsum
+    message, nit = "nothing to refine", 0
+    pos, h, b = pos0, h0, b0
+    if x0:
+        x0 = np.concatenate(x0)
+
+        def callback(xk):
+            if "x" in last and np.array_equal(last["x"], xk):
+                history.append(last["loss"])
+            else:
+                p_, h_, b_ = unpack(xk)
+                history.append(evaluate(p_, h_, b_, False)["loss"])
+
+        res = minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=bounds, callback=callback,
+                       options={"maxiter": iterations, "ftol": 1e-15, "gtol": 1e-12, "maxcor": 20})
+        pos, h, b = unpack(np.clip(res.x, [lo if lo is not None else -np.inf for lo, _ in bounds],
+                                   [hi if hi is not None else np.inf for _, hi in bounds]))
+        message, nit = str(res.message), int(res.nit)
+
+    final = evaluate(pos, h, b, False, jtj=True)
+    s = float(final["scale"])
+    if rh and scale is None:
+        h = h * s
+        final_scale = 1.0
+        s_eff = s  # J uses s P with the unfolded heights; identical to P with folded heights
+    else:
+        final_scale = s
+        s_eff = s
+    n_params = (3 * n if rp else 0) + (ns if rh else 0) + (ns if rb else 0) + (1 if scale is None else 0)
+    dof = max(1, t.size - n_params)
+    noise_var = 2.0 * final["loss"] / dof
+    jtj = final["jtj"] * (s_eff / ps) ** 2  # derivatives of s P per Å
+    idx = np.array([[0, 1, 2], [1, 3, 4], [2, 4, 5]])
+    blocks = jtj[:, idx]  # (n, 3, 3)
+    precision = np.full((n, 3), np.inf)
+    for i in range(n):
+        try:
+            cov = noise_var * np.linalg.inv(blocks[i])
+            precision[i] = np.sqrt(np.clip(np.diag(cov), 0, None))
+        except np.linalg.LinAlgError:
+            pass
+    out_model = replace(model, heights=np.asarray(h, np.float64).copy(), b_factors=np.asarray(b, np.float64).copy())
+    return RefinementResult(positions=np.ascontiguousarray(pos, np.float64), labels=labels, model=out_model,
+                            scale=final_scale, r1_before=float(r1_before),
+                            r1_after=float(final["abs_residual"] / bsum),
+                            loss_history=np.asarray(history, np.float64), n_iterations=nit,
+                            precision=precision, noise_sigma=float(np.sqrt(noise_var)), message=message)

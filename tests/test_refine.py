@@ -1,0 +1,187 @@
+"""Refinement of atoms against a tilt series: analytic gradients, recovery, precision, bounds,
+threads, bad input."""
+import numpy as np
+import pytest
+
+from aetcore import _core, project, simulate
+from aetcore.refine import B_BOUNDS, RefinementResult, refine
+
+PS = 0.4
+SHAPE = (48, 48)
+ANGLES = np.linspace(-70, 70, 10)
+
+
+@pytest.fixture(scope="module")
+def pt_case():
+    pos, sp = simulate.pt_particle(radius=6.0, orientation="random", seed=1)
+    model = project.atom_model(["Pt"])
+    tilts = project.project_atoms(pos, sp, ANGLES, SHAPE, PS, model=model, threads=1)
+    return pos, sp, model, tilts
+
+
+def _rms(a, b):
+    return float(np.sqrt(((a - b) ** 2).sum(axis=1).mean()))
+
+
+# --------------------------------------------------------------------------------- gradient check
+@pytest.mark.parametrize("scale", [1.3, 0.0])  # 0 = closed-form scale (envelope theorem)
+def test_gradient_matches_central_differences(scale):
+    rng = np.random.default_rng(0)
+    n = 8
+    pos = rng.uniform(-3, 3, (n, 3))  # voxels
+    sp = (np.arange(n) % 2).astype(np.int32)
+    h = np.array([0.7, 1.2])
+    b = np.array([3.0, 5.0])
+    blur = 0.4
+    ang = np.radians(np.stack([np.zeros(4), [-50.0, -10.0, 20.0, 60.0], np.zeros(4)], axis=1))
+    meas = (rng.normal(0, 0.05, (4, 24, 22)) + 0.2).astype(np.float32)
+
+    def f(pos, h, b):
+        return _core.refine_objective(pos, sp, h, b, blur, PS, ang, meas, scale, 5.0, True, False, 1)
+
+    d = f(pos, h, b)
+    eps = 1e-5
+
+    def check(analytic, plus, minus):
+        fd = (plus["loss"] - minus["loss"]) / (2 * eps)
+        assert abs(analytic - fd) <= 1e-3 * max(abs(fd), 1e-3 * abs(d["loss"])), (analytic, fd)
+
+    for i in range(n):
+        for c in range(3):
+            p, m = pos.copy(), pos.copy()
+            p[i, c] += eps
+            m[i, c] -= eps
+            check(d["grad_positions"][i, c], f(p, h, b), f(m, h, b))
+    for s in range(2):
+        p, m = h.copy(), h.copy()
+        p[s] += eps
+        m[s] -= eps
+        check(d["grad_heights"][s], f(pos, p, b), f(pos, m, b))
+        p, m = b.copy(), b.copy()
+        p[s] += eps
+        m[s] -= eps
+        check(d["grad_b_factors"][s], f(pos, h, p), f(pos, h, m))
+    assert np.all(d["grad_heights"] != 0) and np.all(d["grad_b_factors"] != 0)
+
+
+def test_model_matches_project_atoms(pt_case):
+    pos, sp, model, tilts = pt_case
+    d = _core.refine_objective(pos / PS, np.zeros(len(pos), np.int32), model.heights, model.b_factors,
+                               model.blur, PS, np.radians(np.stack([0 * ANGLES, ANGLES, 0 * ANGLES], 1)),
+                               tilts, 0.0, 5.0, False, False, 1)
+    assert abs(d["scale"] - 1.0) < 1e-6
+    assert d["abs_residual"] / np.abs(tilts).sum() < 1e-6
+
+
+# ---------------------------------------------------------------------------------------- recovery
+def test_recovers_perturbed_positions(pt_case):
+    pos, sp, model, tilts = pt_case
+    assert 40 <= len(pos) <= 80
+    rng = np.random.default_rng(2)
+    start = pos + rng.normal(0, 0.3 / np.sqrt(3), pos.shape)  # 0.3 Å RMS displacement
+    assert 0.25 < _rms(start, pos) < 0.35
+    r = refine(start, sp, tilts, ANGLES, PS, model=model, refine_heights=False, refine_b=False,
+               iterations=100, threads=1)
+    assert isinstance(r, RefinementResult)
+    err = _rms(r.positions, pos)
+    print(f"positions: RMS {_rms(start, pos):.3f} -> {err:.2e} Å, R1 {r.r1_before:.3f} -> {r.r1_after:.2e}, "
+          f"{r.n_iterations} iterations")
+    assert err < 0.02
+    assert r.r1_after < r.r1_before / 10
+    assert r.loss_history[0] > r.loss_history[-1]
+    assert len(r.loss_history) == r.n_iterations + 1
+    assert abs(r.scale - 1.0) < 1e-3
+
+
+def test_recovers_heights_and_b_factors():
+    fp = simulate.fept_particle(radius=6.0, orientation="random", seed=3)
+    truth = project.atom_model(["Fe", "Pt"], b_factors={"Fe": 3.0, "Pt": 5.0})
+    tilts = project.project_atoms(fp.positions, fp.species, ANGLES, SHAPE, PS, model=truth, threads=1)
+    start_model = project.atom_model(["Fe", "Pt"], heights=truth.heights * np.array([1.3, 0.8]),
+                                     b_factors={"Fe": 6.0, "Pt": 2.5})
+    start = fp.positions + np.random.default_rng(4).normal(0, 0.1, fp.positions.shape)
+    r = refine(start, fp.species, tilts, ANGLES, PS, model=start_model, iterations=80, threads=1)
+    hr = r.model.heights / truth.heights
+    print(f"H ratio {hr}, B {r.model.b_factors}, R1 {r.r1_before:.3f} -> {r.r1_after:.2e}, "
+          f"positions RMS {_rms(r.positions, fp.positions):.2e} Å")
+    assert np.all(np.abs(hr - 1) < 0.03)
+    assert np.all(np.abs(r.model.b_factors / truth.b_factors - 1) < 0.03)
+    assert r.scale == 1.0  # folded into the heights
+    assert r.model.symbols == truth.symbols and r.model.blur == truth.blur
+
+
+# --------------------------------------------------------------------------------------- precision
+def test_precision_matches_scatter(pt_case):
+    pos, sp, model, clean = pt_case
+    rng = np.random.default_rng(5)
+    noise = 0.05 * float(clean.max())
+    errs, preds = [], []
+    for _ in range(6):
+        noisy = clean + rng.normal(0, noise, clean.shape).astype(np.float32)
+        r = refine(pos, sp, noisy, ANGLES, PS, model=model, refine_heights=False, refine_b=False,
+                   iterations=100, threads=1)
+        errs.append(r.positions - pos)
+        preds.append(r.precision)
+        assert abs(r.noise_sigma / noise - 1) < 0.05
+    errs, preds = np.array(errs), np.array(preds)
+    actual = np.sqrt((errs ** 2).mean(axis=(0, 1)))
+    predicted = np.sqrt((preds ** 2).mean(axis=(0, 1)))
+    print(f"actual RMS error per axis {actual}, predicted {predicted} Å")
+    ratio = actual / predicted
+    assert np.all((ratio > 1 / 1.5) & (ratio < 1.5)), ratio
+
+
+# ------------------------------------------------------------------------------- bounds, threads
+def test_bounds_honoured(pt_case):
+    pos, sp, model, tilts = pt_case
+    start = pos + np.random.default_rng(6).normal(0, 0.3, pos.shape)
+    r = refine(start, sp, tilts, ANGLES, PS, model=project.atom_model(["Pt"], b_factors=60.0),
+               max_shift=0.1, iterations=30, threads=1)
+    assert np.abs(r.positions - start).max() <= 0.1 + 1e-9
+    assert np.all(r.model.b_factors >= B_BOUNDS[0]) and np.all(r.model.b_factors <= B_BOUNDS[1])
+    assert np.all(r.model.heights > 0)
+
+
+def test_threads_agree(pt_case):
+    pos, sp, model, tilts = pt_case
+    start = pos + np.random.default_rng(7).normal(0, 0.15, pos.shape)
+    r1 = refine(start, sp, tilts, ANGLES, PS, model=model, iterations=15, threads=1)
+    r2 = refine(start, sp, tilts, ANGLES, PS, model=model, iterations=15, threads=2)
+    r2b = refine(start, sp, tilts, ANGLES, PS, model=model, iterations=15, threads=2)
+    assert np.abs(r1.positions - r2.positions).max() < 1e-6
+    np.testing.assert_allclose(r1.model.heights, r2.model.heights, rtol=1e-6)
+    np.testing.assert_allclose(r1.model.b_factors, r2.model.b_factors, rtol=1e-6)
+    np.testing.assert_array_equal(r2.positions, r2b.positions)  # deterministic for a thread count
+
+
+# -------------------------------------------------------------------------------------- bad input
+def test_bad_input_refused(pt_case):
+    pos, sp, model, tilts = pt_case
+    ok = dict(model=model, iterations=2, threads=1)
+    cases = [
+        (ValueError, "positions", lambda: refine(pos[:, :2], sp, tilts, ANGLES, PS, **ok)),
+        (TypeError, "positions", lambda: refine("pos", sp, tilts, ANGLES, PS, **ok)),
+        (ValueError, "species", lambda: refine(pos, sp[:-1], tilts, ANGLES, PS, **ok)),
+        (ValueError, "species", lambda: refine(pos, np.full(len(pos), "Xx"), tilts, ANGLES, PS, **ok)),
+        (ValueError, "tilts", lambda: refine(pos, sp, tilts[0], ANGLES, PS, **ok)),
+        (ValueError, "angles", lambda: refine(pos, sp, tilts, ANGLES[:-1], PS, **ok)),
+        (ValueError, "pixel_size", lambda: refine(pos, sp, tilts, ANGLES, -1.0, **ok)),
+        (ValueError, "max_shift", lambda: refine(pos, sp, tilts, ANGLES, PS, max_shift=0.0, **ok)),
+        (TypeError, "refine_positions", lambda: refine(pos, sp, tilts, ANGLES, PS, refine_positions="yes", **ok)),
+        (TypeError, "model", lambda: refine(pos, sp, tilts, ANGLES, PS, model="Pt")),
+        (ValueError, "iterations", lambda: refine(pos, sp, tilts, ANGLES, PS, model=model, iterations=0)),
+        (ValueError, "threads", lambda: refine(pos, sp, tilts, ANGLES, PS, model=model, threads=0)),
+        (ValueError, "species", lambda: refine(pos, np.zeros(len(pos), int), tilts, ANGLES, PS)),
+        (ValueError, "scale", lambda: refine(pos, sp, tilts, ANGLES, PS, scale=-1.0, **ok)),
+        (ValueError, "tilts", lambda: refine(pos, sp, np.zeros_like(tilts), ANGLES, PS, **ok)),
+    ]
+    for exc, name, call in cases:
+        with pytest.raises(exc, match=name):
+            call()
+
+
+def test_default_model_from_symbols(pt_case):
+    pos, sp, model, tilts = pt_case
+    r = refine(pos, sp, tilts, ANGLES, PS, iterations=3, threads=1)
+    assert r.model.symbols == ("Pt",)
+    assert r.precision.shape == pos.shape and np.all(np.isfinite(r.precision))

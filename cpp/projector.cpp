@@ -99,70 +99,48 @@ inline void interior_range(double bx, double bz, double dx, double dz, index_t n
     ihi = std::min(ihi, whi);
 }
 
-// Sum of bilinear samples along one ray in the slice `sl` (rows z, stride sz; columns x).
-inline double ray_sum_xz(const float* sl, index_t sz, index_t nx, index_t nz, double bx, double bz,
-                         double dx, double dz, long wlo, long whi) {
+// Visit every in-bounds bilinear tap (slice index, weight) of the samples w = wlo..whi of one ray
+// in the slice `sl` (rows z, stride sz; columns x). The forward projection and its adjoint both
+// walk the ray through this one function, so they are exact transposes by construction.
+template <class Tap>
+inline void ray_taps_xz(index_t sz, index_t nx, index_t nz, double bx, double bz, double dx, double dz,
+                        long wlo, long whi, Tap&& tap) {
     long ilo, ihi;
     interior_range(bx, bz, dx, dz, nx, nz, wlo, whi, ilo, ihi);
-    auto edge = [&](long w) {
+    for (long w = wlo; w <= whi; ++w) {
         const double x = bx + w * dx, z = bz + w * dz;
         const index_t x0 = floor_gt_m1(x), z0 = floor_gt_m1(z);
         const double fx = x - double(x0), fz = z - double(z0);
-        double acc = 0.0;
+        const index_t i = z0 * sz + x0;
+        if (w >= ilo && w <= ihi) {  // all four taps inside: no checks
+            tap(i, (1 - fx) * (1 - fz));
+            tap(i + 1, fx * (1 - fz));
+            tap(i + sz, (1 - fx) * fz);
+            tap(i + sz + 1, fx * fz);
+            continue;
+        }
         for (int a = 0; a < 2; ++a) {
             const index_t zi = z0 + a;
             if (zi < 0 || zi >= nz) continue;
             const double wz = a ? fz : 1 - fz;
-            if (x0 >= 0 && x0 < nx) acc += wz * (1 - fx) * sl[zi * sz + x0];
-            if (x0 + 1 >= 0 && x0 + 1 < nx) acc += wz * fx * sl[zi * sz + x0 + 1];
+            if (x0 >= 0 && x0 < nx) tap(zi * sz + x0, (1 - fx) * wz);
+            if (x0 + 1 >= 0 && x0 + 1 < nx) tap(zi * sz + x0 + 1, fx * wz);
         }
-        return acc;
-    };
-    double acc = 0.0;
-    for (long w = wlo; w <= whi && w < ilo; ++w) acc += edge(w);
-    for (long w = ilo; w <= ihi; ++w) {
-        const double x = bx + w * dx, z = bz + w * dz;
-        const index_t x0 = index_t(x), z0 = index_t(z);  // x, z >= 0 here
-        const double fx = x - double(x0), fz = z - double(z0);
-        const float* p = sl + z0 * sz + x0;
-        acc += (p[0] * (1 - fx) + p[1] * fx) * (1 - fz) + (p[sz] * (1 - fx) + p[sz + 1] * fx) * fz;
     }
-    for (long w = std::max(wlo, ihi + 1); w <= whi; ++w)
-        if (w > ihi && (w >= ilo || ilo > ihi)) acc += edge(w);
+}
+
+// Sum of bilinear samples along one ray in the slice.
+inline double ray_sum_xz(const float* sl, index_t sz, index_t nx, index_t nz, double bx, double bz,
+                         double dx, double dz, long wlo, long whi) {
+    double acc = 0.0;
+    ray_taps_xz(sz, nx, nz, bx, bz, dx, dz, wlo, whi, [&](index_t i, double w) { acc += w * sl[i]; });
     return acc;
 }
 
 // The adjoint of ray_sum_xz: scatter `val` along the ray into the slice.
 inline void ray_scatter_xz(float* sl, index_t sz, index_t nx, index_t nz, double bx, double bz,
                            double dx, double dz, long wlo, long whi, double val) {
-    long ilo, ihi;
-    interior_range(bx, bz, dx, dz, nx, nz, wlo, whi, ilo, ihi);
-    auto edge = [&](long w) {
-        const double x = bx + w * dx, z = bz + w * dz;
-        const index_t x0 = floor_gt_m1(x), z0 = floor_gt_m1(z);
-        const double fx = x - double(x0), fz = z - double(z0);
-        for (int a = 0; a < 2; ++a) {
-            const index_t zi = z0 + a;
-            if (zi < 0 || zi >= nz) continue;
-            const double wz = (a ? fz : 1 - fz) * val;
-            if (x0 >= 0 && x0 < nx) sl[zi * sz + x0] += float((1 - fx) * wz);
-            if (x0 + 1 >= 0 && x0 + 1 < nx) sl[zi * sz + x0 + 1] += float(fx * wz);
-        }
-    };
-    for (long w = wlo; w <= whi && w < ilo; ++w) edge(w);
-    for (long w = ilo; w <= ihi; ++w) {
-        const double x = bx + w * dx, z = bz + w * dz;
-        const index_t x0 = index_t(x), z0 = index_t(z);
-        const double fx = x - double(x0), fz = z - double(z0);
-        float* p = sl + z0 * sz + x0;
-        const double w0 = (1 - fz) * val, w1 = fz * val;
-        p[0] += float((1 - fx) * w0);
-        p[1] += float(fx * w0);
-        p[sz] += float((1 - fx) * w1);
-        p[sz + 1] += float(fx * w1);
-    }
-    for (long w = std::max(wlo, ihi + 1); w <= whi; ++w)
-        if (w > ihi && (w >= ilo || ilo > ihi)) edge(w);
+    ray_taps_xz(sz, nx, nz, bx, bz, dx, dz, wlo, whi, [&](index_t i, double w) { sl[i] += float(w * val); });
 }
 
 bool all_y_tilts(const std::vector<Mat3>& rotations) {

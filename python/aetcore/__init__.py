@@ -3,14 +3,17 @@ of every atom.
 
 Modules, one per step: :mod:`aetcore.geometry` (conventions), :mod:`aetcore.project` (forward and
 back projection of volumes and atoms), :mod:`aetcore.reconstruct` (GENFIRE, RESIRE, SIRT, WBP),
-:mod:`aetcore.trace` (atoms from a volume), :mod:`aetcore.scoring` (atoms against the truth),
+:mod:`aetcore.trace` (atoms from a volume), :mod:`aetcore.classify` (species),
+:mod:`aetcore.refine` (atomic model against the projections), :mod:`aetcore.scoring` (atoms against the truth),
 :mod:`aetcore.simulate` (nanoparticles and tilt series), :mod:`aetcore.metrics` (errors, FSC).
 """
 from importlib.metadata import PackageNotFoundError, version as _version
 
-from . import geometry, metrics, project, reconstruct, scoring, simulate, trace
+from . import classify, geometry, metrics, project, reconstruct, refine, scoring, simulate, trace
 from .project import backproject_volume, project_atoms, project_volume, render_atoms
 from .reconstruct import Reconstruction, genfire, resire, sirt, wbp
+from .classify import classify as classify_species
+from .refine import refine as refine_atoms
 from .scoring import match_atoms
 from .trace import trace_atoms
 
@@ -19,7 +22,7 @@ try:
 except PackageNotFoundError:  # pragma: no cover
     __version__ = "0+unknown"
 
-__all__ = ["geometry", "metrics", "project", "reconstruct", "scoring", "simulate", "trace", "match_atoms",
+__all__ = ["classify", "refine", "classify_species", "refine_atoms", "geometry", "metrics", "project", "reconstruct", "scoring", "simulate", "trace", "match_atoms",
            "trace_atoms", "project_volume",
            "backproject_volume", "project_atoms", "render_atoms", "Reconstruction", "genfire",
            "resire", "sirt", "wbp", "__version__"]

@@ -13,6 +13,7 @@ from . import classify, geometry, metrics, project, reconstruct, refine, scoring
 from .project import backproject_volume, project_atoms, project_volume, render_atoms
 from .reconstruct import Reconstruction, genfire, resire, sirt, wbp
 from .classify import classify as classify_species
+from .pipeline import atoms_from_tilts
 from .refine import refine as refine_atoms
 from .scoring import match_atoms
 from .trace import trace_atoms
@@ -22,7 +23,7 @@ try:
 except PackageNotFoundError:  # pragma: no cover
     __version__ = "0+unknown"
 
-__all__ = ["classify", "refine", "classify_species", "refine_atoms", "geometry", "metrics", "project", "reconstruct", "scoring", "simulate", "trace", "match_atoms",
+__all__ = ["atoms_from_tilts", "classify", "refine", "classify_species", "refine_atoms", "geometry", "metrics", "project", "reconstruct", "scoring", "simulate", "trace", "match_atoms",
            "trace_atoms", "project_volume",
            "backproject_volume", "project_atoms", "render_atoms", "Reconstruction", "genfire",
            "resire", "sirt", "wbp", "__version__"]

@@ -179,3 +179,21 @@ def test_bad_input_is_refused(atoms_volume):
         args.update(kw)
         with pytest.raises(exc, match=name):
             trace_atoms(args.pop("volume"), args.pop("pixel_size"), **args)
+
+
+def test_auto_support_drops_peaks_outside_the_particle():
+    from aetcore.project import render_atoms
+
+    rng = np.random.default_rng(11)
+    g = np.arange(-2, 3) * 2.8
+    pos = np.stack(np.meshgrid(g, g, g, indexing="ij"), -1).reshape(-1, 3)  # a compact cluster
+    vol = render_atoms(pos, ["Pt"] * len(pos), (48, 48, 48), 0.4)
+    vol[3, 4, 5] = 0.5 * vol.max()  # a hot voxel far from the particle
+    vol += rng.normal(0, 1e-3, vol.shape).astype(np.float32)
+    everything = trace_atoms(vol, 0.4)
+    inside = trace_atoms(vol, 0.4, support="auto")
+    assert len(everything) == len(pos) + 1
+    assert len(inside) == len(pos)
+    assert not np.any(np.all(inside.voxel == [3, 4, 5], axis=1))
+    with pytest.raises(ValueError, match="support"):
+        trace_atoms(vol, 0.4, support="sphere")

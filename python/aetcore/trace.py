@@ -123,8 +123,36 @@ def local_maxima(volume, threshold=None, *, threads=None):
     return _core.local_maxima(vol, thr, resolve_threads(threads))
 
 
+def _support_mask(vol: np.ndarray, p: float) -> np.ndarray:
+    """The particle: the volume smoothed over 1 Å, Otsu-thresholded, holes filled, dilated by 2.5 Å."""
+    from .reconstruct import auto_support
+
+    return auto_support(vol, smoothing=max(0.5, 1.0 / p), dilation=max(1, int(round(2.5 / p))))
+
+
+def _background_rejects(vol: np.ndarray, vox: np.ndarray, inten: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Candidates whose 3x3x3 box is closer to the background than to the typical faint atom.
+
+    The atom reference is the mean box of the candidates at or below the median peak value (the
+    lightest species dominate there, so light atoms are not measured against heavy ones); the
+    background reference is a flat box at the median of the voxels outside the particle.
+    """
+    if vox.shape[0] < 4 or mask.all():
+        return np.zeros(vox.shape[0], bool)
+    off = np.stack(np.meshgrid(*([np.arange(-1, 2)] * 3), indexing="ij"), -1).reshape(-1, 3)
+    idx = np.clip(vox[:, None, :] + off[None], 0, np.array(vol.shape) - 1)
+    boxes = vol[idx[..., 0], idx[..., 1], idx[..., 2]].astype(np.float64)
+    faint = inten <= np.median(inten)
+    atom = boxes[faint].mean(axis=0)
+    background = float(np.median(vol[~mask]))
+    d_atom = np.linalg.norm(boxes - atom, axis=1)
+    d_bg = np.linalg.norm(boxes - background, axis=1)
+    return d_bg < d_atom
+
+
 def trace_atoms(volume, pixel_size, *, threshold=None, max_atoms=None, min_distance=2.0, fit="polynomial",
-                max_drift=1.0, fit_radius=2, threads=None) -> TracedAtoms:
+                max_drift=1.0, fit_radius=2, support=None, reject_background=False,
+                threads=None) -> TracedAtoms:
     """Trace atoms in a volume: local maxima, sub-voxel fits, minimum distance.
 
     Parameters
@@ -148,6 +176,15 @@ def trace_atoms(volume, pixel_size, *, threshold=None, max_atoms=None, min_dista
         fits get status 2.
     fit_radius : int
         Half-width of the fitting box in voxels (2: the 5x5x5 box, 125 voxels for 35 polynomial terms).
+    support : None, "auto" or bool array (nz, ny, nx)
+        Peaks outside the particle are dropped. "auto": the volume smoothed over 1 Å, thresholded by
+        Otsu's method and dilated by 2.5 Å; None (default) keeps every peak. Off by default: on
+        GENFIRE volumes of FePt it dropped a surface Fe atom now and then, and the species
+        classification's non-atom class already removes faint peaks.
+    reject_background : bool
+        With a support: drop candidates whose 3x3x3 box is closer to the background (the median
+        outside the support) than to the mean box of the fainter half of the candidates. Off by
+        default: where the light species is a minority (FePt) it rejects light atoms.
     threads : int, optional
         OpenMP threads; None uses every core the process may use. The result does not depend on it.
 
@@ -173,7 +210,24 @@ def trace_atoms(volume, pixel_size, *, threshold=None, max_atoms=None, min_dista
     if fit != "none" and radius < 2:
         raise ValueError(f"fit_radius: a 4th-order polynomial needs fit_radius >= 2, got {fit_radius}")
     nt = resolve_threads(threads)
+    if isinstance(support, str):
+        if support != "auto":
+            raise ValueError(f"support: expected 'auto', None or a bool array, got {support!r}")
+        mask = _support_mask(vol, p)
+    elif support is None:
+        mask = None
+    else:
+        mask = np.asarray(support)
+        if mask.shape != vol.shape:
+            raise ValueError(f"support: expected shape {vol.shape}, got {mask.shape}")
+        mask = mask != 0
+    reject_background = bool(reject_background)
     vox, pos, inten, status = _core.trace_atoms(vol, thr, cap, dmin / p, _FITS[fit], drift, radius, nt)
+    if mask is not None and vox.shape[0]:
+        keep = mask[vox[:, 0], vox[:, 1], vox[:, 2]]
+        if reject_background:
+            keep &= ~_background_rejects(vol, vox, inten, mask)
+        vox, pos, inten, status = vox[keep], pos[keep], inten[keep], status[keep]
     nz, ny, nx = vol.shape
     positions = (pos[:, ::-1] - np.array([nx // 2, ny // 2, nz // 2], np.float64)) * p
     return TracedAtoms(np.ascontiguousarray(positions), vox, inten, status, p, vol.shape)

@@ -348,7 +348,7 @@ def _row(label, d, extra=""):
     ax = d["rmsd_axes_pm"]
     sa = d.get("species_accuracy")
     fe = (d.get("recall_by_species") or {}).get("Fe")
-    return (f"   {label:<34}{d['n_traced']:>7}{d['recall'] * 100:>8.2f}{d['precision'] * 100:>8.2f}"
+    return (f"   {label:<38}{d['n_traced']:>7}{d['recall'] * 100:>8.2f}{d['precision'] * 100:>8.2f}"
             f"{d['rmsd_pm']:>8.1f}{ax[0]:>6.1f}{ax[1]:>6.1f}{ax[2]:>6.1f}"
             f"{'' if sa is None else f'{sa * 100:8.2f}':>8}{'' if fe is None else f'{fe * 100:8.2f}':>8}{d['wall']:>8.1f}{extra}")
 
@@ -370,7 +370,7 @@ def format_table(R) -> str:
     L.append(f"   dose {A['dose_e_per_A2']:.3g} e/Å^2 per image = {A['counts_per_pixel']:.0f} e per pixel on average "
              f"(Poisson; noise ||tilts - clean|| / ||clean|| = {A['noise_rel']:.3f}), seed {R['seed']}")
     L.append("   scoring: aetcore.scoring.match_atoms (global translation, one-to-one within 1 Å); %, pm, s")
-    L.append(f"   {'method':<34}{'atoms':>7}{'recall':>8}{'prec.':>8}{'RMSD':>8}{'x':>6}{'y':>6}{'z':>6}"
+    L.append(f"   {'method':<38}{'atoms':>7}{'recall':>8}{'prec.':>8}{'RMSD':>8}{'x':>6}{'y':>6}{'z':>6}"
              f"{'species':>8}{'Fe rec':>8}{'wall s':>8}")
     L.append(_row("aetcore atoms_from_tilts (defaults)", A["aetcore"]))
     L.append(_row("  same, refine=False", A["aetcore_norefine"]))
@@ -403,7 +403,7 @@ def format_table(R) -> str:
              f"ground_truth_volume {S['size']}^3 at {PIXEL_SIZE} Å ({S['volume_mb']:.0f} MB) + Gaussian noise "
              f"sigma {S['noise_sigma_over_max']:g} x max")
     L.append("   each method in its own process; peak MB = that process's peak RSS (VmHWM), (before) = after imports and loading the volume")
-    L.append(f"   {'method':<34}{'atoms':>7}{'recall':>8}{'prec.':>8}{'RMSD':>8}{'x':>6}{'y':>6}{'z':>6}"
+    L.append(f"   {'method':<38}{'atoms':>7}{'recall':>8}{'prec.':>8}{'RMSD':>8}{'x':>6}{'y':>6}{'z':>6}"
              f"{'species':>8}{'Fe rec':>8}{'wall s':>8}{'peak MB':>9}{'(before)':>9}")
     a, q = S["aetcore"], S["peer"]
     L.append(_row("aetcore trace_atoms + classify", a, f"{a['maxrss_mb']:>9.0f}{a['baseline_rss_mb']:>9.0f}"))

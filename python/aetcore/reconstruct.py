@@ -318,6 +318,13 @@ def genfire(tilts, angles, *, pixel_size: float = 1.0, oversampling: float = 3, 
                           timings=timings)
 
 
+def _iterative_setup(tilts, angles, pixel_size, iterations, volume_shape, threads):
+    """The checks and derived values every iterative real-space method starts with."""
+    t, a, ps = _check_common(tilts, angles, pixel_size)
+    iterations = at_least(iterations, 1, "iterations", integer=True)
+    return t, a, ps, iterations, _volume_shape(t, volume_shape), resolve_threads(threads)
+
+
 def _residual(P, b):
     return float(np.abs(P - b).sum(dtype=np.float64) / max(np.abs(b).sum(dtype=np.float64), 1e-30))
 
@@ -358,13 +365,11 @@ def resire(tilts, angles, *, pixel_size: float = 1.0, iterations: int = 100, ste
         Starting volume (zeros by default).
     """
     t0 = time.perf_counter()
-    t, a, ps = _check_common(tilts, angles, pixel_size)
-    iterations = at_least(iterations, 1, "iterations", integer=True)
+    t, a, ps, iterations, shape, nthreads = _iterative_setup(tilts, angles, pixel_size, iterations,
+                                                              volume_shape, threads)
     step = positive(step, "step")
     if step >= 2:
         raise ValueError(f"step: expected a value below 2 (in units of 1/L) for convergence, got {step}")
-    shape = _volume_shape(t, volume_shape)
-    nthreads = resolve_threads(threads)
     K = t.shape[0]
     det = t.shape[1:]
     row = backproject_volume(project_volume(np.ones(shape, np.float32), a, detector_shape=det,
@@ -395,13 +400,11 @@ def sirt(tilts, angles, *, pixel_size: float = 1.0, iterations: int = 100, relax
     Other parameters as in :func:`genfire`.
     """
     t0 = time.perf_counter()
-    t, a, ps = _check_common(tilts, angles, pixel_size)
-    iterations = at_least(iterations, 1, "iterations", integer=True)
+    t, a, ps, iterations, shape, nthreads = _iterative_setup(tilts, angles, pixel_size, iterations,
+                                                              volume_shape, threads)
     relaxation = positive(relaxation, "relaxation")
     if relaxation >= 2:
         raise ValueError(f"relaxation: expected a value in (0, 2), got {relaxation}")
-    shape = _volume_shape(t, volume_shape)
-    nthreads = resolve_threads(threads)
     det = t.shape[1:]
     rows = project_volume(np.ones(shape, np.float32), a, detector_shape=det, threads=nthreads)
     cols = backproject_volume(np.ones_like(t), a, shape, threads=nthreads)

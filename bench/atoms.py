@@ -45,6 +45,8 @@ import time
 
 import numpy as np
 
+from _common import cpu_model as _cpu_model, flag as _flag, maxrss_mb as _maxrss_mb
+
 PIXEL_SIZE = 0.4            # Å per voxel
 TILT_RANGE = (-70.0, 70.0)
 UNEVEN = 0.5
@@ -72,33 +74,10 @@ LITERATURE = [
 ]
 
 
-def _maxrss_mb() -> float:
-    """Peak resident memory of this process, MB: VmHWM of /proc/self/status (per address space, so a
-    child does not inherit its parent's high-water mark, which ru_maxrss does across vfork/exec on
-    Linux); getrusage(RUSAGE_SELF).ru_maxrss where /proc is missing."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0      # kB
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0   # Linux: KiB
 
 
-def _flag(ok) -> str:
-    return "n/a " if ok is None else ("PASS" if ok else "FAIL")
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _score(m) -> dict:

@@ -39,6 +39,8 @@ import time
 
 import numpy as np
 
+from _common import cpu_model as _cpu_model, flag as _flag, maxrss_mb as _maxrss_mb
+
 PIXEL_SIZE = 0.4          # Å per pixel / voxel
 OVERSAMPLING = 3
 TILT_RANGE = (-70.0, 70.0)
@@ -51,8 +53,6 @@ TARGET_MEM_RATIO = 4.0         # <= 1/4 of genfire's peak memory
 TARGET_ERROR = 0.15            # relative error <= 0.15
 
 
-def _maxrss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0   # Linux: KiB
 
 
 # ------------------------------------------------------------------------------------ workers
@@ -198,19 +198,8 @@ def _timed(fn, repeats=1):
     return out, float(np.median(times))
 
 
-def _flag(ok) -> str:
-    return "n/a " if ok is None else ("PASS" if ok else "FAIL")
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def simulate(ns):

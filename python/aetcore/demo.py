@@ -1,6 +1,6 @@
 """The demo pipeline (``make demo`` / ``python -m aetcore.demo``): simulate an FePt nanoparticle and
-its ADF-STEM tilt series, reconstruct it with GENFIRE and with WBP, and print how close each comes
-to the true volume, with timings."""
+its ADF-STEM tilt series, reconstruct it with GENFIRE (and WBP for comparison), trace, classify and
+refine every atom, and print how close each step comes to the truth, with timings."""
 from __future__ import annotations
 
 import argparse
@@ -10,6 +10,8 @@ import time
 import numpy as np
 
 from .metrics import relative_error
+from .pipeline import atoms_from_volume
+from .scoring import match_atoms
 from .reconstruct import genfire, wbp
 from .simulate import angles_range, fept_particle, ground_truth_volume, tilt_series
 
@@ -45,6 +47,22 @@ def main(argv=None) -> int:
           f"{rec.timings['total']:.1f} s ({1e3 * rec.timings['iterations'] / it:.0f} ms per iteration), "
           f"relative error vs truth {e_gf:.3f}, final Fourier R {rec.errors[-1]:.3f}")
     print(f"WBP:     {ref.timings['total']:.1f} s, relative error vs truth {e_wbp:.3f}")
+
+    t1 = time.perf_counter()
+    atoms = atoms_from_volume(rec.volume, series.tilts, series.angles, args.pixel_size, ("Fe", "Pt"),
+                              threads=args.threads, seed=args.seed)
+    m = match_atoms(p.positions, p.species, atoms.positions, atoms.get_chemical_symbols())
+    traced = atoms_from_volume(rec.volume, series.tilts, series.angles, args.pixel_size, ("Fe", "Pt"),
+                               refine=False, threads=args.threads, seed=args.seed)
+    m0 = match_atoms(p.positions, p.species, traced.positions, traced.get_chemical_symbols())
+    steps = ", ".join(f"{k} {v:.1f} s" for k, v in atoms.info["timings"].items())
+    print(f"atoms:   {len(atoms)} traced ({steps}); recall {100 * m.recall:.2f} %, precision "
+          f"{100 * m.precision:.2f} %, RMSD {m.rmsd_pm:.1f} pm, species accuracy {100 * m.species_accuracy:.2f} %, "
+          f"R1 {atoms.info['r1_before']:.4f} -> {atoms.info['r1_after']:.4f} "
+          f"(median precision estimate {100 * float(np.median(atoms.get_array('precision'))):.1f} pm; "
+          f"{time.perf_counter() - t1:.1f} s)")
+    print(f"         before refinement (tracing alone): RMSD {m0.rmsd_pm:.1f} pm. The refinement fits the same "
+          "Gaussian-atom model that simulated the data, so its RMSD is optimistic.")
     print(f"peak memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB; "
           f"total {time.perf_counter() - t0:.1f} s")
     return 0

@@ -15,7 +15,7 @@ from .reconstruct import genfire
 from .refine import refine as refine_model
 from .trace import trace_atoms
 
-__all__ = ["atoms_from_tilts"]
+__all__ = ["atoms_from_tilts", "atoms_from_volume"]
 
 
 def _options(value, name: str) -> dict:
@@ -56,12 +56,25 @@ def atoms_from_tilts(tilts, angles, pixel_size: float, species: Sequence[str], *
     Returns
     -------
     ase.Atoms
-        Positions in Å in the object frame (CONVENTIONS.md), symbols per atom, and per-atom arrays
-        ``intensity`` (integrated, volume units), ``fit_status`` (0 converged, see
-        :data:`aetcore.trace.STATUS`) and ``precision`` ((n, 3) Å, NaN without refinement).
-        ``atoms.info`` holds the reconstruction errors, the refinement R1 before and after, the
-        classification history and the time per step (s).
+        See :func:`atoms_from_volume`; ``atoms.info`` also holds the reconstruction errors and its
+        time.
     """
+    t, a, ps, species = _check_inputs(tilts, angles, pixel_size, species)
+    gopts = _options(genfire_options, "genfire_options")
+    nthreads = resolve_threads(threads)
+    rng = as_generator(seed)
+    t0 = time.perf_counter()
+    rec = genfire(t, a, pixel_size=ps, threads=nthreads, seed=rng, progress=progress, **gopts)
+    elapsed = time.perf_counter() - t0
+    atoms = atoms_from_volume(rec.volume, t, a, ps, species, refine=refine, trace_options=trace_options,
+                              classify_options=classify_options, refine_options=refine_options,
+                              threads=nthreads, seed=rng)
+    atoms.info["reconstruction_errors"] = rec.errors.tolist()
+    atoms.info["timings"] = {"reconstruct": elapsed, **atoms.info["timings"]}
+    return atoms
+
+
+def _check_inputs(tilts, angles, pixel_size, species):
     t = as_tilts(tilts)
     a = as_angles(angles, t.shape[0])
     ps = positive(pixel_size, "pixel_size")
@@ -69,32 +82,48 @@ def atoms_from_tilts(tilts, angles, pixel_size: float, species: Sequence[str], *
     if not species:
         raise ValueError("species: expected a sequence of element symbols such as ('Fe', 'Pt')")
     atom_model(species)  # validates the symbols before any work
-    opts = {n: _options(v, n) for n, v in [("genfire_options", genfire_options), ("trace_options", trace_options),
-                                          ("classify_options", classify_options), ("refine_options", refine_options)]}
+    return t, a, ps, species
+
+
+def atoms_from_volume(volume, tilts, angles, pixel_size: float, species: Sequence[str], *, refine: bool = True,
+                      trace_options: dict | None = None, classify_options: dict | None = None,
+                      refine_options: dict | None = None, threads=None, seed=None) -> Atoms:
+    """Trace, classify and refine the atoms of a reconstruction of `tilts`.
+
+    Parameters are those of :func:`atoms_from_tilts`, with ``volume`` the reconstruction
+    ``(nz, ny, nx)`` (same voxel size as the pixel size).
+
+    Returns
+    -------
+    ase.Atoms
+        Positions in Å in the object frame (CONVENTIONS.md), symbols per atom, and per-atom arrays
+        ``intensity`` (integrated, volume units), ``fit_status`` (0 converged, see
+        :data:`aetcore.trace.STATUS`) and ``precision`` ((n, 3) Å, NaN without refinement).
+        ``atoms.info`` holds the refinement R1 before and after, the refined heights and
+        B-factors, the classification history and the time per step (s).
+    """
+    t, a, ps, species = _check_inputs(tilts, angles, pixel_size, species)
+    opts = {n: _options(v, n) for n, v in [("trace_options", trace_options), ("classify_options", classify_options),
+                                          ("refine_options", refine_options)]}
     nthreads = resolve_threads(threads)
     rng = as_generator(seed)
     timings = {}
 
     t0 = time.perf_counter()
-    rec = genfire(t, a, pixel_size=ps, threads=nthreads, seed=rng, progress=progress, **opts["genfire_options"])
-    timings["reconstruct"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    traced = trace_atoms(rec.volume, ps, threads=nthreads, **opts["trace_options"])
+    traced = trace_atoms(volume, ps, threads=nthreads, **opts["trace_options"])
     if len(traced) < len(species):
-        raise ValueError(f"tilts: only {len(traced)} atoms were traced, fewer than the {len(species)} species")
+        raise ValueError(f"volume: only {len(traced)} atoms were traced, fewer than the {len(species)} species")
     timings["trace"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    cls = classify(rec.volume, traced.positions, species, pixel_size=ps, seed=rng, **opts["classify_options"])
+    cls = classify(volume, traced.positions, species, pixel_size=ps, seed=rng, **opts["classify_options"])
     keep = cls.labels >= 0
     timings["classify"] = time.perf_counter() - t0
 
     positions = traced.positions[keep]
     symbols = np.asarray(species)[cls.labels[keep]]
     precision = np.full((positions.shape[0], 3), np.nan)
-    info = {"reconstruction_errors": rec.errors.tolist(), "changes_per_round": list(cls.changes_per_round),
-            "non_atoms": int((~keep).sum()), "pixel_size": ps}
+    info = {"changes_per_round": list(cls.changes_per_round), "non_atoms": int((~keep).sum()), "pixel_size": ps}
     if refine:
         t0 = time.perf_counter()
         ref = refine_model(positions, symbols, t, a, ps, threads=nthreads, **opts["refine_options"])

@@ -1,0 +1,577 @@
+"""Tilt-series alignment: tilt-axis rotation, centre of mass, common line and projection matching.
+
+Conventions (CONVENTIONS.md): a single-axis tilt is about the image y axis (rows direction) and
+the rotation centre is index ``n // 2`` of each image axis. Every shift here is ``(dy, dx)`` in
+pixels, the amount by which the image content is moved to bring the rotation centre to ``n // 2``,
+in the :func:`scipy.ndimage.shift` sign convention: ``aligned[k] = shift(image[k], shifts[k])``.
+For a simulated series (:func:`aetcore.simulate.tilt_series`) the correct alignment is
+``-series.shifts``.
+
+Gauge: a 3D translation ``t`` of the object moves image ``k`` by ``(R_k^T t)[0:2]`` (for a
+single-axis tilt: ``dx = t_x cos(theta) - t_z sin(theta)``, ``dy = t_y``), so it cannot be told
+from misalignment. Here it is fixed by putting the object's (background-subtracted, intensity
+weighted) centre of mass on the rotation centre: :func:`center_of_mass` centres every image's
+x-centre of mass, :func:`common_line` centres the mean y-profile, and :func:`projection_matching`
+removes any translation mode from its updates.
+
+The in-plane rotation of the tilt axis is applied first (about ``n // 2``, same sense as
+:func:`scipy.ndimage.rotate`), then the shifts: ``aligned[k] = shift(rotate(tilts[k], rotation),
+shifts[k])``.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from numbers import Integral
+from typing import Callable, Optional
+
+import numpy as np
+from scipy import ndimage, optimize
+
+from ._validate import as_angles, as_tilts, at_least, positive, resolve_threads
+from .geometry import euler_matrices
+from .project import project_volume
+
+__all__ = ["Alignment", "align", "center_of_mass", "common_line", "tilt_axis_rotation",
+           "projection_matching", "apply_alignment", "rotate_images"]
+
+
+# ------------------------------------------------------------------------------------------ helpers
+def _check_tilts(tilts, name: str = "tilts") -> np.ndarray:
+    t = as_tilts(tilts, name)
+    flat = t.reshape(t.shape[0], -1)
+    const = np.flatnonzero(flat.max(axis=1) == flat.min(axis=1))
+    if const.size:
+        kind = "all zero" if not np.any(flat[const[0]]) else "constant"
+        raise ValueError(f"{name}: expected images with some contrast, got image {int(const[0])} {kind} "
+                         f"({const.size} such image(s) in all)")
+    return t
+
+
+def _int_at_least(value, minimum, name):
+    return at_least(value, minimum, name, integer=True)
+
+
+def _background(t: np.ndarray) -> np.ndarray:
+    """Robust per-image background: the median of the outer 2-pixel frame, (n,) float64."""
+    n, ny, nx = t.shape
+    w = max(1, min(2, ny // 4, nx // 4))
+    border = np.concatenate([t[:, :w, :].reshape(n, -1), t[:, -w:, :].reshape(n, -1),
+                             t[:, :, :w].reshape(n, -1), t[:, :, -w:].reshape(n, -1)], axis=1)
+    return np.median(border.astype(np.float64), axis=1)
+
+
+def _subtract_background(t: np.ndarray) -> np.ndarray:
+    return t.astype(np.float64) - _background(t)[:, None, None]
+
+
+def _fourier_shift_1d(p: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """Shift each row of `p` (n, L) by s[k] samples (scipy.ndimage.shift sign), periodic."""
+    L = p.shape[-1]
+    f = np.fft.fftfreq(L)
+    ph = np.exp(-2j * np.pi * np.outer(s, f))
+    return np.real(np.fft.ifft(np.fft.fft(p, axis=-1) * ph, axis=-1))
+
+
+def _xcorr_peak_1d(ref: np.ndarray, p: np.ndarray, upsample: int) -> np.ndarray:
+    """Sub-pixel shift s[k] with p[k] ~ shift(ref, s[k]): upsampled FFT cross-correlation plus a
+    parabolic fit of the peak. ref (L,), p (n, L); zero-padded inputs are expected."""
+    L = p.shape[-1]
+    X = np.conj(np.fft.fft(ref))[None, :] * np.fft.fft(p, axis=-1)
+    M = L * upsample
+    Xp = np.zeros((p.shape[0], M), np.complex128)
+    h = L // 2
+    Xp[:, :h] = X[:, :h]
+    Xp[:, M - (L - h):] = X[:, h:]
+    c = np.real(np.fft.ifft(Xp, axis=-1))
+    i = np.argmax(c, axis=1)
+    r = np.arange(p.shape[0])
+    cm, c0, cp = c[r, (i - 1) % M], c[r, i], c[r, (i + 1) % M]
+    den = cm - 2 * c0 + cp
+    frac = np.where(np.abs(den) > 0, 0.5 * (cm - cp) / np.where(den == 0, 1, den), 0.0)
+    pos = (i + np.clip(frac, -0.5, 0.5)) / upsample
+    return np.where(pos > L / 2, pos - L, pos)
+
+
+def _pad(p: np.ndarray) -> np.ndarray:
+    L = p.shape[-1]
+    return np.concatenate([p, np.zeros(p.shape[:-1] + (L,))], axis=-1)
+
+
+def _centroid(p: np.ndarray, centre: float) -> np.ndarray:
+    s = p.sum(axis=-1)
+    x = np.arange(p.shape[-1])
+    return (p * x).sum(axis=-1) / s - centre
+
+
+def _rotation_affine(angle_deg: float, shape):
+    """Matrix and offset for affine_transform: rotation by `angle_deg` about (ny//2, nx//2), in the
+    sense of scipy.ndimage.rotate(img, angle_deg, reshape=False)."""
+    a = np.radians(angle_deg)
+    c, s = np.cos(a), np.sin(a)
+    # output (y, x) samples input at M @ (y, x) + offset (scipy.ndimage.rotate's matrix)
+    M = np.array([[c, s], [-s, c]])
+    ctr = np.array([shape[0] // 2, shape[1] // 2], float)
+    return M, ctr - M @ ctr
+
+
+def rotate_images(tilts, angle_deg: float, *, order: int = 3) -> np.ndarray:
+    """Rotate every image by `angle_deg` degrees in-plane about ``(ny//2, nx//2)`` (same sense as
+    :func:`scipy.ndimage.rotate` with ``reshape=False``); edges padded with the nearest value."""
+    t = as_tilts(tilts)
+    if not np.isfinite(angle_deg):
+        raise ValueError(f"angle_deg: expected a finite angle in degrees, got {angle_deg}")
+    if angle_deg == 0:
+        return t.copy()
+    M, off = _rotation_affine(float(angle_deg), t.shape[1:])
+    out = np.empty_like(t)
+    for k in range(t.shape[0]):
+        out[k] = ndimage.affine_transform(t[k], M, offset=off, order=order, mode="nearest")
+    return out
+
+
+def apply_alignment(tilts, shifts, rotation: float = 0.0, *, order: int = 3) -> np.ndarray:
+    """``shift(rotate(tilts[k], rotation), shifts[k])`` for every image, float32 (n, ny, nx).
+
+    `shifts` is (n, 2) ``(dy, dx)`` in pixels, scipy.ndimage.shift sign; edges take the nearest value.
+    """
+    t = as_tilts(tilts)
+    sh = np.asarray(shifts, np.float64)
+    if sh.shape != (t.shape[0], 2):
+        raise ValueError(f"shifts: expected shape ({t.shape[0]}, 2) (dy, dx) per image, got shape {sh.shape}")
+    if not np.isfinite(sh).all():
+        raise ValueError("shifts: expected finite values")
+    src = rotate_images(t, rotation, order=order) if rotation else t
+    out = np.empty_like(t)
+    for k in range(t.shape[0]):
+        if sh[k, 0] == 0 and sh[k, 1] == 0:
+            out[k] = src[k]
+        else:
+            out[k] = ndimage.shift(src[k], sh[k], order=order, mode="nearest")
+    return out
+
+
+def _translation_modes(ang: np.ndarray) -> np.ndarray:
+    """(2n, 3) design matrix: image shifts (dy_0..dy_n-1, dx_0..dx_n-1) caused by an object
+    translation t (x, y, z): (du, dv) = (R_k^T t)[0:2], dx = du, dy = dv."""
+    R = euler_matrices(ang)  # (n, 3, 3)
+    Rt = np.transpose(R, (0, 2, 1))
+    return np.concatenate([Rt[:, 1, :], Rt[:, 0, :]], axis=0)
+
+
+def _remove_translation(delta: np.ndarray, ang: np.ndarray) -> np.ndarray:
+    """Remove from per-image shifts (n, 2) the least-squares part explained by an object translation."""
+    A = _translation_modes(ang)
+    b = np.concatenate([delta[:, 0], delta[:, 1]])
+    t, *_ = np.linalg.lstsq(A, b, rcond=None)
+    r = b - A @ t
+    n = delta.shape[0]
+    return np.stack([r[:n], r[n:]], axis=1)
+
+
+# --------------------------------------------------------------------------------- centre of mass
+def center_of_mass(tilts, *, iterations: int = 3, mask=None) -> np.ndarray:
+    """x-shifts that put every image's centre of mass across the tilt axis at ``nx // 2``.
+
+    For a single-axis tilt about y, the x-centre of mass of every projection of an object whose
+    centre of mass is on the rotation axis sits at the rotation centre; this fixes the x part of
+    the translation gauge (module docstring). A robust background (median of the outer 2-pixel
+    frame) is subtracted first. The first pass uses the whole image (or `mask`); each further pass
+    re-measures on the shifted images inside a window around ``nx // 2`` covering the object
+    (where the largest aligned x-profile exceeds 2 % of its peak, dilated by 3 px), which cuts the
+    noise from empty pixels.
+
+    Parameters
+    ----------
+    tilts : (n, ny, nx) array
+    iterations : int
+        Passes (>= 1).
+    mask : None, (ny, nx) or (n, ny, nx) array
+        Weights (bool or float >= 0) multiplying the background-subtracted images in the first pass.
+
+    Returns
+    -------
+    (n,) float64 dx per image, pixels (scipy.ndimage.shift sign).
+    """
+    t = _check_tilts(tilts)
+    iterations = _int_at_least(iterations, 1, "iterations")
+    b = _subtract_background(t)
+    if mask is not None:
+        m = np.asarray(mask)
+        if m.shape not in (t.shape[1:], t.shape):
+            raise ValueError(f"mask: expected shape {t.shape[1:]} or {t.shape}, got shape {m.shape}")
+        m = m.astype(np.float64)
+        if not np.isfinite(m).all() or (m < 0).any():
+            raise ValueError("mask: expected finite, non-negative weights")
+        b = b * m
+    nx = t.shape[2]
+    prof = _pad(b.sum(axis=1))  # (n, 2 nx): x-profiles, zero padded so shifts do not wrap content
+    if np.any(np.abs(prof.sum(axis=1)) <= 1e-12 * np.abs(prof).sum(axis=1).clip(1e-300)):
+        raise ValueError("tilts: an image has no net signal above its background; the centre of mass "
+                         "is undefined")
+    dx = -_centroid(prof, nx // 2)
+    for _ in range(iterations - 1):
+        sp = _fourier_shift_1d(prof, dx)
+        env = np.abs(sp).max(axis=0)
+        win = env > 0.02 * env.max()
+        win = ndimage.binary_dilation(win, iterations=3)
+        sp = sp * win
+        dx = dx - _centroid(sp, nx // 2)
+    return dx
+
+
+# ------------------------------------------------------------------------------------ common line
+def _profiles_y(b: np.ndarray) -> np.ndarray:
+    return _pad(b.sum(axis=2))
+
+
+def _align_profiles(prof: np.ndarray, centre: float, upsample: int, iterations: int = 4):
+    """Align 1D profiles (n, L) to their mean by cross-correlation; return (shifts, aligned)."""
+    s = np.zeros(prof.shape[0])
+    for _ in range(iterations):
+        ref = _fourier_shift_1d(prof, s).mean(axis=0)
+        s = -_xcorr_peak_1d(ref, prof, upsample)
+        s -= s.mean()
+    aligned = _fourier_shift_1d(prof, s)
+    # gauge: centre of mass of the mean profile at `centre`
+    c = _centroid(aligned.mean(axis=0)[None, :], centre)[0]
+    s = s - c
+    return s, _fourier_shift_1d(prof, s)
+
+
+def common_line(tilts, *, upsample: int = 20, iterations: int = 4) -> np.ndarray:
+    """y-shifts (along the tilt axis) that make every image's y-profile agree.
+
+    For a single-axis tilt about y, ``sum_x image_k(y, x)`` is the same 1D profile at every angle
+    (the projection of the object onto the tilt axis). Each background-subtracted profile is
+    registered to the mean of the aligned profiles (`iterations` times) by cross-correlation
+    upsampled `upsample` times with a parabolic fit of the peak. The mean profile's centre of mass
+    is then put at ``ny // 2`` (the y part of the translation gauge).
+
+    Returns
+    -------
+    (n,) float64 dy per image, pixels (scipy.ndimage.shift sign).
+    """
+    t = _check_tilts(tilts)
+    upsample = _int_at_least(upsample, 1, "upsample")
+    iterations = _int_at_least(iterations, 1, "iterations")
+    prof = _profiles_y(_subtract_background(t))
+    if abs(prof.mean(axis=0).sum()) <= 1e-12 * np.abs(prof).sum():
+        raise ValueError("tilts: the images have no net signal above their background")
+    dy, _ = _align_profiles(prof, t.shape[1] // 2, upsample, iterations)
+    return dy
+
+
+# --------------------------------------------------------------------------- tilt-axis rotation
+def _common_line_inconsistency(b: np.ndarray, angle: float, upsample: int) -> float:
+    r = rotate_images(b.astype(np.float32), angle) if angle else b
+    prof = _profiles_y(np.asarray(r, np.float64))
+    _, al = _align_profiles(prof, b.shape[1] // 2, upsample, iterations=2)
+    mean = al.mean(axis=0)
+    return float(((al - mean) ** 2).sum() / (mean ** 2).sum() / al.shape[0])
+
+
+def tilt_axis_rotation(tilts, angles, *, search: float = 5.0, step: float = 0.5, tol: float = 0.01,
+                       upsample: int = 20, apply: bool = True):
+    """Estimate the in-plane rotation that brings the tilt axis onto the image y axis.
+
+    A trial rotation (about ``n // 2``, sense of :func:`scipy.ndimage.rotate`) is applied to every
+    background-subtracted image; the cost is the spread of the y-profiles (``sum_x``) after they are
+    registered to each other (:func:`common_line`), which vanishes only when the tilt axis is along
+    y and does not depend on image shifts. A grid over ``[-search, search]`` in steps of `step`
+    brackets the minimum, then a bounded Brent search refines it to `tol` degrees.
+
+    The offset of the tilt axis in x (the x-shift that makes the series consistent) is not
+    estimated here: :func:`center_of_mass` and :func:`projection_matching` find it per image.
+
+    Parameters
+    ----------
+    tilts : (n, ny, nx) array
+    angles : (n,) or (n, 3) array, degrees
+        Checked for one angle per image (the cost itself does not use them).
+    search, step, tol : float, degrees
+    upsample : int
+    apply : bool
+        Also return the rotated series.
+
+    Returns
+    -------
+    rotation : float
+        Degrees to apply (``rotate_images(tilts, rotation)``); the tilt axis of the input is rotated
+        by ``-rotation`` from y.
+    rotated : (n, ny, nx) float32, only if `apply`
+    """
+    t = _check_tilts(tilts)
+    as_angles(angles, t.shape[0])
+    search = positive(search, "search")
+    step = positive(step, "step")
+    tol = positive(tol, "tol")
+    upsample = _int_at_least(upsample, 1, "upsample")
+    b = _subtract_background(t).astype(np.float32)
+    grid = np.arange(-search, search + 0.5 * step, step)
+    costs = np.array([_common_line_inconsistency(b, a, upsample) for a in grid])
+    i = int(np.argmin(costs))
+    lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)]
+    res = optimize.minimize_scalar(lambda a: _common_line_inconsistency(b, a, upsample),
+                                   bounds=(lo, hi), method="bounded", options={"xatol": tol})
+    rot = float(res.x) if res.fun <= costs[i] else float(grid[i])
+    if apply:
+        return rot, rotate_images(t, rot)
+    return rot
+
+
+# ---------------------------------------------------------------------------- projection matching
+@dataclass
+class Alignment:
+    """The result of an alignment.
+
+    Attributes
+    ----------
+    tilts : (n, ny, nx) float32
+        The aligned series: ``shift(rotate(input[k], rotation), shifts[k])``.
+    shifts : (n, 2) float64
+        Total ``(dy, dx)`` applied to each image after the rotation, pixels, scipy.ndimage.shift sign.
+    rotation : float
+        In-plane rotation applied to every image first, degrees (sense of scipy.ndimage.rotate, about
+        ``n // 2``).
+    angles : (n, 3) float64
+        ZYZ Euler angles, degrees: the refined ones if angle refinement ran, else the input.
+    angles_refined : bool
+    residuals : (n,) float64 or None
+        Relative RMS difference ``||aligned_k - P_k x|| / ||aligned_k||`` to the re-projection of the
+        last reconstruction (None if projection matching did not run).
+    steps : dict
+        Shifts found by each stage: ``"com"`` (dx), ``"common_line"`` (dy), ``"matching"`` ((n, 2)).
+    history : list of float
+        RMS shift update (px) of every projection-matching iteration.
+    volume : (nz, ny, nx) float32 or None
+        The last reconstruction of projection matching.
+    timings : dict
+        Seconds per stage.
+    """
+
+    tilts: np.ndarray
+    shifts: np.ndarray
+    rotation: float = 0.0
+    angles: Optional[np.ndarray] = None
+    angles_refined: bool = False
+    residuals: Optional[np.ndarray] = None
+    steps: dict = field(default_factory=dict)
+    history: list = field(default_factory=list)
+    volume: Optional[np.ndarray] = None
+    timings: dict = field(default_factory=dict)
+
+
+def _reconstructor(reconstruct, recon_iterations, pixel_size, threads):
+    from . import reconstruct as rec
+    if callable(reconstruct):
+        return lambda t, a: np.asarray(reconstruct(t, a))
+    if not isinstance(reconstruct, str):
+        raise TypeError(f"reconstruct: expected 'sirt', 'genfire' or a callable (tilts, angles) -> volume, "
+                        f"got {type(reconstruct).__name__}")
+    if reconstruct == "sirt":
+        return lambda t, a: rec.sirt(t, a, pixel_size=pixel_size, iterations=recon_iterations,
+                                     threads=threads, progress=False).volume
+    if reconstruct == "genfire":
+        return lambda t, a: rec.genfire(t, a, pixel_size=pixel_size, iterations=recon_iterations,
+                                        threads=threads, progress=False).volume
+    raise ValueError(f"reconstruct: expected 'sirt', 'genfire' or a callable, got {reconstruct!r}")
+
+
+def _register(ref: np.ndarray, img: np.ndarray, upsample: int) -> np.ndarray:
+    """Shift (dy, dx) that moves `img` onto `ref` (scipy.ndimage.shift sign)."""
+    from skimage.registration import phase_cross_correlation
+    s, _, _ = phase_cross_correlation(ref, img, upsample_factor=upsample, normalization=None)
+    return np.asarray(s, np.float64)
+
+
+def _ncc(a: np.ndarray, b: np.ndarray) -> float:
+    a = a - a.mean()
+    b = b - b.mean()
+    return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum() + 1e-300))
+
+
+def _refine_angles(vol, images, ang, det, span, threads):
+    out = ang.copy()
+    for k in range(ang.shape[0]):
+        def cost(d, k=k):
+            a = ang[k:k + 1].copy()
+            a[0, 1] += d
+            p = project_volume(vol, a, detector_shape=det, threads=threads)[0]
+            return -_ncc(p, images[k])
+        res = optimize.minimize_scalar(cost, bounds=(-span, span), method="bounded",
+                                       options={"xatol": 0.01})
+        out[k, 1] += float(res.x) if res.fun <= cost(0.0) else 0.0
+    # a common offset of all tilt angles only rotates the reconstruction: keep the mean
+    out[:, 1] -= (out[:, 1] - ang[:, 1]).mean()
+    return out
+
+
+def projection_matching(tilts, angles, *, reconstruct="sirt", iterations: int = 5, upsample: int = 20,
+                        refine_angles: bool = False, angle_range: float = 1.0, shifts=None,
+                        rotation: float = 0.0, recon_iterations: int = 30, pixel_size: float = 1.0,
+                        tol: float = 0.05, threads=None) -> Alignment:
+    """Align by projection matching: reconstruct, re-project, register, repeat.
+
+    Each iteration reconstructs the currently aligned series, re-projects it
+    (:func:`aetcore.project.project_volume`) and registers every image to its re-projection by
+    cross-correlation upsampled `upsample` times (:func:`skimage.registration.phase_cross_correlation`
+    with ``normalization=None``). The part of the updates explained by a 3D translation of the
+    object (the gauge) is removed, so the centre-of-mass convention of the starting shifts is kept.
+    Stops after `iterations` or when the RMS update is below `tol` px. Shifts are always applied to
+    the input in one interpolation (never compounded).
+
+    Parameters
+    ----------
+    tilts : (n, ny, nx) array
+    angles : (n,) or (n, 3) array, degrees
+    reconstruct : "sirt", "genfire" or callable
+        A callable takes ``(tilts, angles_n3)`` and returns a (nz, ny, nx) volume.
+    iterations : int
+    upsample : int
+    refine_angles : bool
+        After the shifts converge, refine each tilt angle theta by a bounded 1D search over
+        ``±angle_range`` degrees maximising the normalised correlation of the image with the
+        re-projection at that angle (mean change removed: a common offset is a gauge), then run one
+        more round of shift matching with the refined angles.
+    shifts : None or (n, 2) array
+        Starting shifts (dy, dx) (applied after `rotation`).
+    rotation : float
+        In-plane rotation (degrees) applied first, as in :class:`Alignment`.
+    recon_iterations : int
+        Iterations of the built-in reconstructions.
+    pixel_size : float
+    tol : float
+        Convergence threshold on the RMS shift update, px.
+    threads : int, optional
+
+    Returns
+    -------
+    Alignment
+    """
+    t0 = time.perf_counter()
+    t = _check_tilts(tilts)
+    n = t.shape[0]
+    ang = as_angles(angles, n)
+    iterations = _int_at_least(iterations, 1, "iterations")
+    upsample = _int_at_least(upsample, 1, "upsample")
+    recon_iterations = _int_at_least(recon_iterations, 1, "recon_iterations")
+    pixel_size = positive(pixel_size, "pixel_size")
+    tol = positive(tol, "tol")
+    angle_range = positive(angle_range, "angle_range")
+    threads = resolve_threads(threads)
+    if not isinstance(refine_angles, (bool, np.bool_)):
+        raise TypeError(f"refine_angles: expected a bool, got {type(refine_angles).__name__}")
+    if shifts is None:
+        sh = np.zeros((n, 2))
+    else:
+        sh = np.array(shifts, dtype=np.float64)
+        if sh.shape != (n, 2):
+            raise ValueError(f"shifts: expected shape ({n}, 2) (dy, dx) per image, got shape {sh.shape}")
+        if not np.isfinite(sh).all():
+            raise ValueError("shifts: expected finite values")
+    if not np.isfinite(rotation):
+        raise ValueError(f"rotation: expected a finite angle in degrees, got {rotation}")
+    recon = _reconstructor(reconstruct, recon_iterations, pixel_size, threads)
+    src = rotate_images(t, rotation) if rotation else t
+    det = t.shape[1:]
+    history = []
+    refined = False
+
+    def rounds(sh, a, max_rounds):
+        vol = None
+        for _ in range(max_rounds):
+            cur = apply_alignment(src, sh)
+            vol = np.ascontiguousarray(recon(cur, a), dtype=np.float32)
+            proj = project_volume(vol, a, detector_shape=det, threads=threads)
+            delta = np.array([_register(proj[k], cur[k], upsample) for k in range(n)])
+            delta = _remove_translation(delta, a)
+            sh = sh + delta
+            rms = float(np.sqrt((delta ** 2).sum(axis=1).mean()))
+            history.append(rms)
+            if rms < tol:
+                break
+        return sh, vol
+
+    sh, vol = rounds(sh, ang, iterations)
+    if refine_angles:
+        cur = apply_alignment(src, sh)
+        ang = _refine_angles(vol, cur, ang, det, angle_range, threads)
+        refined = True
+        sh, vol = rounds(sh, ang, max(1, iterations // 2))
+    aligned = apply_alignment(src, sh)
+    vol = np.ascontiguousarray(recon(aligned, ang), dtype=np.float32)
+    proj = project_volume(vol, ang, detector_shape=det, threads=threads).astype(np.float64)
+    a64 = aligned.astype(np.float64)
+    res = np.sqrt(((a64 - proj) ** 2).sum(axis=(1, 2)) / (a64 ** 2).sum(axis=(1, 2)))
+    return Alignment(tilts=aligned, shifts=sh, rotation=float(rotation), angles=ang, angles_refined=refined,
+                     residuals=res, steps={"matching": sh.copy()}, history=history, volume=vol,
+                     timings={"matching": time.perf_counter() - t0})
+
+
+# ------------------------------------------------------------------------------------------ align
+def align(tilts, angles, *, rotation: bool = True, com: bool = True, common_line: bool = True,
+          matching: bool = True, reconstruct="sirt", iterations: int = 5, upsample: int = 20,
+          refine_angles: bool = False, recon_iterations: int = 30, pixel_size: float = 1.0,
+          rotation_search: float = 5.0, threads=None) -> Alignment:
+    """Align a tilt series: tilt-axis rotation, then centre of mass (x), common line (y), then
+    projection matching (both), each stage starting from the previous shifts.
+
+    Parameters
+    ----------
+    tilts : (n, ny, nx) array
+    angles : (n,) or (n, 3) array, degrees
+    rotation, com, common_line, matching : bool
+        Which stages run (:func:`tilt_axis_rotation`, :func:`center_of_mass`,
+        :func:`common_line`, :func:`projection_matching`).
+    reconstruct, iterations, upsample, refine_angles, recon_iterations, pixel_size, threads
+        Passed to :func:`projection_matching` (`upsample` also to :func:`common_line`).
+    rotation_search : float
+        Half-range of the tilt-axis rotation search, degrees.
+
+    Returns
+    -------
+    Alignment
+        ``residuals`` is filled only when `matching` runs.
+    """
+    t_start = time.perf_counter()
+    t = _check_tilts(tilts)
+    n = t.shape[0]
+    ang = as_angles(angles, n)
+    for name, v in (("rotation", rotation), ("com", com), ("common_line", common_line),
+                    ("matching", matching), ("refine_angles", refine_angles)):
+        if not isinstance(v, (bool, np.bool_)):
+            raise TypeError(f"{name}: expected a bool, got {type(v).__name__}")
+    upsample = _int_at_least(upsample, 1, "upsample")
+    _reconstructor(reconstruct, 1, 1.0, 1)  # validate before any work
+    timings, steps = {}, {}
+    rot = 0.0
+    src = t
+    if rotation:
+        t0 = time.perf_counter()
+        rot, src = tilt_axis_rotation(t, ang, search=rotation_search, upsample=upsample)
+        timings["rotation"] = time.perf_counter() - t0
+    sh = np.zeros((n, 2))
+    if com:
+        t0 = time.perf_counter()
+        sh[:, 1] = center_of_mass(src)
+        steps["com"] = sh[:, 1].copy()
+        timings["com"] = time.perf_counter() - t0
+    if common_line:
+        t0 = time.perf_counter()
+        sh[:, 0] = globals()["common_line"](src, upsample=upsample)
+        steps["common_line"] = sh[:, 0].copy()
+        timings["common_line"] = time.perf_counter() - t0
+    if matching:
+        res = projection_matching(src, ang, reconstruct=reconstruct, iterations=iterations, upsample=upsample,
+                                  refine_angles=refine_angles, shifts=sh, recon_iterations=recon_iterations,
+                                  pixel_size=pixel_size, threads=threads)
+        steps["matching"] = res.shifts - sh
+        timings.update(res.timings)
+        timings["total"] = time.perf_counter() - t_start
+        return Alignment(tilts=res.tilts, shifts=res.shifts, rotation=rot, angles=res.angles,
+                         angles_refined=res.angles_refined, residuals=res.residuals, steps=steps,
+                         history=res.history, volume=res.volume, timings=timings)
+    aligned = apply_alignment(src, sh)
+    timings["total"] = time.perf_counter() - t_start
+    return Alignment(tilts=aligned, shifts=sh, rotation=rot, angles=ang, steps=steps, timings=timings)

@@ -1,15 +1,17 @@
 """aetcore: atomic electron tomography, from an ADF-STEM tilt series to the 3D position and species
 of every atom.
 
-Modules, one per step: :mod:`aetcore.geometry` (conventions), :mod:`aetcore.project` (forward and
-back projection of volumes and atoms), :mod:`aetcore.reconstruct` (GENFIRE, RESIRE, SIRT, WBP),
+Modules, one per step: :mod:`aetcore.preprocess` (frames, distortion, denoising, background),
+:mod:`aetcore.align` (centre of mass, common line, tilt axis, projection matching),
+:mod:`aetcore.geometry` (conventions), :mod:`aetcore.project` (forward and back projection of
+volumes and atoms), :mod:`aetcore.reconstruct` (GENFIRE, RESIRE, SIRT, WBP),
 :mod:`aetcore.trace` (atoms from a volume), :mod:`aetcore.classify` (species),
 :mod:`aetcore.refine` (atomic model against the projections), :mod:`aetcore.scoring` (atoms against the truth),
 :mod:`aetcore.simulate` (nanoparticles and tilt series), :mod:`aetcore.metrics` (errors, FSC).
 """
 from importlib.metadata import PackageNotFoundError, version as _version
 
-from . import classify, geometry, metrics, project, reconstruct, refine, scoring, simulate, trace
+from . import align, classify, geometry, metrics, preprocess, project, reconstruct, refine, scoring, simulate, trace
 from .project import backproject_volume, project_atoms, project_volume, render_atoms
 from .reconstruct import Reconstruction, genfire, resire, sirt, wbp
 from .classify import classify as classify_species
@@ -23,7 +25,7 @@ try:
 except PackageNotFoundError:  # pragma: no cover
     __version__ = "0+unknown"
 
-__all__ = ["atoms_from_tilts", "classify", "refine", "classify_species", "refine_atoms", "geometry", "metrics", "project", "reconstruct", "scoring", "simulate", "trace", "match_atoms",
+__all__ = ["align", "preprocess", "atoms_from_tilts", "classify", "refine", "classify_species", "refine_atoms", "geometry", "metrics", "project", "reconstruct", "scoring", "simulate", "trace", "match_atoms",
            "trace_atoms", "project_volume",
            "backproject_volume", "project_atoms", "render_atoms", "Reconstruction", "genfire",
            "resire", "sirt", "wbp", "__version__"]

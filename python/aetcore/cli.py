@@ -1,0 +1,366 @@
+"""The ``aet`` command line: ``aet run`` (tilt series to atoms), ``aet simulate`` (a test data set),
+``aet demo`` (simulate, reconstruct and score) and ``aet config --defaults``.
+
+Errors in arguments or input files end the command with exit status 2 and one line naming the
+argument or file and what is wrong.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger("aetcore.cli")
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _positive_float(name):
+    def parse(s):
+        try:
+            v = float(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {s!r}") from None
+        if not (np.isfinite(v) and v > 0):
+            raise argparse.ArgumentTypeError(f"expected a positive number, got {s!r}")
+        return v
+    parse.__name__ = name
+    return parse
+
+
+def _int_at_least(minimum):
+    def parse(s):
+        try:
+            v = int(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {s!r}") from None
+        if v < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {s!r}")
+        return v
+    parse.__name__ = "integer"
+    return parse
+
+
+def _species(s):
+    items = [x.strip() for x in s.split(",") if x.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError(f"expected element symbols separated by commas (e.g. Fe,Pt), got {s!r}")
+    from ase.data import atomic_numbers
+    bad = [x for x in items if x not in atomic_numbers]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown element symbol(s) {', '.join(bad)}")
+    if len(set(items)) != len(items):
+        raise argparse.ArgumentTypeError(f"repeated element symbol in {s!r}")
+    return tuple(items)
+
+
+# ----------------------------------------------------------------------------------------- config
+def cmd_config(args) -> int:
+    from .config import default_config_toml, load_config
+    if args.defaults:
+        sys.stdout.write(default_config_toml())
+        return 0
+    if args.check:
+        load_config(args.check)
+        print(f"{args.check}: OK")
+        return 0
+    raise _UsageError("config: give --defaults (print the default configuration) or --check FILE.toml")
+
+
+# ------------------------------------------------------------------------------------------- demo
+def cmd_demo(args) -> int:
+    from . import demo
+    radius = args.radius if args.radius is not None else min(14.0, 0.3 * args.size * args.pixel_size)
+    argv = ["--size", str(args.size), "--angles", str(args.angles), "--seed", str(args.seed),
+            "--pixel-size", str(args.pixel_size), "--radius", str(radius)]
+    if args.threads is not None:
+        argv += ["--threads", str(args.threads)]
+    if args.out is None:
+        return demo.main(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    import contextlib
+    import io as _io
+    buf = _io.StringIO()
+
+    stdout = sys.stdout
+
+    class _Both(_io.TextIOBase):
+        def write(self, s):
+            stdout.write(s)
+            buf.write(s)
+            return len(s)
+
+        def flush(self):
+            stdout.flush()
+
+    with contextlib.redirect_stdout(_Both()):
+        rc = demo.main(argv)
+    from .io import atomic_path
+    with atomic_path(out / "demo.txt") as tmp:
+        Path(tmp).write_text(buf.getvalue())
+    return rc
+
+
+# --------------------------------------------------------------------------------------- simulate
+def cmd_simulate(args) -> int:
+    from .io import write_angles, write_npy, write_xyz
+    from .simulate import angles_range, fept_particle, tilt_series
+    from ase import Atoms
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    p = fept_particle(args.radius, orientation="random", antisite=0.02, thermal=0.05, seed=args.seed)
+    angles = angles_range(-70, 70, args.angles, seed=args.seed)
+    series = tilt_series(p.positions, p.species, angles, (args.size, args.size), args.pixel_size,
+                         dose=args.dose if args.dose > 0 else None, n_frames=args.frames,
+                         drift=args.drift if args.frames > 1 else 0.0,
+                         shifts=None if args.shift == 0 else "random", max_shift=args.shift,
+                         seed=args.seed, threads=args.threads)
+    tilts = series.tilts
+    if tilts.ndim == 4:  # angle-major pages, as a multi-page file holds them
+        tilts = tilts.reshape(-1, *tilts.shape[2:])
+    name = "tilts." + args.format
+    path = out / name
+    if args.format == "npy":
+        write_npy(path, tilts)
+    elif args.format == "tif":
+        import tifffile
+        from .io import atomic_path
+        with atomic_path(path) as tmp:
+            tifffile.imwrite(tmp, tilts)
+    else:
+        from .io import write_mrc
+        # a tilt series in MRC: the pixel size in the header
+        write_mrc(path, tilts, args.pixel_size)
+    write_angles(out / "angles.txt", angles)
+    truth = Atoms(symbols=list(p.species), positions=p.positions)
+    write_xyz(out / "truth.xyz", truth)
+    n_fe = int(np.sum(p.species == "Fe"))
+    print(f"simulated {len(p.positions)} atoms ({n_fe} Fe, {len(p.positions) - n_fe} Pt); wrote {path} "
+          f"({args.angles} angles x {args.frames} frame(s) of {args.size}x{args.size} px at "
+          f"{args.pixel_size} Å/px), {out / 'angles.txt'}, {out / 'truth.xyz'}")
+    print(f"try: aet run {path} --angles {out / 'angles.txt'} --pixel-size {args.pixel_size} --species Fe,Pt "
+          f"--frames {args.frames} --out {out / 'result'}")
+    return 0
+
+
+# -------------------------------------------------------------------------------------------- run
+def run(tilts_path, angles_path, pixel_size, species, out, *, frames=1, config=None, threads=None,
+        dataset=None, seed=None) -> dict:
+    """The body of ``aet run``; returns the summary it writes."""
+    from .config import load_config, step_options
+    from .io import check_angles, read_angles, read_tilts, write_json, write_mrc, write_xyz
+    from .pipeline import atoms_from_volume
+    from .reconstruct import genfire
+
+    cfg = load_config(config)
+    out = Path(out)
+    timings = {}
+    t_all = time.perf_counter()
+
+    t0 = time.perf_counter()
+    pages = read_tilts(tilts_path, dataset=dataset)
+    angles = read_angles(angles_path)
+    if pages.shape[0] % frames:
+        raise ValueError(f"{tilts_path}: {pages.shape[0]} images is not a multiple of --frames {frames}")
+    n_angles = pages.shape[0] // frames
+    check_angles(angles, n_angles, angles_path)
+    timings["read"] = time.perf_counter() - t0
+    log.info("read %d images of %dx%d px and %d angles", pages.shape[0], pages.shape[1], pages.shape[2], len(angles))
+    rng_seed = cfg["reconstruct"]["seed"] if seed is None else seed
+    out.mkdir(parents=True, exist_ok=True)
+
+    steps = []
+    if frames > 1 or cfg["preprocess"]["always"]:
+        from .preprocess import preprocess, split_pages
+        t0 = time.perf_counter()
+        opts = step_options(cfg, "preprocess", drop=("always",))
+        if frames > 1:
+            res = preprocess(split_pages(pages, frames), frames=True, threads=threads, **opts)
+        else:
+            opts.pop("register"), opts.pop("shear"), opts.pop("reference"), opts.pop("upsample")
+            res = preprocess(pages, frames=False, register=False, threads=threads, **opts)
+        tilts = res.tilts
+        timings["preprocess"] = time.perf_counter() - t0
+        steps.append("preprocess")
+        log.info("preprocessed in %.1f s", timings["preprocess"])
+    else:
+        tilts = pages
+
+    alignment = None
+    if cfg["align"]["enabled"]:
+        from .align import align
+        t0 = time.perf_counter()
+        al = align(tilts, angles, pixel_size=pixel_size, threads=threads,
+                   **step_options(cfg, "align", drop=("enabled",)))
+        tilts, angles = al.tilts, al.angles
+        alignment = {"rotation_deg": float(al.rotation), "shifts_px": np.asarray(al.shifts).tolist(),
+                     "angles_refined": bool(al.angles_refined)}
+        timings["align"] = time.perf_counter() - t0
+        steps.append("align")
+        log.info("aligned in %.1f s (rotation %.2f deg)", timings["align"], al.rotation)
+
+    t0 = time.perf_counter()
+    gopts = step_options(cfg, "reconstruct", drop=("seed",))
+    rec = genfire(tilts, angles, pixel_size=pixel_size, threads=threads, seed=rng_seed,
+                  progress=log.isEnabledFor(logging.INFO), **gopts)
+    timings["reconstruct"] = time.perf_counter() - t0
+    steps.append("reconstruct")
+    log.info("GENFIRE: %d iterations in %.1f s, Fourier R %.4f", rec.parameters["iterations_run"],
+             timings["reconstruct"], rec.errors[-1])
+
+    do_refine = cfg["refine"]["enabled"]
+    atoms = atoms_from_volume(rec.volume, tilts, angles, pixel_size, species, refine=do_refine,
+                              trace_options=step_options(cfg, "trace"),
+                              classify_options=step_options(cfg, "classify"),
+                              refine_options=step_options(cfg, "refine", drop=("enabled",)) if do_refine else None,
+                              threads=threads, seed=rng_seed)
+    timings.update(atoms.info["timings"])
+    steps += list(atoms.info["timings"])
+
+    t0 = time.perf_counter()
+    symbols = atoms.get_chemical_symbols()
+    counts = {s: symbols.count(s) for s in species}
+    atoms.info["pixel_size"] = float(pixel_size)
+    write_xyz(out / "atoms.xyz", atoms)
+    write_mrc(out / "reconstruction.mrc", rec.volume, pixel_size)
+    timings["write"] = time.perf_counter() - t0
+    timings["total"] = time.perf_counter() - t_all
+    summary = {
+        "input": {"tilts": str(tilts_path), "angles": str(angles_path), "pixel_size": pixel_size,
+                  "species": list(species), "frames": frames, "n_angles": n_angles,
+                  "image_shape": list(pages.shape[1:]), "config": None if config is None else str(config)},
+        "atoms": len(atoms),
+        "counts": counts,
+        "non_atoms": atoms.info.get("non_atoms"),
+        "r1_before": atoms.info.get("r1_before"),
+        "r1_after": atoms.info.get("r1_after"),
+        "heights": atoms.info.get("heights"),
+        "b_factors": atoms.info.get("b_factors"),
+        "reconstruction": {"iterations_run": rec.parameters["iterations_run"],
+                           "fourier_r": float(rec.errors[-1]),
+                           "rfree": None if rec.rfree is None else float(rec.rfree[-1]),
+                           "shape": list(rec.volume.shape)},
+        "alignment": alignment,
+        "steps": steps,
+        "timings_s": timings,
+        "config": cfg,
+        "outputs": ["atoms.xyz", "reconstruction.mrc", "summary.json"],
+    }
+    write_json(out / "summary.json", summary)
+    return summary
+
+
+def cmd_run(args) -> int:
+    from .io import TILT_SUFFIXES
+    if Path(args.tilts).suffix.lower() not in TILT_SUFFIXES:
+        raise _UsageError(f"TILTS: {args.tilts}: unknown format; expected one of {', '.join(TILT_SUFFIXES)}")
+    s = run(args.tilts, args.angles, args.pixel_size, args.species, args.out, frames=args.frames,
+            config=args.config, threads=args.threads, dataset=args.dataset, seed=args.seed)
+    if not args.quiet:
+        counts = ", ".join(f"{n} {k}" for k, n in s["counts"].items())
+        r1 = (f"; R1 {s['r1_before']:.4f} -> {s['r1_after']:.4f}" if s["r1_before"] is not None else "")
+        print(f"{s['atoms']} atoms ({counts}){r1}; {s['timings_s']['total']:.1f} s; wrote "
+              f"{Path(args.out) / 'atoms.xyz'}, reconstruction.mrc, summary.json")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="aet", description="Atomic electron tomography: tilt series to atoms.")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("run", help="reconstruct a tilt series and trace its atoms",
+                       description="Read a tilt series, (pre-process frames), align, reconstruct (GENFIRE), "
+                                   "trace, classify and refine the atoms; write atoms.xyz, "
+                                   "reconstruction.mrc and summary.json into --out.")
+    p.add_argument("tilts", metavar="TILTS", help="tilt series: .npy, .tif/.tiff, .mrc, .h5/.hdf5 "
+                   "(images angle-major; n_angles*frames pages with --frames)")
+    p.add_argument("--angles", required=True, metavar="FILE", help="tilt angles in degrees, one per line "
+                   "(or phi theta psi per line); .txt, .csv, .rawtlt")
+    p.add_argument("--pixel-size", required=True, type=_positive_float("pixel size"), metavar="P",
+                   help="Å per pixel")
+    p.add_argument("--species", required=True, type=_species, metavar="LIST", help="elements, e.g. Fe,Pt")
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory (created if needed)")
+    p.add_argument("--frames", type=_int_at_least(1), default=1, metavar="N",
+                   help="frames per angle (pre-processing registers and averages them); default 1")
+    p.add_argument("--config", metavar="FILE.toml", help="configuration (see `aet config --defaults`)")
+    p.add_argument("--dataset", metavar="NAME", help="HDF5 dataset holding the images")
+    p.add_argument("--threads", type=_int_at_least(1), default=None, metavar="N", help="default: all cores")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: reconstruct.seed of the config)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
+    g.add_argument("--verbose", "-v", action="store_true", help="report every step")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("simulate", help="write a simulated FePt tilt series to try `aet run` on",
+                       description="Simulate an FePt nanoparticle and its ADF-STEM tilt series; write "
+                                   "tilts.<format>, angles.txt and truth.xyz into --out.")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--size", type=_int_at_least(16), default=64, metavar="N", help="image side in pixels (default 64)")
+    p.add_argument("--pixel-size", type=_positive_float("pixel size"), default=0.4, metavar="P", help="Å per pixel (default 0.4)")
+    p.add_argument("--radius", type=_positive_float("radius"), default=8.0, help="particle radius in Å (default 8)")
+    p.add_argument("--angles", type=_int_at_least(2), default=31, metavar="N", help="projections over -70..+70 degrees (default 31)")
+    p.add_argument("--frames", type=_int_at_least(1), default=1, metavar="N", help="frames per angle (default 1)")
+    p.add_argument("--drift", type=float, default=0.3, help="frame drift in px per frame (with --frames > 1)")
+    p.add_argument("--shift", type=float, default=0.0, help="largest random image shift in px (default 0: aligned)")
+    p.add_argument("--dose", type=float, default=5e4, help="electrons per Å^2; 0 for noise-free (default 5e4)")
+    p.add_argument("--format", choices=("npy", "tif", "mrc"), default="npy", help="tilt-series file format")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=_int_at_least(1), default=None, metavar="N")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("demo", help="simulate FePt, run the whole chain and score it against the truth",
+                       description="Simulate an FePt particle, reconstruct it, trace, classify and refine "
+                                   "its atoms and print recall, precision, RMSD (pm) and species accuracy.")
+    p.add_argument("--out", metavar="DIR", help="also write the printed report to DIR/demo.txt")
+    p.add_argument("--size", type=_int_at_least(16), default=96, metavar="N", help="volume side in voxels (default 96)")
+    p.add_argument("--angles", type=_int_at_least(2), default=51, metavar="N", help="projections (default 51)")
+    p.add_argument("--pixel-size", type=_positive_float("pixel size"), default=0.4, metavar="P",
+                   help="Å per pixel (default 0.4)")
+    p.add_argument("--radius", type=_positive_float("radius"), default=None,
+                   help="particle radius in Å (default: 14, or 30%% of the box for small sizes)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=_int_at_least(1), default=None, metavar="N")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("config", help="print the default configuration or check a file",
+                       description="Print every parameter of every step with its default as TOML, or "
+                                   "check a configuration file.")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--defaults", action="store_true", help="print the default configuration (TOML)")
+    g.add_argument("--check", metavar="FILE.toml", help="check a configuration file")
+    p.set_defaults(func=cmd_config)
+    return ap
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING
+    if getattr(args, "verbose", False):
+        level = logging.INFO
+    if getattr(args, "quiet", False):
+        level = logging.ERROR
+    logging.basicConfig(level=level, format="aet: %(message)s")
+    log.setLevel(level)
+    try:
+        return args.func(args)
+    except (_UsageError, ValueError, TypeError, FileNotFoundError, PermissionError) as e:
+        print(f"aet {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("aet: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,198 @@
+"""The TOML configuration of ``aet run``: every parameter of every step with its default.
+
+``aet config --defaults`` prints :func:`default_config_toml`; a user file holds only what it
+changes and is merged over the defaults by :func:`load_config`. Unknown sections or keys and values
+of the wrong type are refused with a message naming them. The string ``"auto"`` / ``"none"`` stand
+for Python's None where a parameter takes it.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python < 3.11
+    import tomli as tomllib  # type: ignore
+
+__all__ = ["DEFAULTS", "default_config", "default_config_toml", "load_config", "merge_config",
+           "step_options"]
+
+# section -> list of (key, default, comment)
+_SPEC = {
+    "preprocess": ("Frame registration and clean-up (aetcore.preprocess.preprocess); runs when --frames > 1, "
+                   "or always if `always` is true.", [
+        ("always", False, "also pre-process a single-frame tilt series (background, normalisation)"),
+        ("register", True, "register the frames of each angle before averaging (else a plain mean)"),
+        ("shear", True, "correct raster shear between frames"),
+        ("reference", "first", "frame registration reference: \"first\" or \"mean\""),
+        ("upsample", 20, "sub-pixel upsampling of the registration cross-correlation"),
+        ("denoise", "none", "\"none\", \"nlm\", \"tv\", \"wavelet\" or \"bm3d\""),
+        ("denoise_strength", 1.0, "denoising strength (multiple of the estimated noise)"),
+        ("background", "plane", "background subtraction: \"none\", \"constant\" or \"plane\""),
+        ("normalize", True, "scale every image to the same total intensity"),
+    ]),
+    "align": ("Tilt-series alignment (aetcore.align.align).", [
+        ("enabled", True, "align the tilt series before reconstruction"),
+        ("rotation", True, "find the in-plane tilt-axis rotation"),
+        ("rotation_search", 5.0, "half-range of the tilt-axis rotation search, degrees"),
+        ("com", True, "centre-of-mass alignment along x"),
+        ("common_line", True, "common-line alignment along y"),
+        ("matching", True, "projection matching"),
+        ("reconstruct", "sirt", "projection-matching reconstructor"),
+        ("iterations", 5, "projection-matching iterations"),
+        ("recon_iterations", 30, "reconstruction iterations inside each projection-matching step"),
+        ("upsample", 20, "sub-pixel upsampling of the registrations"),
+        ("refine_angles", False, "refine the tilt angles during projection matching"),
+    ]),
+    "reconstruct": ("GENFIRE reconstruction (aetcore.reconstruct.genfire).", [
+        ("oversampling", 3.0, "Fourier grid side / volume side"),
+        ("iterations", 100, "maximum number of iterations"),
+        ("support", "auto", "\"auto\" (thresholded low-resolution reconstruction) or \"box\""),
+        ("support_margin", 6.0, "automatic support: dilation beyond the object, Å"),
+        ("positivity", True, "clip negative voxels every iteration"),
+        ("interpolation_radius", 0.3, "Fourier gridding radius, grid steps"),
+        ("plane_upsampling", 2, "extra zero-padding of the images before their FFT"),
+        ("extension", 0.5, "fraction of the iterations over which the enforced resolution grows"),
+        ("momentum", 0.9, "momentum of the accelerated alternating projections, in [0, 1)"),
+        ("rfree_fraction", 0.05, "fraction of measured points held out for R-free (0 disables)"),
+        ("patience", 20, "stop after this many iterations without improvement"),
+        ("tol", 1e-4, "relative improvement that counts for `patience`"),
+        ("seed", 0, "random seed (R-free points, classification)"),
+    ]),
+    "trace": ("Atom tracing (aetcore.trace.trace_atoms).", [
+        ("threshold", "auto", "minimum peak value (volume units) or \"auto\""),
+        ("min_distance", 2.0, "minimum distance between atoms, Å"),
+        ("fit", "polynomial", "sub-voxel peak fit"),
+        ("max_drift", 1.0, "largest move of a fit from its voxel maximum, voxels"),
+        ("fit_radius", 2, "fit window half-width, voxels"),
+        ("reject_background", False, "reject maxima that look like background"),
+    ]),
+    "classify": ("Species classification (aetcore.classify.classify).", [
+        ("method", "kmeans", "clustering method"),
+        ("local", False, "classify against local (neighbourhood) averages"),
+        ("local_radius", 10.0, "neighbourhood radius for `local`, Å"),
+        ("max_rounds", 50, "maximum reassignment rounds"),
+        ("patience", 5, "stop after this many rounds without fewer changes"),
+        ("non_atom", True, "allow a non-atom class for spurious peaks"),
+    ]),
+    "refine": ("Refinement against the tilt series (aetcore.refine.refine).", [
+        ("enabled", True, "refine positions, heights and B-factors"),
+        ("max_shift", 1.0, "largest move of an atom per coordinate, Å"),
+        ("refine_positions", True, "refine positions"),
+        ("refine_heights", True, "refine per-species heights"),
+        ("refine_b", True, "refine per-species B-factors"),
+        ("iterations", 50, "refinement iterations"),
+        ("cutoff", 5.0, "Gaussian cut-off, in sigmas"),
+    ]),
+}
+
+DEFAULTS = {sec: {k: v for k, v, _ in items} for sec, (_, items) in _SPEC.items()}
+
+_CHOICES = {
+    ("preprocess", "reference"): ("first", "mean"),
+    ("preprocess", "denoise"): ("none", "nlm", "tv", "wavelet", "bm3d"),
+    ("preprocess", "background"): ("none", "constant", "plane"),
+    ("reconstruct", "support"): ("auto", "box"),
+}
+_NONE_STRINGS = {("preprocess", "denoise"): "none", ("preprocess", "background"): "none",
+                 ("reconstruct", "support"): "auto", ("trace", "threshold"): "auto"}
+
+
+def default_config() -> dict:
+    """A fresh copy of the defaults, ``{section: {key: value}}``."""
+    return copy.deepcopy(DEFAULTS)
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, float):
+        return repr(v)
+    return str(v)
+
+
+def default_config_toml() -> str:
+    """The defaults as commented TOML (the text ``aet config --defaults`` prints)."""
+    lines = ["# aetcore configuration for `aet run --config FILE.toml`.",
+             "# Every parameter with its default; a file needs only the ones it changes.", ""]
+    for sec, (doc, items) in _SPEC.items():
+        lines.append(f"# {doc}")
+        lines.append(f"[{sec}]")
+        for k, v, comment in items:
+            lines.append(f"{k} = {_toml_value(v)}  # {comment}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def merge_config(user: dict, source: str = "config") -> dict:
+    """Merge `user` ``{section: {key: value}}`` over the defaults, refusing unknown sections or
+    keys and values of the wrong type (the message names `source` and the key)."""
+    cfg = default_config()
+    if not isinstance(user, dict):
+        raise ValueError(f"{source}: expected tables of settings, got {type(user).__name__}")
+    unknown = [s for s in user if s not in cfg]
+    if unknown:
+        raise ValueError(f"{source}: unknown section(s) {', '.join(map(repr, unknown))}; "
+                         f"expected {', '.join(cfg)}")
+    for sec, values in user.items():
+        if not isinstance(values, dict):
+            raise ValueError(f"{source}: [{sec}] must be a table of settings, got {values!r}")
+        bad = [k for k in values if k not in cfg[sec]]
+        if bad:
+            raise ValueError(f"{source}: unknown key(s) {', '.join(f'{sec}.{k}' for k in bad)}; "
+                             f"[{sec}] takes {', '.join(cfg[sec])}")
+        for k, v in values.items():
+            d = cfg[sec][k]
+            name = f"{source}: {sec}.{k}"
+            if (sec, k) == ("trace", "threshold"):
+                if not (v == "auto" or (isinstance(v, (int, float)) and not isinstance(v, bool))):
+                    raise ValueError(f"{name}: expected a number or \"auto\", got {v!r}")
+            elif isinstance(d, bool):
+                if not isinstance(v, bool):
+                    raise ValueError(f"{name}: expected true or false, got {v!r}")
+            elif isinstance(d, float):
+                if isinstance(v, bool) or not isinstance(v, (int, float)):
+                    raise ValueError(f"{name}: expected a number, got {v!r}")
+                v = float(v)
+            elif isinstance(d, int):
+                if isinstance(v, bool) or not isinstance(v, int):
+                    raise ValueError(f"{name}: expected an integer, got {v!r}")
+            elif isinstance(d, str):
+                if not isinstance(v, str):
+                    raise ValueError(f"{name}: expected a string, got {v!r}")
+                choices = _CHOICES.get((sec, k))
+                if choices and v not in choices:
+                    raise ValueError(f"{name}: expected one of {', '.join(choices)}, got {v!r}")
+            cfg[sec][k] = v
+    return cfg
+
+
+def load_config(path=None) -> dict:
+    """The defaults, with the TOML file `path` (if given) merged over them."""
+    if path is None:
+        return default_config()
+    p = Path(path)
+    try:
+        with open(p, "rb") as f:
+            user = tomllib.load(f)
+    except FileNotFoundError:
+        raise ValueError(f"{p}: no such configuration file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"{p}: not valid TOML: {e}") from e
+    return merge_config(user, str(p))
+
+
+def step_options(cfg: dict, section: str, drop=()) -> dict:
+    """The keyword options of one step: ``"none"``/``"auto"`` placeholders turned into None and
+    the keys in `drop` (switches that are not keyword arguments) removed."""
+    out = {}
+    for k, v in cfg[section].items():
+        if k in drop:
+            continue
+        if _NONE_STRINGS.get((section, k)) == v:
+            v = None
+        out[k] = v
+    return out

@@ -28,7 +28,7 @@ $(PY):
 install: deps .stamp-install
 
 demo: install
-	$(PY) -m aetcore.demo
+	$(VENV)/bin/aet demo
 
 test: install
 	$(PY) -m pytest -q tests
@@ -36,6 +36,8 @@ test: install
 bench: install
 	$(PIP) install -q ".[bench]"
 	$(PY) bench/reconstruction.py
+	$(PY) bench/atoms.py
+	$(PY) bench/alignment.py
 
 clean:
 	rm -rf build .stamp-install

@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     print(f"atoms:   {len(atoms)} traced ({steps}); recall {100 * m.recall:.2f} %, precision "
           f"{100 * m.precision:.2f} %, RMSD {m.rmsd_pm:.1f} pm, species accuracy {100 * m.species_accuracy:.2f} %, "
           f"R1 {atoms.info['r1_before']:.4f} -> {atoms.info['r1_after']:.4f} "
-          f"(median precision estimate {100 * float(np.median(atoms.get_array('precision'))):.1f} pm; "
+          f"(median precision estimate {100 * float(np.median(atoms.get_array('precision'))):.2f} pm; "
           f"{time.perf_counter() - t1:.1f} s)")
     print(f"         before refinement (tracing alone): RMSD {m0.rmsd_pm:.1f} pm. The refinement fits the same "
           "Gaussian-atom model that simulated the data, so its RMSD is optimistic.")

@@ -9,7 +9,7 @@ import numpy as np
 
 __all__ = [
     "as_tilts", "as_volume", "as_angles", "as_positions", "positive", "at_least",
-    "resolve_threads", "as_generator", "finite_array",
+    "resolve_threads", "as_generator", "finite_array", "real_array",
 ]
 
 
@@ -26,14 +26,29 @@ def finite_array(a: np.ndarray, name: str) -> None:
         raise ValueError(f"{name}: expected finite values, got {bad} NaN or Inf entries")
 
 
-def _float_array(a, name: str, ndim: int, layout: str) -> np.ndarray:
+def real_array(a, name: str, ndims, layout: str) -> np.ndarray:
+    """A float32 C-contiguous copy-if-needed of `a` with ndim in `ndims` (an int or a tuple);
+    refuses ragged lists, non-real dtypes, empty arrays and NaN/Inf, naming `name`."""
+    ndims = (ndims,) if isinstance(ndims, Integral) else tuple(ndims)
     if isinstance(a, (list, tuple)):
-        a = np.asarray(a)
+        shapes = []
+        for item in a:
+            s = np.shape(item)
+            if s not in shapes:
+                shapes.append(s)
+        if len(shapes) > 1:
+            raise ValueError(f"{name}: expected images of one shape {layout}, got shapes "
+                             f"{', '.join(str(s) for s in shapes[:4])}{' ...' if len(shapes) > 4 else ''}")
+        try:
+            a = np.asarray(a)
+        except (TypeError, ValueError):
+            raise TypeError(f"{name}: expected a NumPy array {layout}, got a list that is not one") from None
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{name}: expected a NumPy array {layout}, got {_describe(a)}")
-    if a.ndim != ndim:
-        raise ValueError(f"{name}: expected {ndim} dimensions {layout}, got shape {a.shape}")
-    if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
+    if a.ndim not in ndims:
+        raise ValueError(f"{name}: expected {' or '.join(str(d) for d in ndims)} dimensions {layout}, "
+                         f"got shape {a.shape}")
+    if a.dtype == bool or not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
         raise TypeError(f"{name}: expected a real floating-point array, got dtype {a.dtype}")
     if any(s == 0 for s in a.shape):
         raise ValueError(f"{name}: expected a non-empty array, got shape {a.shape}")
@@ -44,12 +59,12 @@ def _float_array(a, name: str, ndim: int, layout: str) -> np.ndarray:
 
 def as_tilts(tilts, name: str = "tilts") -> np.ndarray:
     """A tilt series as float32 C-contiguous (n_angles, ny, nx); copies only when needed."""
-    return _float_array(tilts, name, 3, "(n_angles, ny, nx)")
+    return real_array(tilts, name, 3, "(n_angles, ny, nx)")
 
 
 def as_volume(volume, name: str = "volume") -> np.ndarray:
     """A volume as float32 C-contiguous (nz, ny, nx); copies only when needed."""
-    return _float_array(volume, name, 3, "(nz, ny, nx)")
+    return real_array(volume, name, 3, "(nz, ny, nx)")
 
 
 def as_angles(angles, n: int | None = None, name: str = "angles") -> np.ndarray:

@@ -26,7 +26,7 @@ import numpy as np
 import scipy.fft as sfft
 from scipy import ndimage
 
-from ._validate import at_least, finite_array, positive, resolve_threads
+from ._validate import at_least, finite_array, positive, real_array, resolve_threads
 
 __all__ = ["split_pages", "register_frames", "FrameRegistration", "correct_scan_distortion",
            "estimate_affine_from_lattice", "denoise", "subtract_background", "normalize",
@@ -34,41 +34,6 @@ __all__ = ["split_pages", "register_frames", "FrameRegistration", "correct_scan_
 
 
 # ----------------------------------------------------------------------------------------- checks
-def _describe(a) -> str:
-    if isinstance(a, np.ndarray):
-        return f"an array of shape {a.shape} and dtype {a.dtype}"
-    return type(a).__name__
-
-
-def _real_array(a, name: str, ndims: tuple, layout: str) -> np.ndarray:
-    """float32 C-contiguous array with ndim in `ndims`; refuses ragged lists, non-real, empty, NaN/Inf."""
-    if isinstance(a, (list, tuple)):
-        shapes = []
-        for item in a:
-            s = np.shape(item)
-            if s not in shapes:
-                shapes.append(s)
-        if len(shapes) > 1:
-            raise ValueError(f"{name}: expected images of one shape {layout}, got shapes "
-                             f"{', '.join(str(s) for s in shapes[:4])}{' ...' if len(shapes) > 4 else ''}")
-        try:
-            a = np.asarray(a)
-        except (TypeError, ValueError):
-            raise TypeError(f"{name}: expected a NumPy array {layout}, got a list that is not one") from None
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{name}: expected a NumPy array {layout}, got {_describe(a)}")
-    if a.ndim not in ndims:
-        raise ValueError(f"{name}: expected {' or '.join(str(d) for d in ndims)} dimensions {layout}, "
-                         f"got shape {a.shape}")
-    if a.dtype == bool or not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
-        raise TypeError(f"{name}: expected a real floating-point array, got dtype {a.dtype}")
-    if any(s == 0 for s in a.shape):
-        raise ValueError(f"{name}: expected a non-empty array, got shape {a.shape}")
-    out = np.ascontiguousarray(a, dtype=np.float32)
-    finite_array(out, name)
-    return out
-
-
 def _no_constant_images(a: np.ndarray, name: str) -> None:
     """ValueError if any image (last two axes) is constant, e.g. all zero."""
     flat = a.reshape(-1, a.shape[-2] * a.shape[-1])
@@ -81,7 +46,7 @@ def _no_constant_images(a: np.ndarray, name: str) -> None:
 
 def _images(images, name: str = "images"):
     """(n, ny, nx) float32 and whether the input was a single (ny, nx) image."""
-    a = _real_array(images, name, (2, 3), "(ny, nx) or (n_images, ny, nx)")
+    a = real_array(images, name, (2, 3), "(ny, nx) or (n_images, ny, nx)")
     single = a.ndim == 2
     return (a[None] if single else a), single
 
@@ -108,7 +73,7 @@ def split_pages(pages, n_frames: int) -> np.ndarray:
 
     Raises ValueError if `n_frames` does not divide the number of pages.
     """
-    p = _real_array(pages, "pages", (3,), "(n_pages, ny, nx)")
+    p = real_array(pages, "pages", (3,), "(n_pages, ny, nx)")
     n_frames = at_least(n_frames, 1, "n_frames", integer=True)
     if p.shape[0] % n_frames:
         raise ValueError(f"n_frames: expected a divisor of the number of pages ({p.shape[0]}), got {n_frames}")
@@ -231,7 +196,7 @@ class FrameRegistration:
 
 
 def _as_frames(frames, name: str = "frames"):
-    a = _real_array(frames, name, (3, 4), "(n_angles, n_frames, ny, nx) or (n_frames, ny, nx)")
+    a = real_array(frames, name, (3, 4), "(n_angles, n_frames, ny, nx) or (n_frames, ny, nx)")
     single = a.ndim == 3
     if single:
         a = a[None]
@@ -488,7 +453,7 @@ def estimate_affine_from_lattice(image, spacing_px: float, *, lattice: str = "sq
     -------
     (2, 2) float64 ``D`` in (y, x) order; pass it to :func:`correct_scan_distortion` to correct.
     """
-    img = _real_array(image, "image", (2,), "(ny, nx)").astype(np.float64)
+    img = real_array(image, "image", (2,), "(ny, nx)").astype(np.float64)
     _no_constant_images(img[None], "image")
     spacing = positive(spacing_px, "spacing_px")
     lattice = _choice(lattice, ("square", "hexagonal"), "lattice")
@@ -801,7 +766,7 @@ def preprocess(frames_or_tilts, *, frames: bool = True, register: bool = True, s
     steps = []
     reg = None
     if frames:
-        a = _real_array(frames_or_tilts, "frames_or_tilts", (4,),
+        a = real_array(frames_or_tilts, "frames_or_tilts", (4,),
                         "(n_angles, n_frames, ny, nx) with frames=True (use split_pages for a page stack, "
                         "frames=False for a tilt series)")
         _no_constant_images(a, "frames_or_tilts")
@@ -814,7 +779,7 @@ def preprocess(frames_or_tilts, *, frames: bool = True, register: bool = True, s
             tilts = np.ascontiguousarray(a.mean(axis=1, dtype=np.float64), dtype=np.float32)
             steps.append(f"mean of {a.shape[1]} frames (no registration)")
     else:
-        tilts = _real_array(frames_or_tilts, "frames_or_tilts", (3,),
+        tilts = real_array(frames_or_tilts, "frames_or_tilts", (3,),
                             "(n_angles, ny, nx) with frames=False")
         _no_constant_images(tilts, "frames_or_tilts")
     if distortion is not None:

@@ -1,8 +1,12 @@
 """Helpers shared by the benchmarks (run as `python bench/NAME.py`, so this directory is on sys.path)."""
 from __future__ import annotations
 
+import json
+import os
 import platform
 import resource
+import subprocess
+import sys
 
 
 def maxrss_mb() -> float:
@@ -33,3 +37,22 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown CPU"
+
+
+def run_worker(script: str, kind: str, args: list) -> dict:
+    """Run `script` again in a child process as worker `kind` (its own peak memory, nothing shared
+    with the parent) and return the dict it printed on its ``WORKER_RESULT`` line."""
+    cmd = [sys.executable, os.path.abspath(script), "--_worker", kind, *args]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    lines = [l for l in p.stdout.splitlines() if l.startswith("WORKER_RESULT ")]
+    if p.returncode != 0 or not lines:
+        raise RuntimeError(f"{kind} worker failed (exit {p.returncode}):\n{p.stdout[-2000:]}\n{p.stderr[-4000:]}")
+    return json.loads(lines[-1][len("WORKER_RESULT "):])
+
+
+def write_json(path: str, results: dict) -> None:
+    """The results as JSON, written whole or not at all."""
+    tmp = path + ".part"
+    with open(tmp, "w") as f:
+        json.dump(results, f, indent=2)
+    os.replace(tmp, path)

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import sys
@@ -43,7 +42,7 @@ import time
 
 import numpy as np
 
-from _common import cpu_model as _cpu_model, flag as _flag, maxrss_mb as _maxrss_mb
+from _common import cpu_model as _cpu_model, flag as _flag, maxrss_mb as _maxrss_mb, write_json
 
 PIXEL_SIZE = 0.4
 TILT_RANGE = (-70.0, 70.0)
@@ -158,10 +157,7 @@ def main(argv=None):
     R["target_time"] = dict(value=total, ok=total < TARGET_TIME)
     print(format_table(R))
     if ns.json:
-        tmp = ns.json + ".part"
-        with open(tmp, "w") as f:
-            json.dump(R, f, indent=2)
-        os.replace(tmp, ns.json)
+        write_json(ns.json, R)
     return 0
 
 

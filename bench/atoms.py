@@ -38,14 +38,13 @@ import json
 import os
 import platform
 import resource
-import subprocess
 import sys
 import tempfile
 import time
 
 import numpy as np
 
-from _common import cpu_model as _cpu_model, flag as _flag, maxrss_mb as _maxrss_mb
+from _common import cpu_model as _cpu_model, flag as _flag, maxrss_mb as _maxrss_mb, run_worker, write_json
 
 PIXEL_SIZE = 0.4            # Å per voxel
 TILT_RANGE = (-70.0, 70.0)
@@ -201,15 +200,10 @@ def _worker_main(ns) -> int:
 
 def _run_worker(kind, input_path, ns, workdir):
     out = os.path.join(workdir, f"{kind}_out.npz")
-    cmd = [sys.executable, os.path.abspath(__file__), "--_worker", kind, "--_input", input_path,
-           "--_output", out, "--seed", str(ns.seed)]
+    args = ["--_input", input_path, "--_output", out, "--seed", str(ns.seed)]
     if ns.threads is not None:
-        cmd += ["--threads", str(ns.threads)]
-    pr = subprocess.run(cmd, capture_output=True, text=True)
-    lines = [l for l in pr.stdout.splitlines() if l.startswith("WORKER_RESULT ")]
-    if pr.returncode != 0 or not lines:
-        raise RuntimeError(f"{kind} worker failed (exit {pr.returncode}):\n{pr.stdout[-2000:]}\n{pr.stderr[-4000:]}")
-    res = json.loads(lines[-1][len("WORKER_RESULT "):])
+        args += ["--threads", str(ns.threads)]
+    res = run_worker(__file__, kind, args)
     with np.load(out) as z:
         arrays = {k: z[k] for k in z.files}
     os.unlink(out)
@@ -437,10 +431,7 @@ def main(argv=None):
     R["load_average_end"] = list(os.getloadavg())
     print(format_table(R))
     if ns.json:
-        tmp = ns.json + ".part"
-        with open(tmp, "w") as f:
-            json.dump(R, f, indent=2)
-        os.replace(tmp, ns.json)
+        write_json(ns.json, R)
     return 0
 
 

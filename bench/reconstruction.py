@@ -32,14 +32,13 @@ import json
 import os
 import platform
 import resource
-import subprocess
 import sys
 import tempfile
 import time
 
 import numpy as np
 
-from _common import cpu_model as _cpu_model, flag as _flag, maxrss_mb as _maxrss_mb
+from _common import cpu_model as _cpu_model, flag as _flag, maxrss_mb as _maxrss_mb, run_worker, write_json
 
 PIXEL_SIZE = 0.4          # Å per pixel / voxel
 OVERSAMPLING = 3
@@ -117,15 +116,10 @@ def _worker_main(ns) -> None:
 
 def _run_worker(kind: str, input_path: str, ns, workdir: str):
     out = os.path.join(workdir, f"{kind}_volume.npy")
-    cmd = [sys.executable, os.path.abspath(__file__), "--_worker", kind, "--_input", input_path,
-           "--_output", out, "--iterations", str(ns.iterations)]
+    args = ["--_input", input_path, "--_output", out, "--iterations", str(ns.iterations)]
     if ns.threads is not None:
-        cmd += ["--threads", str(ns.threads)]
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    lines = [l for l in p.stdout.splitlines() if l.startswith("WORKER_RESULT ")]
-    if p.returncode != 0 or not lines:
-        raise RuntimeError(f"{kind} worker failed (exit {p.returncode}):\n{p.stdout[-2000:]}\n{p.stderr[-4000:]}")
-    res = json.loads(lines[-1][len("WORKER_RESULT "):])
+        args += ["--threads", str(ns.threads)]
+    res = run_worker(__file__, kind, args)
     vol = np.load(out)
     os.unlink(out)
     return vol, res
@@ -303,10 +297,7 @@ def main(argv=None):
     _derive(R)
     print(format_table(R))
     if ns.json:
-        tmp = ns.json + ".part"
-        with open(tmp, "w") as f:
-            json.dump(R, f, indent=2)
-        os.replace(tmp, ns.json)
+        write_json(ns.json, R)
     return 0
 
 

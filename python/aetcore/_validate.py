@@ -9,7 +9,7 @@ import numpy as np
 
 __all__ = [
     "as_tilts", "as_volume", "as_angles", "as_positions", "positive", "at_least",
-    "resolve_threads", "as_generator", "finite_array", "real_array",
+    "resolve_threads", "as_generator", "finite_array", "real_array", "as_matrix",
 ]
 
 
@@ -55,6 +55,19 @@ def real_array(a, name: str, ndims, layout: str) -> np.ndarray:
     out = np.ascontiguousarray(a, dtype=np.float32)
     finite_array(out, name)
     return out
+
+
+def as_matrix(value, shape: tuple, name: str, accepted: str, kind: str) -> np.ndarray:
+    """A finite float64 matrix of `shape`. `accepted` lists what the argument may be (for the
+    TypeError); `kind` names the matrix (for the shape error)."""
+    try:
+        m = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name}: expected {accepted}, got {type(value).__name__}") from None
+    if m.shape != tuple(shape):
+        raise ValueError(f"{name}: expected a {tuple(shape)} {kind}, got shape {m.shape}")
+    finite_array(m, name)
+    return m
 
 
 def as_tilts(tilts, name: str = "tilts") -> np.ndarray:

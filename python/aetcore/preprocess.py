@@ -26,7 +26,7 @@ import numpy as np
 import scipy.fft as sfft
 from scipy import ndimage
 
-from ._validate import at_least, finite_array, positive, real_array, resolve_threads
+from ._validate import as_matrix, at_least, finite_array, positive, real_array, resolve_threads
 
 __all__ = ["split_pages", "register_frames", "FrameRegistration", "correct_scan_distortion",
            "estimate_affine_from_lattice", "denoise", "subtract_background", "normalize",
@@ -361,14 +361,8 @@ def correct_scan_distortion(images, matrix=None, *, order: int = 3, mode: str = 
         out = np.stack(_map(lambda i: ndimage.map_coordinates(a[i].astype(np.float64), coords, order=order,
                                                               mode=mode), list(range(n)), threads))
     else:
-        try:
-            M = np.asarray(matrix, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise TypeError(f"matrix: expected None, a (2, 2) array or a callable, got "
-                            f"{type(matrix).__name__}") from None
-        if M.shape != (2, 2):
-            raise ValueError(f"matrix: expected a (2, 2) affine matrix in (y, x) order, got shape {M.shape}")
-        finite_array(M, "matrix")
+        M = as_matrix(matrix, (2, 2), "matrix", "None, a (2, 2) array or a callable",
+                      "affine matrix in (y, x) order")
         if abs(np.linalg.det(M)) < 1e-6:
             raise ValueError("matrix: expected an invertible (2, 2) matrix, got a singular one")
         out = np.stack(_map(lambda i: _affine(a[i].astype(np.float64), M, order, mode), list(range(n)), threads))

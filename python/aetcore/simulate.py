@@ -14,7 +14,7 @@ from typing import NamedTuple, Optional, Sequence
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from ._validate import (as_angles, as_generator, as_positions, at_least, finite_array, positive,
+from ._validate import (as_angles, as_matrix, as_generator, as_positions, at_least, finite_array, positive,
                         resolve_threads)
 from .geometry import euler_matrices
 from .project import AtomModel, project_atoms, render_atoms
@@ -57,14 +57,7 @@ def _orientation(orientation, name: str = "orientation"):
         if orientation != "random":
             raise ValueError(f"{name}: expected None, 'random' or a (3, 3) rotation matrix, got {orientation!r}")
         return "random"
-    try:
-        R = np.asarray(orientation, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name}: expected None, 'random' or a (3, 3) rotation matrix, "
-                        f"got {type(orientation).__name__}") from None
-    if R.shape != (3, 3):
-        raise ValueError(f"{name}: expected a (3, 3) rotation matrix, got shape {R.shape}")
-    finite_array(R, name)
+    R = as_matrix(orientation, (3, 3), name, "None, 'random' or a (3, 3) rotation matrix", "rotation matrix")
     if not np.allclose(R @ R.T, np.eye(3), atol=1e-6) or np.linalg.det(R) < 0:
         raise ValueError(f"{name}: expected a proper rotation matrix (orthonormal, det = +1)")
     return R

@@ -9,7 +9,7 @@ import numpy as np
 
 __all__ = [
     "as_tilts", "as_volume", "as_angles", "as_positions", "positive", "at_least",
-    "resolve_threads", "as_generator", "finite_array", "real_array", "as_matrix",
+    "resolve_threads", "as_generator", "finite_array", "real_array", "as_matrix", "one_of",
 ]
 
 
@@ -55,6 +55,15 @@ def real_array(a, name: str, ndims, layout: str) -> np.ndarray:
     out = np.ascontiguousarray(a, dtype=np.float32)
     finite_array(out, name)
     return out
+
+
+def one_of(value, options, name: str) -> str:
+    """A string among `options`."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name}: expected one of {options}, got {type(value).__name__}")
+    if value not in options:
+        raise ValueError(f"{name}: expected one of {options}, got {value!r}")
+    return value
 
 
 def as_matrix(value, shape: tuple, name: str, accepted: str, kind: str) -> np.ndarray:

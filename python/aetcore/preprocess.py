@@ -26,7 +26,7 @@ import numpy as np
 import scipy.fft as sfft
 from scipy import ndimage
 
-from ._validate import as_matrix, at_least, finite_array, positive, real_array, resolve_threads
+from ._validate import as_matrix, one_of, at_least, finite_array, positive, real_array, resolve_threads
 
 __all__ = ["split_pages", "register_frames", "FrameRegistration", "correct_scan_distortion",
            "estimate_affine_from_lattice", "denoise", "subtract_background", "normalize",
@@ -49,14 +49,6 @@ def _images(images, name: str = "images"):
     a = real_array(images, name, (2, 3), "(ny, nx) or (n_images, ny, nx)")
     single = a.ndim == 2
     return (a[None] if single else a), single
-
-
-def _choice(value, options, name: str) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"{name}: expected one of {options}, got {type(value).__name__}")
-    if value not in options:
-        raise ValueError(f"{name}: expected one of {options}, got {value!r}")
-    return value
 
 
 def _map(fn, items, threads: int):
@@ -258,7 +250,7 @@ def register_frames(frames, *, reference="first", upsample: int = 20, shear: boo
     F, _ = _as_frames(frames, "frames")
     A, N, ny, nx = F.shape
     if isinstance(reference, str):
-        _choice(reference, ("first", "mean"), "reference")
+        one_of(reference, ("first", "mean"), "reference")
     elif isinstance(reference, Integral) and not isinstance(reference, bool):
         if not -N <= reference < N:
             raise ValueError(f"reference: expected a frame index in [0, {N}), got {reference}")
@@ -272,7 +264,7 @@ def register_frames(frames, *, reference="first", upsample: int = 20, shear: boo
     if scan_duty > 1:
         raise ValueError(f"scan_duty: expected a fraction in (0, 1], got {scan_duty}")
     if normalization is not None:
-        _choice(normalization, ("phase",), "normalization")
+        one_of(normalization, ("phase",), "normalization")
     threads = resolve_threads(threads)
 
     work = F.astype(np.float64)
@@ -339,7 +331,7 @@ def correct_scan_distortion(images, matrix=None, *, order: int = 3, mode: str = 
     order = at_least(order, 0, "order", integer=True)
     if order > 5:
         raise ValueError(f"order: expected a spline order in [0, 5], got {order}")
-    mode = _choice(mode, ("reflect", "grid-mirror", "constant", "grid-constant", "nearest", "mirror",
+    mode = one_of(mode, ("reflect", "grid-mirror", "constant", "grid-constant", "nearest", "mirror",
                           "grid-wrap", "wrap"), "mode")
     threads = resolve_threads(threads)
     n, ny, nx = a.shape
@@ -450,7 +442,7 @@ def estimate_affine_from_lattice(image, spacing_px: float, *, lattice: str = "sq
     img = real_array(image, "image", (2,), "(ny, nx)").astype(np.float64)
     _no_constant_images(img[None], "image")
     spacing = positive(spacing_px, "spacing_px")
-    lattice = _choice(lattice, ("square", "hexagonal"), "lattice")
+    lattice = one_of(lattice, ("square", "hexagonal"), "lattice")
     orders = at_least(orders, 1, "orders", integer=True)
     upsample = at_least(upsample, 2, "upsample", integer=True)
     ny, nx = img.shape
@@ -548,7 +540,7 @@ def denoise(images, method: str = "nlm", strength: float = 1.0, *, sigma=None, t
     float32 array of the input's shape.
     """
     a, single = _images(images, "images")
-    method = _choice(method, ("nlm", "tv", "wavelet", "bm3d"), "method")
+    method = one_of(method, ("nlm", "tv", "wavelet", "bm3d"), "method")
     strength = positive(strength, "strength")
     threads = resolve_threads(threads)
     n = a.shape[0]
@@ -639,7 +631,7 @@ def subtract_background(images, *, model: str = "plane", mask=None):
         background at the centre pixel, gy and gx per pixel (zero for "constant").
     """
     a, single = _images(images, "images")
-    model = _choice(model, ("constant", "plane"), "model")
+    model = one_of(model, ("constant", "plane"), "model")
     n, ny, nx = a.shape
     if mask is not None:
         m = np.asarray(mask)
@@ -753,9 +745,9 @@ def preprocess(frames_or_tilts, *, frames: bool = True, register: bool = True, s
         if not isinstance(v, (bool, np.bool_)):
             raise TypeError(f"{name}: expected True or False, got {type(v).__name__}")
     if denoise is not None:
-        _choice(denoise, ("nlm", "tv", "wavelet", "bm3d"), "denoise")
+        one_of(denoise, ("nlm", "tv", "wavelet", "bm3d"), "denoise")
     if background is not None:
-        _choice(background, ("constant", "plane"), "background")
+        one_of(background, ("constant", "plane"), "background")
     threads = resolve_threads(threads)
     steps = []
     reg = None

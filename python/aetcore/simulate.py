@@ -14,7 +14,7 @@ from typing import NamedTuple, Optional, Sequence
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from ._validate import (as_angles, as_matrix, as_generator, as_positions, at_least, finite_array, positive,
+from ._validate import (as_angles, as_matrix, one_of, as_generator, as_positions, at_least, finite_array, positive,
                         resolve_threads)
 from .geometry import euler_matrices
 from .project import AtomModel, project_atoms, render_atoms
@@ -39,14 +39,6 @@ def _fraction(value, name: str, *, upper: float = 1.0) -> float:
     if v > upper:
         raise ValueError(f"{name}: expected a fraction in [0, {upper:g}], got {value}")
     return v
-
-
-def _choice(value, options, name: str) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"{name}: expected one of {options}, got {type(value).__name__}")
-    if value not in options:
-        raise ValueError(f"{name}: expected one of {options}, got {value!r}")
-    return value
 
 
 def _orientation(orientation, name: str = "orientation"):
@@ -91,7 +83,7 @@ def _fcc_sites(a: float, radius: float, shape: str) -> np.ndarray:
 def _check_particle_args(a, radius, shape, orientation, thermal):
     a = positive(a, "a")
     radius = positive(radius, "radius")
-    shape = _choice(shape, _SHAPES, "shape")
+    shape = one_of(shape, _SHAPES, "shape")
     orientation = _orientation(orientation)
     thermal = at_least(thermal, 0.0, "thermal")
     return a, radius, shape, orientation, thermal
@@ -269,10 +261,10 @@ def fept_particle(radius: float = 20.0, *, a: float = FEPT_LATTICE_CONSTANT, dom
     if not domains:
         raise ValueError("domains: expected at least one phase name, got none")
     for d in domains:
-        _choice(d, _PHASES, "domains")
-    partition = _choice(partition, ("voronoi", "slabs"), "partition")
-    l10_axis = _choice(l10_axis, tuple(_AXES), "l10_axis")
-    l12 = _choice(l12, ("FePt3", "Fe3Pt"), "l12")
+        one_of(d, _PHASES, "domains")
+    partition = one_of(partition, ("voronoi", "slabs"), "partition")
+    l10_axis = one_of(l10_axis, tuple(_AXES), "l10_axis")
+    l12 = one_of(l12, ("FePt3", "Fe3Pt"), "l12")
     pt_fraction = _fraction(pt_fraction, "pt_fraction")
     antisite = _fraction(antisite, "antisite")
 

@@ -16,6 +16,7 @@ from .project import backproject_volume, project_atoms, project_volume, render_a
 from .reconstruct import Reconstruction, genfire, resire, sirt, wbp
 from .classify import classify as classify_species
 from .pipeline import atoms_from_tilts
+from .workflow import run
 from .refine import refine as refine_atoms
 from .scoring import match_atoms
 from .trace import trace_atoms
@@ -25,7 +26,7 @@ try:
 except PackageNotFoundError:  # pragma: no cover
     __version__ = "0+unknown"
 
-__all__ = ["align", "preprocess", "atoms_from_tilts", "classify", "refine", "classify_species", "refine_atoms", "geometry", "metrics", "project", "reconstruct", "scoring", "simulate", "trace", "match_atoms",
+__all__ = ["run", "align", "preprocess", "atoms_from_tilts", "classify", "refine", "classify_species", "refine_atoms", "geometry", "metrics", "project", "reconstruct", "scoring", "simulate", "trace", "match_atoms",
            "trace_atoms", "project_volume",
            "backproject_volume", "project_atoms", "render_atoms", "Reconstruction", "genfire",
            "resire", "sirt", "wbp", "__version__"]

@@ -189,7 +189,7 @@ struct PolyFitter {
         }
     }
 
-    FitResult fit(const float* vol, Shape3 s, index_t index, double max_drift) const {
+    FitResult fit(const float* vol, Shape3 s, index_t index, double max_drift, int max_iterations) const {
         const Box b = make_box(s, index, radius);
         FitResult res{double(b.z), double(b.y), double(b.x), fit_converged};
         index_t minext = std::min({b.hi[0] - b.lo[0], b.hi[1] - b.lo[1], b.hi[2] - b.lo[2]}) + 1;
@@ -228,7 +228,7 @@ struct PolyFitter {
                 }
         // Newton steps.
         bool converged = false;
-        for (int it = 0; it < 50; ++it) {
+        for (int it = 0; it < max_iterations; ++it) {
             poly_eval(*poly, coef, p, f, g, H);
             Eigen::SelfAdjointEigenSolver<Mat3d> es(H);
             if (es.eigenvalues().maxCoeff() >= -1e-9 * scale) {
@@ -373,12 +373,13 @@ std::vector<Peak> find_local_maxima(const float* vol, Shape3 s, float threshold,
     return peaks;
 }
 
-FitResult fit_polynomial(const float* vol, Shape3 shape, index_t index, int radius, double max_drift) {
-    return PolyFitter(radius).fit(vol, shape, index, max_drift);
+FitResult fit_polynomial(const float* vol, Shape3 shape, index_t index, int radius, double max_drift,
+                         int max_iterations) {
+    return PolyFitter(radius).fit(vol, shape, index, max_drift, max_iterations);
 }
 
 FitResult fit_gaussian(const float* vol, Shape3 s, index_t index, int radius, double max_drift,
-                       const FitResult& start) {
+                       const FitResult& start, int max_iterations) {
     const Box b = make_box(s, index, radius);
     FitResult res{double(b.z), double(b.y), double(b.x), fit_converged};
     const Eigen::VectorXd v = box_values(vol, s, b);
@@ -421,7 +422,7 @@ FitResult fit_gaussian(const float* vol, Shape3 s, index_t index, int radius, do
     double cost = model.eval(th, r, &J);
     double lambda = -1;
     bool converged = false;
-    for (int it = 0; it < 200 && !converged; ++it) {
+    for (int it = 0; it < 4 * max_iterations && !converged; ++it) {
         Eigen::Matrix<double, 6, 6> JtJ = J.transpose() * J;
         Eigen::Matrix<double, 6, 1> Jtr = J.transpose() * r;
         if (lambda < 0) lambda = 1e-3 * JtJ.diagonal().maxCoeff();
@@ -468,8 +469,8 @@ TraceResult trace_atoms(const float* vol, Shape3 s, const TraceOptions& opt) {
         for (index_t k = 0; k < n; ++k) {
             const index_t i = peaks[std::size_t(k)].index;
             FitResult f{double(i / (s.ny * s.nx)), double((i / s.nx) % s.ny), double(i % s.nx), fit_converged};
-            if (opt.fit >= 1) f = poly.fit(vol, s, i, opt.max_drift);
-            if (opt.fit >= 2) f = fit_gaussian(vol, s, i, std::max(opt.radius, 1), opt.max_drift, f);
+            if (opt.fit >= 1) f = poly.fit(vol, s, i, opt.max_drift, opt.max_iterations);
+            if (opt.fit >= 2) f = fit_gaussian(vol, s, i, std::max(opt.radius, 1), opt.max_drift, f, opt.max_iterations);
             fits[std::size_t(k)] = f;
         }
     }

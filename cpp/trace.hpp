@@ -37,12 +37,15 @@ struct FitResult {
 // Least-squares polynomial of total degree 4 (35 terms; degree 2 where the volume border leaves fewer than
 // 5 distinct offsets along an axis) over the (2 radius + 1)^3 box around the voxel maximum `index`, then
 // the argmax of the polynomial on a 3x upsampled grid of the +-1 voxel crop, refined by Newton steps.
-FitResult fit_polynomial(const float* vol, Shape3 shape, index_t index, int radius, double max_drift);
+// At most `max_iterations` Newton steps.
+FitResult fit_polynomial(const float* vol, Shape3 shape, index_t index, int radius, double max_drift,
+                         int max_iterations = 50);
 
 // Levenberg-Marquardt fit of B + H * (voxel mean of exp(-|r - c|^2 / (2 s^2))) over the same box
-// (the voxel means are exact, with error functions, as in render_atoms). Starts from `start`.
+// (the voxel means are exact, with error functions, as in render_atoms). Starts from `start`. At most
+// 4 * `max_iterations` Levenberg-Marquardt steps (it converges linearly, Newton quadratically).
 FitResult fit_gaussian(const float* vol, Shape3 shape, index_t index, int radius, double max_drift,
-                       const FitResult& start);
+                       const FitResult& start, int max_iterations = 50);
 
 struct TraceOptions {
     float threshold = 0.f;
@@ -51,6 +54,7 @@ struct TraceOptions {
     int fit = 1;                  // 0 none (voxel maxima), 1 polynomial, 2 polynomial then Gaussian
     double max_drift = 1.0;       // voxels
     int radius = 2;               // half-width of the fitting box, voxels (>= 1)
+    int max_iterations = 50;      // Newton steps of the polynomial fit (the Gaussian fit: 4x as many)
     int threads = 0;
 };
 

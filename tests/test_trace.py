@@ -197,3 +197,20 @@ def test_auto_support_drops_peaks_outside_the_particle():
     assert not np.any(np.all(inside.voxel == [3, 4, 5], axis=1))
     with pytest.raises(ValueError, match="support"):
         trace_atoms(vol, 0.4, support="sphere")
+
+
+@pytest.mark.parametrize("fit", ["polynomial", "gaussian"])
+def test_fit_out_of_iterations_did_not_converge(fit):
+    # An off-centre Gaussian peak: one iteration cannot reach the fitted maximum (status 3, the voxel
+    # maximum is kept); the default limit converges to the true centre.
+    c, (z, y, x) = grid()
+    true = np.array([c + 0.17, c - 0.31, c + 0.23])  # (z, y, x)
+    vol = np.exp(-((x - 0.23) ** 2 + (y + 0.31) ** 2 + (z - 0.17) ** 2) / (2 * 1.2 ** 2)).astype(np.float32)
+    r = trace_atoms(vol, 1.0, min_distance=0, fit=fit, max_iterations=1)
+    assert len(r) == 1 and r.status[0] == 3 and STATUS[3] == "did not converge"
+    np.testing.assert_array_equal(r.positions_voxels[0], [c, c, c])
+    ok = trace_atoms(vol, 1.0, min_distance=0, fit=fit)
+    assert ok.status[0] == 0
+    np.testing.assert_allclose(ok.positions_voxels[0], true, atol=0.05 if fit == "polynomial" else 1e-3)
+    with pytest.raises(ValueError, match="max_iterations"):
+        trace_atoms(vol, 1.0, max_iterations=0)

@@ -32,10 +32,12 @@ void register_trace(py::module_& m) {
           "((n, 3) int64 (z, y, x), (n,) float32 values).");
     m.def("trace_atoms",
           [](const carray<float>& vol, float threshold, index_t max_atoms, double min_distance, int fit,
-             double max_drift, int radius, int threads) {
+             double max_drift, int radius, int threads, int max_iterations) {
               require_shape(vol, "volume", {-1, -1, -1});
               if (fit < 0 || fit > 2) throw py::value_error("fit: expected 0, 1 or 2, got " + std::to_string(fit));
               if (radius < 1) throw py::value_error("radius: expected >= 1, got " + std::to_string(radius));
+              if (max_iterations < 1)
+                  throw py::value_error("max_iterations: expected >= 1, got " + std::to_string(max_iterations));
               Shape3 s{vol.shape(0), vol.shape(1), vol.shape(2)};
               TraceOptions opt;
               opt.threshold = threshold;
@@ -45,6 +47,7 @@ void register_trace(py::module_& m) {
               opt.max_drift = max_drift;
               opt.radius = radius;
               opt.threads = threads;
+              opt.max_iterations = max_iterations;
               TraceResult r;
               {
                   py::gil_scoped_release nogil;
@@ -63,6 +66,7 @@ void register_trace(py::module_& m) {
           },
           py::arg("volume"), py::arg("threshold"), py::arg("max_atoms") = 0, py::arg("min_distance") = 0.0,
           py::arg("fit") = 1, py::arg("max_drift") = 1.0, py::arg("radius") = 2, py::arg("threads") = 0,
+          py::arg("max_iterations") = 50,
           "Trace atoms: ((n,3) int64 voxel (z,y,x), (n,3) float64 position (z,y,x) in voxels, (n,) float32 "
           "intensity, (n,) int8 status); fit 0 none, 1 polynomial, 2 Gaussian; lengths in voxels.");
 }

@@ -66,6 +66,7 @@ _SPEC = {
         ("fit", "polynomial", "sub-voxel peak fit"),
         ("max_drift", 1.0, "largest move of a fit from its voxel maximum, voxels"),
         ("fit_radius", 2, "fit window half-width, voxels"),
+        ("max_iterations", 50, "Newton steps per fit (status 3 when exhausted)"),
         ("reject_background", False, "reject maxima that look like background"),
     ]),
     "classify": ("Species classification (aetcore.classify.classify).", [

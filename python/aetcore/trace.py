@@ -151,7 +151,7 @@ def _background_rejects(vol: np.ndarray, vox: np.ndarray, inten: np.ndarray, mas
 
 
 def trace_atoms(volume, pixel_size, *, threshold=None, max_atoms=None, min_distance=2.0, fit="polynomial",
-                max_drift=1.0, fit_radius=2, support=None, reject_background=False,
+                max_drift=1.0, fit_radius=2, max_iterations=50, support=None, reject_background=False,
                 threads=None) -> TracedAtoms:
     """Trace atoms in a volume: local maxima, sub-voxel fits, minimum distance.
 
@@ -176,6 +176,10 @@ def trace_atoms(volume, pixel_size, *, threshold=None, max_atoms=None, min_dista
         fits get status 2.
     fit_radius : int
         Half-width of the fitting box in voxels (2: the 5x5x5 box, 125 voxels for 35 polynomial terms).
+    max_iterations : int
+        Newton steps of the polynomial fit (the Gaussian fit takes up to 4x as many
+        Levenberg-Marquardt steps); a fit that has not converged by then gets status 3 and keeps its
+        voxel maximum. Newton converges in a handful of steps on atom-like peaks.
     support : None, "auto" or bool array (nz, ny, nx)
         Peaks outside the particle are dropped. "auto": the volume smoothed over 1 Å, thresholded by
         Otsu's method and dilated by 2.5 Å; None (default) keeps every peak. Off by default: on
@@ -209,6 +213,7 @@ def trace_atoms(volume, pixel_size, *, threshold=None, max_atoms=None, min_dista
     radius = at_least(fit_radius, 1, "fit_radius", integer=True)
     if fit != "none" and radius < 2:
         raise ValueError(f"fit_radius: a 4th-order polynomial needs fit_radius >= 2, got {fit_radius}")
+    iters = at_least(max_iterations, 1, "max_iterations", integer=True)
     nt = resolve_threads(threads)
     if isinstance(support, str):
         if support != "auto":
@@ -222,7 +227,7 @@ def trace_atoms(volume, pixel_size, *, threshold=None, max_atoms=None, min_dista
             raise ValueError(f"support: expected shape {vol.shape}, got {mask.shape}")
         mask = mask != 0
     reject_background = bool(reject_background)
-    vox, pos, inten, status = _core.trace_atoms(vol, thr, cap, dmin / p, _FITS[fit], drift, radius, nt)
+    vox, pos, inten, status = _core.trace_atoms(vol, thr, cap, dmin / p, _FITS[fit], drift, radius, nt, iters)
     if mask is not None and vox.shape[0]:
         keep = mask[vox[:, 0], vox[:, 1], vox[:, 2]]
         if reject_background:

@@ -1,0 +1,276 @@
+"""aet batch: a manifest of datasets run with dask.distributed, failures reported and retried."""
+import argparse
+import contextlib
+import csv
+import io
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aetcore.batch import ManifestError, add_batch_parser, batch, load_manifest
+from aetcore.cli import main as aet
+
+# a quick configuration: ~2 s per 32 px dataset on one core
+FAST = """
+[defaults.config]
+reconstruct.iterations = 30
+refine.enabled = false
+align.matching = false
+"""
+
+
+def _parser():
+    ap = argparse.ArgumentParser(prog="aet")
+    sub = ap.add_subparsers(dest="command")
+    add_batch_parser(sub)
+    return ap
+
+
+def _aet_batch(argv):
+    """Run `aet batch ARGV` through add_batch_parser; (exit status, stdout, stderr)."""
+    args = _parser().parse_args(["batch", *argv])
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = args.func(args)
+    return rc, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """Two small simulated FePt datasets and a corrupt one (a truncated .npy)."""
+    root = tmp_path_factory.mktemp("batch")
+    with contextlib.redirect_stdout(io.StringIO()):
+        for name, seed in (("p1", 1), ("p2", 2)):
+            assert aet(["simulate", "--out", str(root / name), "--size", "32", "--radius", "5",
+                        "--angles", "21", "--seed", str(seed)]) == 0
+    (root / "bad").mkdir()
+    good = (root / "p1" / "tilts.npy").read_bytes()
+    (root / "bad" / "tilts.npy").write_bytes(good[: len(good) // 3])
+    (root / "bad" / "angles.txt").write_text((root / "p1" / "angles.txt").read_text())
+    return root
+
+
+def _manifest(root, text, name="manifest.toml"):
+    p = root / name
+    p.write_text(text)
+    return p
+
+
+GOOD_AND_BAD = """
+[defaults]
+out = "results"
+pixel_size = 0.4
+species = ["Fe", "Pt"]
+""" + FAST + """
+[[dataset]]
+name = "p1"
+tilts = "p1/tilts.npy"
+angles = "p1/angles.txt"
+
+[[dataset]]
+name = "bad"
+tilts = "bad/tilts.npy"
+angles = "bad/angles.txt"
+
+[[dataset]]
+name = "p2"
+tilts = "p2/tilts.npy"
+angles = "p2/angles.txt"
+"""
+
+
+def test_aet_batch_two_ok_one_corrupt_on_a_local_cluster(data):
+    from ase.io import read
+    from aetcore.config import load_config
+    from aetcore.scoring import match_atoms
+
+    m = _manifest(data, GOOD_AND_BAD)
+    t0 = time.perf_counter()
+    rc, out, err = _aet_batch([str(m), "--workers", "2", "--threads-per-worker", "1", "--quiet"])
+    wall = time.perf_counter() - t0
+    assert rc == 1, err  # some dataset failed
+    assert wall < 90, f"the batch took {wall:.1f} s"  # two ~2 s datasets: no hang, no serial retries
+    res = data / "results"
+    with open(res / "batch.csv", newline="") as f:
+        rows = {r["name"]: r for r in csv.DictReader(f)}
+    assert list(rows) == ["p1", "bad", "p2"]  # manifest order, one row each
+    report = json.loads((res / "batch.json").read_text())
+    assert report["scheduler"].startswith("LocalCluster(2 workers")
+    assert report["threads_per_worker"] == 1
+    js = {d["name"]: d for d in report["datasets"]}
+
+    for name in ("p1", "p2"):
+        r = rows[name]
+        assert r["status"] == "ok" and r["attempts"] == "1" and r["error"] == ""
+        d = Path(r["out"])
+        assert d == res / name
+        for f in ("atoms.xyz", "summary.json", "reconstruction.mrc", "config.toml"):
+            assert (d / f).is_file(), f"{d / f} missing"
+        json.loads((d / "summary.json").read_text())
+        cfg = load_config(d / "config.toml")  # the complete configuration the dataset ran with
+        assert cfg["reconstruct"]["iterations"] == 30 and cfg["refine"]["enabled"] is False
+        h5 = d / "results.h5"
+        assert r["results_h5"] == (str(h5) if h5.is_file() else "")
+        truth = read(data / name / "truth.xyz")
+        traced = read(d / "atoms.xyz")
+        assert int(r["atoms"]) == len(traced) == js[name]["atoms"]
+        assert int(r["count_Fe"]) + int(r["count_Pt"]) == len(traced)
+        assert abs(len(traced) - len(truth)) <= max(3, 0.15 * len(truth))
+        score = match_atoms(truth.positions, truth.get_chemical_symbols(), traced.positions,
+                            traced.get_chemical_symbols())
+        assert score.recall >= 0.85, score.summary()
+        assert float(r["time_s"]) > 0
+
+    bad = rows["bad"]
+    assert bad["status"] == "failed" and bad["attempts"] == "2"  # retried exactly once
+    assert bad["error"].startswith("ValueError: ")
+    assert str(data / "bad" / "tilts.npy") in bad["error"]  # the error names the corrupt file
+    assert "Traceback" not in bad["error"] and len(bad["error"]) < 700
+    errs = js["bad"]["errors"]
+    assert [e["attempt"] for e in errs] == [1, 2]
+    assert all(str(data / "bad" / "tilts.npy") in e["error"] for e in errs)
+    assert not (res / "bad" / "summary.json").exists()
+
+
+def test_python_batch_retries_a_transient_failure_and_reports(data, monkeypatch):
+    """A dataset failing on its first attempt only ends ok after 2 attempts; the result object,
+    the CSV and the JSON agree (an in-process cluster, so the failure can be injected)."""
+    from distributed import Client, LocalCluster
+    import aetcore.workflow
+
+    real_run = aetcore.workflow.run
+    calls = []
+
+    def flaky_run(**kw):
+        calls.append(Path(kw["out"]).name)
+        if calls.count("p2") == 1 and Path(kw["out"]).name == "p2":
+            raise RuntimeError("transient failure of the node\n" + "detail line\n" * 300)
+        return real_run(**kw)
+
+    monkeypatch.setattr(aetcore.workflow, "run", flaky_run)
+    m = _manifest(data, GOOD_AND_BAD.replace('out = "results"', 'out = "results-py"')
+                  .replace('name = "bad"\ntilts = "bad/tilts.npy"', 'name = "bad"\ntilts = "bad/tilts.npy"\n'
+                           'config = { reconstruct = { iterations = 5 } }'), "py.toml")
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cl, \
+            Client(cl) as client:
+        res = batch(m, scheduler=client, threads_per_worker=1, progress=False, retries=1)
+        assert client.status == "running"  # a Client we passed in is not closed
+    assert res.ok == ["p1", "p2"] and res.failed == ["bad"]
+    assert res["p2"]["attempts"] == 2 and res["p2"]["status"] == "ok" and res["p2"]["error"] is None
+    assert res["p2"]["errors"][0]["error"].startswith("RuntimeError: transient failure of the node")
+    assert len(res["p2"]["errors"][0]["error"].splitlines()) <= 4  # not a 300-line message
+    assert res["p1"]["attempts"] == 1 and res["bad"]["attempts"] == 2
+    assert sorted(calls) == ["bad", "bad", "p1", "p2", "p2"]
+    assert res["p1"]["atoms"] == sum(res["p1"]["counts"].values()) > 20
+    with open(res.csv_path, newline="") as f:
+        assert [r["status"] for r in csv.DictReader(f)] == ["ok", "failed", "ok"]
+    assert "bad: ValueError:" in res.table()
+    with pytest.raises(ValueError, match="workers"):
+        batch(m, scheduler=client, workers=2)
+
+
+def test_bad_manifest_exits_2_and_names_every_problem(data, tmp_path):
+    m = _manifest(tmp_path, f"""
+[defaults]
+pixelsize = 0.4
+species = "Fe,Xx"
+out = "never"
+[defaults.config]
+reconstruct.iters = 30
+
+[[dataset]]
+name = "p1"
+tilts = "{data / 'p1' / 'tilts.npy'}"
+angles = "{data / 'p1' / 'angles.txt'}"
+
+[[dataset]]
+name = "p1"
+tilts = "missing/tilts.npy"
+angles = "{data / 'p1' / 'angles.txt'}"
+frames = 0
+""")
+    rc, out, err = _aet_batch([str(m)])
+    assert rc == 2
+    assert "'pixelsize'" in err  # unknown key
+    assert "Xx" in err  # unknown element
+    assert "reconstruct.iters" in err  # unknown configuration key
+    assert str(tmp_path / "missing" / "tilts.npy") in err and "no such file" in err
+    assert "already the name" in err and "frames" in err
+    assert "pixel_size: missing" in err
+    assert not (tmp_path / "never").exists()  # nothing started
+    with pytest.raises(ManifestError) as e:
+        load_manifest(m)
+    assert len(e.value.problems) >= 7
+
+    rc, _, err = _aet_batch([str(tmp_path / "nope.toml")])
+    assert rc == 2 and "nope.toml" in err and "no such file" in err
+    rc, _, err = _aet_batch([str(_manifest(tmp_path, "[defaults\n", "broken.toml"))])
+    assert rc == 2 and "not valid TOML" in err
+
+
+def test_manifest_layers_and_paths(data):
+    (data / "base.toml").write_text("[reconstruct]\niterations = 70\noversampling = 2.0\n[trace]\nmin_distance = 1.8\n")
+    (data / "sweep").mkdir(exist_ok=True)
+    (data / "sweep" / "more.toml").write_text("[trace]\nmin_distance = 2.2\n")
+    m = _manifest(data, """
+[defaults]
+pixel_size = 0.4
+species = "Fe,Pt"
+config_file = "base.toml"
+seed = 3
+[defaults.config]
+reconstruct.iterations = 40
+
+[[dataset]]
+name = "it40"
+tilts = "p1/tilts.npy"
+angles = "p1/angles.txt"
+
+[[dataset]]
+name = "it80"
+tilts = "p1/tilts.npy"
+angles = "p1/angles.txt"
+species = ["Pt"]
+pixel_size = 0.5
+config_file = "sweep/more.toml"
+[dataset.config.reconstruct]
+iterations = 80
+""", "sweep.toml")
+    man = load_manifest(m)
+    assert man.out == data / "sweep_results"
+    a, b = man.datasets
+    assert a.tilts == data / "p1" / "tilts.npy" and a.tilts.is_absolute()
+    assert a.species == ("Fe", "Pt") and b.species == ("Pt",) and man.species == ("Fe", "Pt")
+    assert (a.pixel_size, b.pixel_size, a.seed, b.frames) == (0.4, 0.5, 3, 1)
+    # layers: defaults file < [defaults.config] < dataset file < [dataset.config]
+    assert a.config["reconstruct"]["iterations"] == 40 and b.config["reconstruct"]["iterations"] == 80
+    assert a.config["reconstruct"]["oversampling"] == b.config["reconstruct"]["oversampling"] == 2.0
+    assert a.config["trace"]["min_distance"] == 1.8 and b.config["trace"]["min_distance"] == 2.2
+    assert a.out == data / "sweep_results" / "it40"
+    rc, out, _ = _aet_batch([str(m), "--check"])
+    assert rc == 0 and "2 dataset(s)" in out
+
+    # the complete configuration written for a worker reads back as the same configuration
+    from aetcore.batch import _config_toml
+    from aetcore.config import load_config
+    (data / "written.toml").write_text(_config_toml(b.config, b.name))
+    assert load_config(data / "written.toml") == b.config
+
+    # a config file given as `config` is refused with a hint
+    bad = _manifest(data, 'config = 1\n[[dataset]]\nname = "x"\ntilts = "p1/tilts.npy"\nangles = "p1/angles.txt"\n'
+                    'pixel_size = 0.4\nspecies = "Pt"\nconfig = "base.toml"\n', "bad_cfg.toml")
+    with pytest.raises(ManifestError, match="config_file") as e:
+        load_manifest(bad)
+    assert "unknown top-level key(s) 'config'" in str(e.value)
+
+
+def test_batch_refuses_bad_arguments(data):
+    m = _manifest(data, GOOD_AND_BAD.replace('out = "results"\n', ''), "args.toml")
+    for kw, match in (({"retries": -1}, "retries"), ({"workers": 0}, "workers"),
+                      ({"threads_per_worker": 1.5}, "threads_per_worker"), ({"scheduler": 3}, "scheduler")):
+        with pytest.raises((ValueError, TypeError), match=match):
+            batch(m, progress=False, **kw)
+    assert not (data / "args_results").exists()

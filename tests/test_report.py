@@ -88,6 +88,16 @@ def test_images_exist_are_png_and_have_alt_text(tmp_path):
     assert "<figcaption>A &lt;caption&gt; &amp; more</figcaption>" in page
     assert re.search(r'alt="Section: two"', page)
     assert not plt.get_fignums()  # every figure passed was closed
+    # a PNG deleted by hand: the rebuilt page keeps the section but no longer links the file
+    (tmp_path / "report" / "s-one.png").unlink()
+    page = report.build_report(tmp_path).read_text()
+    assert _img_srcs(page) == ["report/s-two.png"] and "<p>body</p>" in page
+    # two sections may not claim the same PNG (key "s-x" + figure "y" vs key "s" + figure "x-y")
+    report.add_section(tmp_path, "s-x", "Other", "", figures={"y": _fig()})
+    with pytest.raises(ValueError, match="figures: the file s-x-y.png already belongs to section 's-x'"):
+        report.add_section(tmp_path, "s", "Section", "", figures={"x-y": _fig()})
+    assert _img_srcs(report.build_report(tmp_path).read_text()) == ["report/s-two.png", "report/s-x-y.png"]
+    assert not plt.get_fignums()
 
 
 def test_title_is_escaped(tmp_path):
@@ -141,7 +151,8 @@ def test_concurrent_writers_lose_no_section(tmp_path):
         except Exception as e:  # pragma: no cover - reported below
             errors.append(e)
 
-    threads = [threading.Thread(target=writer, args=("analyze", 100)), threading.Thread(target=writer, args=("track", 110))]
+    threads = [threading.Thread(target=writer, args=("analyze", 100)),
+               threading.Thread(target=writer, args=("track", 110))]
     for t in threads:
         t.start()
     for t in threads:

@@ -21,6 +21,7 @@ import json
 import os
 import re
 from contextlib import ExitStack, contextmanager
+from numbers import Integral, Real
 from pathlib import Path
 
 import numpy as np
@@ -122,7 +123,7 @@ def _sorted_keys(sections: dict) -> list:
     return sorted(sections, key=lambda k: (sections[k].get("order", 0), sections[k].get("seq", 0), k))
 
 
-def _figure_items(figures, key: str) -> list:
+def _figure_items(figures) -> list:
     """[(name, Figure, caption or None)] from {name: Figure | (Figure, caption) | None}."""
     if figures is None:
         return []
@@ -212,16 +213,16 @@ def add_section(folder, key, title, html, figures=None, order=None, *, dpi=DEFAU
     """
     items = []
     try:
-        items = _figure_items(figures, key if isinstance(key, str) else "")
+        items = _figure_items(figures)
         root = _folder(folder)
         _check_name(key, "key")
         if not isinstance(title, str):
             raise TypeError(f"title: expected a str, got {type(title).__name__}")
         if not isinstance(html, str):
             raise TypeError(f"html: expected a str of HTML, got {type(html).__name__}")
-        if order is not None and (isinstance(order, bool) or not isinstance(order, int)):
+        if order is not None and (isinstance(order, bool) or not isinstance(order, Integral)):
             raise TypeError(f"order: expected an int or None, got {type(order).__name__}")
-        if isinstance(dpi, bool) or not isinstance(dpi, (int, float)) or not dpi > 0 or dpi > 1200:
+        if isinstance(dpi, bool) or not isinstance(dpi, Real) or not 0 < dpi <= 1200:
             raise ValueError(f"dpi: expected a number in (0, 1200], got {dpi!r}")
         if not isinstance(build, bool):
             raise TypeError(f"build: expected a bool, got {type(build).__name__}")
@@ -236,6 +237,11 @@ def add_section(folder, key, title, html, figures=None, order=None, *, dpi=DEFAU
                                                   + (1 if sections else 10))
             seq = old["seq"] if old else max((s.get("seq", 0) for s in sections.values()), default=0) + 1
             files = [(name, f"{key}-{name}.png", caption) for name, _, caption in items]
+            taken = {f: k for k, sec in sections.items() if k != key for f in sec.get("figures", [])}
+            clash = [f for _, f, _ in files if f in taken]
+            if clash:
+                raise ValueError(f"figures: the file {clash[0]} already belongs to section {taken[clash[0]]!r}; "
+                                 "choose another figure name or key")
             sections[key] = {"title": title, "order": int(order), "seq": int(seq),
                              "figures": [f for _, f, _ in files]}
             with ExitStack() as stack:
@@ -329,8 +335,10 @@ def _build(root: Path, sections: dict) -> Path:
         if not frag.is_file():
             continue
         text = frag.read_text(encoding="utf-8")
-        if any(not (rdir / f).is_file() for f in sections[key].get("figures", [])):
-            continue  # a figure was removed by hand: leave the section out rather than link nothing
+        for f in sections[key].get("figures", []):
+            if not (rdir / f).is_file():  # removed by hand: drop its <figure> rather than link nothing
+                text = re.sub(r'<figure class="aet-figure"><img src="' + re.escape(f"{REPORT_DIR}/{_html.escape(f)}")
+                              + r'".*?</figure>\n?', "", text, flags=re.S)
         body.append(text)
         toc.append(f'<li><a href="#sec-{key}">{_html.escape(sections[key].get("title", key))}</a></li>')
     files = sorted(p.name for p in root.iterdir()
@@ -425,9 +433,10 @@ def _species_colors(names) -> dict:
 def _symbols(symbols, n: int | None, name: str = "symbols") -> list:
     if isinstance(symbols, str) or not hasattr(symbols, "__len__"):
         raise TypeError(f"{name}: expected a sequence of element symbols (one per atom), got {type(symbols).__name__}")
-    out = [s if isinstance(s, str) else None for s in (symbols.tolist() if isinstance(symbols, np.ndarray) else symbols)]
-    if any(s is None for s in out):
-        raise TypeError(f"{name}: expected element symbols as str")
+    out = list(symbols.tolist() if isinstance(symbols, np.ndarray) else symbols)
+    bad = [s for s in out if not isinstance(s, str)]
+    if bad:
+        raise TypeError(f"{name}: expected element symbols as str, got {type(bad[0]).__name__} {bad[0]!r}")
     if n is not None and len(out) != n:
         raise ValueError(f"{name}: expected {n} symbols (one per atom), got {len(out)}")
     return out

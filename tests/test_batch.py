@@ -274,3 +274,34 @@ def test_batch_refuses_bad_arguments(data):
         with pytest.raises((ValueError, TypeError), match=match):
             batch(m, progress=False, **kw)
     assert not (data / "args_results").exists()
+
+
+def test_a_killed_worker_is_survived(data):
+    """The worker process running a dataset dies mid-run: the nanny restarts it, dask reschedules
+    the dataset, and the batch ends ok."""
+    import os
+    import signal
+    import threading
+    from distributed import Client, LocalCluster
+
+    m = _manifest(data, GOOD_AND_BAD.split("[[dataset]]")[0].replace('"results"', '"results-kill"')
+                  + '[[dataset]]\nname = "p1"\ntilts = "p1/tilts.npy"\nangles = "p1/angles.txt"\n', "kill.toml")
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+                      host="127.0.0.1") as cl, Client(cl) as client:
+        first_pid = next(iter(client.run(os.getpid).values()))
+        box = {}
+        th = threading.Thread(target=lambda: box.update(res=batch(m, scheduler=client, threads_per_worker=1,
+                                                                   progress=False)))
+        th.start()
+        t0 = time.perf_counter()
+        while not any(k.startswith("aet-batch-p1") for ks in client.processing().values() for k in ks):
+            assert time.perf_counter() - t0 < 30, "the dataset never started"
+            time.sleep(0.05)
+        time.sleep(0.3)  # inside aetcore.workflow.run
+        os.kill(first_pid, signal.SIGKILL)
+        th.join(120)
+        assert not th.is_alive()
+    res = box["res"]
+    assert res.ok == ["p1"] and res["p1"]["attempts"] == 1
+    assert not res["p1"]["worker"].endswith(f":{first_pid}")  # finished by the restarted worker
+    assert (data / "results-kill" / "p1" / "atoms.xyz").is_file()

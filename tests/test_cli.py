@@ -75,7 +75,8 @@ def test_config_check_command(tmp_path, capsys):
 
 # --------------------------------------------------------------------------------- arguments
 def test_help_on_every_subcommand():
-    for sub in ([], ["run"], ["simulate"], ["demo"], ["config"]):
+    for sub in ([], ["run"], ["simulate"], ["demo"], ["config"], ["preprocess"], ["align"], ["reconstruct"],
+                ["trace"], ["classify"], ["refine"], ["export"]):
         r = subprocess.run([sys.executable, "-m", "aetcore", *sub, "--help"], capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
         assert "usage:" in r.stdout
@@ -143,14 +144,17 @@ def test_simulate_then_run_end_to_end(tmp_path, capsys):
     s = json.loads((res / "summary.json").read_text())
     assert sum(s["counts"].values()) == len(atoms) == s["atoms"]
     assert s["r1_after"] < s["r1_before"]
-    assert {"read", "reconstruct", "trace", "classify", "refine", "total"} <= set(s["timings_s"])
-    assert s["config"]["reconstruct"]["iterations"] == 30
-    assert "align" not in s["timings_s"]
+    assert {"preprocess", "align", "reconstruct", "trace", "classify", "refine", "total"} <= set(s["timings_s"])
+    assert json.loads((res / "run.json").read_text())["config"]["reconstruct"]["iterations"] == 30
+    assert s["alignment"]["enabled"] is False
+    assert s["resolution_A"] is not None and 0.8 <= s["resolution_A"] < 5  # Nyquist is 0.8 Å
     # the scores against the truth are sensible
     from aetcore.scoring import match_atoms
     m = match_atoms(truth.positions, truth.get_chemical_symbols(), atoms.positions, atoms.get_chemical_symbols())
     assert m.recall > 0.9 and m.precision > 0.9
-    assert sorted(p.name for p in res.iterdir()) == ["atoms.xyz", "reconstruction.mrc", "summary.json"]
+    assert sorted(p.name for p in res.iterdir()) == ["atoms.xyz", "reconstruction.mrc", "report", "report.html",
+                                                     "results.h5", "run.json", "steps", "summary.json"]
+    assert not list(res.rglob("*.tmp*"))
 
 
 def test_run_frames_tiff_with_alignment(tmp_path, capsys):
@@ -159,7 +163,8 @@ def test_run_frames_tiff_with_alignment(tmp_path, capsys):
     assert _run(["simulate", "--out", str(sim), "--size", "48", "--angles", "11", "--frames", "3",
                  "--shift", "2", "--format", "tif"], capsys)[0] == 0
     (tmp_path / "c.toml").write_text("[align]\niterations = 2\nrecon_iterations = 10\n"
-                                     "[reconstruct]\niterations = 20\n[refine]\nenabled = false\n")
+                                     "[reconstruct]\niterations = 20\nhalf_set_fsc = false\n"
+                                     "[refine]\nenabled = false\n")
     rc, out, err = _run(["run", str(sim / "tilts.tif"), "--angles", str(sim / "angles.txt"), "--pixel-size",
                          "0.4", "--species", "Fe,Pt", "--frames", "3", "--out", str(tmp_path / "r"),
                          "--config", str(tmp_path / "c.toml"), "--quiet"], capsys)
@@ -167,7 +172,10 @@ def test_run_frames_tiff_with_alignment(tmp_path, capsys):
     assert out == ""
     s = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert {"preprocess", "align"} <= set(s["timings_s"])
-    assert s["alignment"] is not None and len(s["alignment"]["shifts_px"]) == 11
+    import h5py
+    with h5py.File(tmp_path / "r" / "results.h5", "r") as f:
+        assert f["align/shifts"].shape == (11, 2) and f["preprocess/frame_shifts"].shape == (11, 3, 2)
+    assert s["alignment"]["enabled"] is True
     assert s["r1_before"] is None and s["atoms"] > 50
 
 

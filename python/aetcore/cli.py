@@ -1,5 +1,7 @@
-"""The ``aet`` command line: ``aet run`` (tilt series to atoms), ``aet simulate`` (a test data set),
-``aet demo`` (simulate, reconstruct and score) and ``aet config --defaults``.
+"""The ``aet`` command line: ``aet run`` (tilt series to atoms and a report), one command per step
+(``aet preprocess``, ``align``, ``reconstruct``, ``trace``, ``classify``, ``refine``) to redo a step
+of a results folder with new settings, ``aet export`` (POSCAR, CIF), ``aet simulate`` (a test data
+set), ``aet demo`` (simulate, reconstruct and score) and ``aet config --defaults``.
 
 Errors in arguments or input files end the command with exit status 2 and one line naming the
 argument or file and what is wrong.
@@ -152,22 +154,71 @@ def cmd_simulate(args) -> int:
 
 
 # -------------------------------------------------------------------------------------------- run
-def cmd_run(args) -> int:
-    from .io import TILT_SUFFIXES
-    if Path(args.tilts).suffix.lower() not in TILT_SUFFIXES:
-        raise _UsageError(f"TILTS: {args.tilts}: unknown format; expected one of {', '.join(TILT_SUFFIXES)}")
-    from .workflow import run
-    s = run(args.tilts, args.angles, args.pixel_size, args.species, args.out, frames=args.frames,
-            config=args.config, threads=args.threads, dataset=args.dataset, seed=args.seed)
-    if not args.quiet:
+def _print_summary(args, s: dict) -> None:
+    if getattr(args, "quiet", False):
+        return
+    parts = []
+    if s.get("atoms") is not None:
         counts = ", ".join(f"{n} {k}" for k, n in s["counts"].items())
-        r1 = (f"; R1 {s['r1_before']:.4f} -> {s['r1_after']:.4f}" if s["r1_before"] is not None else "")
-        print(f"{s['atoms']} atoms ({counts}){r1}; {s['timings_s']['total']:.1f} s; wrote "
-              f"{Path(args.out) / 'atoms.xyz'}, reconstruction.mrc, summary.json")
+        parts.append(f"{s['atoms']} atoms ({counts})")
+    if s.get("r1_before") is not None:
+        parts.append(f"R1 {s['r1_before']:.4f} -> {s['r1_after']:.4f}")
+    if s.get("resolution_A") is not None:
+        parts.append(f"half-set FSC resolution {s['resolution_A']:.2f} Å")
+    if s.get("resumed_steps"):
+        parts.append("kept from before: " + ", ".join(s["resumed_steps"]))
+    parts.append(f"{s['timings_s']['total']:.1f} s")
+    print("; ".join(parts))
+    out = Path(args.out)
+    print("wrote " + ", ".join(str(out / n) for n in s["outputs"]))
+    if s.get("report"):
+        print(f"report: {s['report']}")
+
+
+def _check_tilts_suffix(path) -> None:
+    from .io import TILT_SUFFIXES
+    if Path(path).suffix.lower() not in TILT_SUFFIXES:
+        raise _UsageError(f"TILTS: {path}: unknown format; expected one of {', '.join(TILT_SUFFIXES)}")
+
+
+def cmd_run(args) -> int:
+    from .workflow import run
+    _check_tilts_suffix(args.tilts)
+    s = run(args.tilts, args.angles, args.pixel_size, args.species, args.out, frames=args.frames,
+            config=args.config, threads=args.threads, dataset=args.dataset, seed=args.seed,
+            resume=args.resume, progress=not args.quiet)
+    _print_summary(args, s)
+    return 0
+
+
+def cmd_step(args) -> int:
+    from .workflow import run_step
+    kw = {}
+    if args.command == "preprocess":
+        _check_tilts_suffix(args.tilts)
+        kw = dict(tilts_path=args.tilts, angles_path=args.angles, pixel_size=args.pixel_size,
+                  species=args.species, frames=args.frames, dataset=args.dataset)
+    s = run_step(args.command, args.out, config=args.config, threads=args.threads, seed=args.seed,
+                 progress=not args.quiet, **kw)
+    _print_summary(args, s)
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .workflow import export
+    files = export(args.out, args.format, vacuum=args.vacuum)
+    if not args.quiet:
+        print("wrote " + ", ".join(map(str, files)))
     return 0
 
 
 # ----------------------------------------------------------------------------------------- parser
+def _verbosity(p) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
+    g.add_argument("--verbose", "-v", action="store_true", help="report every step")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="aet", description="Atomic electron tomography: tilt series to atoms.")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
@@ -176,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="reconstruct a tilt series and trace its atoms",
                        description="Read a tilt series, (pre-process frames), align, reconstruct (GENFIRE), "
                                    "trace, classify and refine the atoms; write atoms.xyz, "
-                                   "reconstruction.mrc and summary.json into --out.")
+                                   "reconstruction.mrc, results.h5, summary.json and report.html into --out.")
     p.add_argument("tilts", metavar="TILTS", help="tilt series: .npy, .tif/.tiff, .mrc, .h5/.hdf5 "
                    "(images angle-major; n_angles*frames pages with --frames)")
     p.add_argument("--angles", required=True, metavar="FILE", help="tilt angles in degrees, one per line "
@@ -191,10 +242,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", metavar="NAME", help="HDF5 dataset holding the images")
     p.add_argument("--threads", type=_int_at_least(1), default=None, metavar="N", help="default: all cores")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: reconstruct.seed of the config)")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
-    g.add_argument("--verbose", "-v", action="store_true", help="report every step")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the steps an earlier (interrupted) run in --out finished with the same inputs "
+                        "and settings")
+    _verbosity(p)
     p.set_defaults(func=cmd_run)
+
+    step_help = {
+        "preprocess": "read the tilt series, register and average frames, background, normalisation",
+        "align": "align the pre-processed series (tilt axis, centre of mass, common line, projection matching)",
+        "reconstruct": "GENFIRE reconstruction of the aligned series (and the half-set FSC)",
+        "trace": "trace atoms in the reconstruction",
+        "classify": "classify the traced atoms into the species",
+        "refine": "refine positions, heights and B-factors against the aligned series",
+    }
+    for step, text in step_help.items():
+        p = sub.add_parser(step, help=f"redo one step: {text}",
+                           description=f"One step of `aet run`: {text}. Reads the previous step's results from "
+                                       "DIR/steps, writes its own, removes those of the later steps and "
+                                       "rewrites the folder's outputs (atoms.xyz, results.h5, summary.json, "
+                                       "report.html) from the steps that remain.")
+        if step == "preprocess":
+            p.add_argument("tilts", metavar="TILTS", help="tilt series file (as for `aet run`)")
+            p.add_argument("--angles", required=True, metavar="FILE", help="tilt angles in degrees")
+            p.add_argument("--pixel-size", required=True, type=_positive_float("pixel size"), metavar="P",
+                           help="Å per pixel")
+            p.add_argument("--species", required=True, type=_species, metavar="LIST", help="elements, e.g. Fe,Pt")
+            p.add_argument("--frames", type=_int_at_least(1), default=1, metavar="N", help="frames per angle")
+            p.add_argument("--dataset", metavar="NAME", help="HDF5 dataset holding the images")
+        p.add_argument("--out", required=True, metavar="DIR", help="the results folder")
+        p.add_argument("--config", metavar="FILE.toml",
+                       help="new settings (replaces the folder's configuration from here on)")
+        p.add_argument("--threads", type=_int_at_least(1), default=None, metavar="N", help="default: all cores")
+        p.add_argument("--seed", type=int, default=None, help="random seed")
+        _verbosity(p)
+        p.set_defaults(func=cmd_step)
+
+    p = sub.add_parser("export", help="write the atomic model as POSCAR and CIF (for DFT)",
+                       description="Write DIR/atoms.xyz as DIR/atoms.vasp (POSCAR) and DIR/atoms.cif through "
+                                   "ASE, in a box cell with --vacuum Å of empty space around the particle.")
+    p.add_argument("--out", required=True, metavar="DIR", help="the results folder")
+    p.add_argument("--format", nargs="+", choices=("poscar", "cif", "xyz", "pdb"), default=["poscar", "cif"],
+                   help="formats to write (default: poscar cif)")
+    p.add_argument("--vacuum", type=float, default=10.0, help="empty space around the particle, Å (default 10)")
+    _verbosity(p)
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("simulate", help="write a simulated FePt tilt series to try `aet run` on",
                        description="Simulate an FePt nanoparticle and its ADF-STEM tilt series; write "

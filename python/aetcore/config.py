@@ -59,6 +59,7 @@ _SPEC = {
         ("patience", 20, "stop after this many iterations without improvement"),
         ("tol", 1e-4, "relative improvement that counts for `patience`"),
         ("seed", 0, "random seed (R-free points, classification)"),
+        ("half_set_fsc", True, "also reconstruct the even and odd images for a half-set FSC resolution estimate"),
     ]),
     "trace": ("Atom tracing (aetcore.trace.trace_atoms).", [
         ("threshold", "auto", "minimum peak value (volume units) or \"auto\""),

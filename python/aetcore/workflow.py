@@ -1,123 +1,640 @@
-"""``aet run`` as a Python function: a tilt-series file to an atomic model and its results folder.
+"""``aet run`` and its per-step commands as Python: a tilt-series file to an atomic model, a results
+folder and a report.
 
-:func:`run` reads the tilt series and angles, pre-processes, aligns, reconstructs (GENFIRE), traces,
-classifies and refines, and writes ``atoms.xyz``, ``reconstruction.mrc`` and ``summary.json`` into
-the output folder (each written whole or not at all).
+The chain is a list of steps, each of which reads the products of the step before it and writes its
+own into ``DIR/steps/<step>.h5`` (written whole or not at all):
+
+``preprocess`` (read the file; register and average frames; background; normalise) ->
+``align`` -> ``reconstruct`` (GENFIRE, plus a half-set FSC for the resolution) -> ``trace`` ->
+``classify`` -> ``refine``; then the folder's outputs are assembled: ``atoms.xyz``,
+``reconstruction.mrc``, ``results.h5`` (everything, with provenance), ``summary.json`` and
+``report.html``.
+
+Every step file records a key: a hash of its own configuration section and of the key of the step
+before it (the first step hashes the input files, the pixel size, species and frame count). With
+``resume=True`` a step whose file exists with the expected key is loaded instead of recomputed, so
+a run that was interrupted (Ctrl-C, a killed job) resumes after the last finished step, and a run
+whose settings changed recomputes from the first step they affect. Redoing a step removes the files
+of the steps after it.
+
+``DIR/run.json`` holds the inputs and the configuration of the folder, so that the per-step commands
+(``aet align --out DIR`` ...) can redo one step with new settings.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
+import platform
+import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
 log = logging.getLogger("aetcore.cli")
 
-__all__ = ["run"]
+__all__ = ["run", "run_step", "STEPS", "load_step", "save_step", "export"]
+
+#: The steps of ``aet run``, in order.
+STEPS = ("preprocess", "align", "reconstruct", "trace", "classify", "refine")
+_STEP_ORDER = {s: i for i, s in enumerate(STEPS)}
 
 
-def run(tilts_path, angles_path, pixel_size, species, out, *, frames=1, config=None, threads=None,
-        dataset=None, seed=None) -> dict:
-    """The body of ``aet run``; returns the summary it writes."""
-    from .config import load_config, step_options
-    from .io import check_angles, read_angles, read_tilts, write_json, write_mrc, write_xyz
-    from .pipeline import atoms_from_volume
-    from .reconstruct import genfire
+# ------------------------------------------------------------------------------------ step files
+def _step_path(out: Path, step: str) -> Path:
+    return out / "steps" / f"{step}.h5"
 
-    cfg = load_config(config)
+
+def save_step(path, arrays: dict, attrs: dict) -> None:
+    """Write one step's products atomically: `arrays` (name -> ndarray, None skipped) as datasets and
+    `attrs` (JSON-serialisable) as one JSON attribute ``meta``."""
+    import h5py
+    from .io import _jsonable, atomic_path
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            for k, v in arrays.items():
+                if v is None:
+                    continue
+                v = np.asarray(v)
+                if v.dtype.kind == "U":
+                    v = v.astype("S")
+                f.create_dataset(k, data=v, compression="gzip" if v.size > 4096 else None)
+            f.attrs["meta"] = json.dumps(attrs, default=_jsonable)
+
+
+def load_step(path) -> tuple[dict, dict]:
+    """Read a step file written by :func:`save_step`: ``(arrays, attrs)``."""
+    import h5py
+    p = Path(path)
+    try:
+        with h5py.File(p, "r") as f:
+            arrays = {}
+            for k in f:
+                v = f[k][()]
+                if isinstance(v, np.ndarray) and v.dtype.kind == "S":
+                    v = v.astype("U")
+                arrays[k] = v
+            attrs = json.loads(f.attrs["meta"])
+    except (OSError, KeyError, ValueError) as e:
+        raise ValueError(f"{p}: not a readable aetcore step file ({e})") from e
+    return arrays, attrs
+
+
+def _hash(*parts) -> str:
+    from .io import _jsonable
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(json.dumps(p, sort_keys=True, default=_jsonable).encode())
+    return h.hexdigest()[:16]
+
+
+def _file_sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------------------------- run state
+class _Run:
+    """A results folder: its inputs, configuration and step files."""
+
+    def __init__(self, out: Path, state: dict, cfg: dict, threads, seed, progress: bool):
+        self.out = out
+        self.state = state
+        self.cfg = cfg
+        self.threads = threads
+        self.seed = seed
+        self.progress = progress
+        self.timings: dict = {}
+        self.resumed: list = []
+        self.t_start = time.perf_counter()
+
+    @property
+    def pixel_size(self) -> float:
+        return float(self.state["pixel_size"])
+
+    @property
+    def species(self) -> tuple:
+        return tuple(self.state["species"])
+
+    def key(self, step: str) -> str:
+        """The key a valid file of `step` must carry under the current inputs and configuration."""
+        i = _STEP_ORDER[step]
+        upstream = self.state["input_key"] if i == 0 else self.key(STEPS[i - 1])
+        return _hash(step, upstream, self.cfg[step], self.seed)
+
+    def valid(self, step: str) -> bool:
+        p = _step_path(self.out, step)
+        if not p.exists():
+            return False
+        try:
+            _, attrs = load_step(p)
+        except ValueError:
+            return False
+        return attrs.get("key") == self.key(step)
+
+    def load(self, step: str) -> tuple[dict, dict]:
+        p = _step_path(self.out, step)
+        if not self.valid(step):
+            raise ValueError(f"{self.out}: the {step} step has not been run with the current inputs and "
+                             f"configuration (no valid {p}); run `aet {step} --out {self.out}` or `aet run`")
+        return load_step(p)
+
+    def save(self, step: str, arrays: dict, attrs: dict, seconds: float) -> None:
+        attrs = dict(attrs, key=self.key(step), seconds=seconds, step=step)
+        save_step(_step_path(self.out, step), arrays, attrs)
+        self.timings[step] = seconds
+        # the steps after this one were computed from other data: remove them
+        for later in STEPS[_STEP_ORDER[step] + 1:]:
+            p = _step_path(self.out, later)
+            if p.exists():
+                p.unlink()
+
+    def write_state(self) -> None:
+        from .io import write_json
+        write_json(self.out / "run.json", dict(self.state, config=self.cfg))
+
+
+def _new_state(tilts_path, angles_path, pixel_size, species, frames, dataset) -> dict:
+    from .io import read_angles
+    tp, ap = Path(tilts_path), Path(angles_path)
+    for p, name in ((tp, "TILTS"), (ap, "--angles")):
+        if not p.is_file():
+            raise ValueError(f"{name}: {p}: no such file")
+    read_angles(ap)  # refuse a bad angle file before any work
+    if not (np.isfinite(pixel_size) and pixel_size > 0):
+        raise ValueError(f"pixel_size: expected a positive number of Å, got {pixel_size}")
+    if isinstance(species, str):
+        species = tuple(s.strip() for s in species.split(",") if s.strip())
+    species = tuple(str(s) for s in species)
+    from .project import atom_model
+    if not species:
+        raise ValueError("species: expected element symbols such as ('Fe', 'Pt')")
+    atom_model(species)
+    if int(frames) != frames or frames < 1:
+        raise ValueError(f"frames: expected an integer >= 1, got {frames}")
+    hashes = {"tilts": _file_sha256(tp), "angles": _file_sha256(ap)}
+    state = {"tilts": str(tp.resolve()), "angles": str(ap.resolve()), "dataset": dataset,
+             "pixel_size": float(pixel_size), "species": list(species), "frames": int(frames),
+             "sha256": hashes}
+    state["input_key"] = _hash(hashes, state["pixel_size"], state["species"], state["frames"], dataset)
+    return state
+
+
+def _open_run(out, *, config=None, threads=None, seed=None, progress=False) -> _Run:
+    """A folder made by an earlier ``aet run`` / ``aet preprocess``; `config` (a TOML path or a dict
+    of overrides), if given, replaces the stored configuration."""
+    from .config import load_config, merge_config
     out = Path(out)
-    timings = {}
-    t_all = time.perf_counter()
+    p = out / "run.json"
+    if not p.is_file():
+        raise ValueError(f"--out: {out} is not an aetcore results folder (no run.json); start it with "
+                         "`aet run` or `aet preprocess`")
+    try:
+        stored = json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{p}: corrupt ({e})") from e
+    cfg_stored = stored.pop("config")
+    if config is None:
+        cfg = merge_config(cfg_stored, str(p))
+    elif isinstance(config, dict):
+        merged = {s: dict(cfg_stored.get(s, {}), **config.get(s, {})) for s in set(cfg_stored) | set(config)}
+        cfg = merge_config(merged, "config")
+    else:
+        cfg = load_config(config)
+    seed = cfg["reconstruct"]["seed"] if seed is None else seed
+    return _Run(out, stored, cfg, threads, seed, progress)
 
+
+def _config(config) -> dict:
+    from .config import load_config, merge_config
+    if isinstance(config, dict):
+        return merge_config(config, "config")
+    return load_config(config)
+
+
+# ----------------------------------------------------------------------------------------- steps
+def _do_preprocess(r: _Run) -> None:
+    from .config import step_options
+    from .io import check_angles, read_angles, read_tilts
     t0 = time.perf_counter()
-    pages = read_tilts(tilts_path, dataset=dataset)
-    angles = read_angles(angles_path)
+    st = r.state
+    pages = read_tilts(st["tilts"], dataset=st.get("dataset"))
+    angles = read_angles(st["angles"])
+    frames = st["frames"]
     if pages.shape[0] % frames:
-        raise ValueError(f"{tilts_path}: {pages.shape[0]} images is not a multiple of --frames {frames}")
-    n_angles = pages.shape[0] // frames
-    check_angles(angles, n_angles, angles_path)
-    timings["read"] = time.perf_counter() - t0
-    log.info("read %d images of %dx%d px and %d angles", pages.shape[0], pages.shape[1], pages.shape[2], len(angles))
-    rng_seed = cfg["reconstruct"]["seed"] if seed is None else seed
-    out.mkdir(parents=True, exist_ok=True)
-
-    steps = []
-    if frames > 1 or cfg["preprocess"]["always"]:
+        raise ValueError(f"{st['tilts']}: {pages.shape[0]} images is not a multiple of --frames {frames}")
+    check_angles(angles, pages.shape[0] // frames, st["angles"])
+    arrays, attrs = {}, {"image_shape": list(pages.shape[1:]), "n_pages": int(pages.shape[0])}
+    if frames > 1 or r.cfg["preprocess"]["always"]:
         from .preprocess import preprocess, split_pages
-        t0 = time.perf_counter()
-        opts = step_options(cfg, "preprocess", drop=("always",))
+        opts = step_options(r.cfg, "preprocess", drop=("always",))
         if frames > 1:
-            res = preprocess(split_pages(pages, frames), frames=True, threads=threads, **opts)
+            res = preprocess(split_pages(pages, frames), frames=True, threads=r.threads, **opts)
         else:
-            opts.pop("register"), opts.pop("shear"), opts.pop("reference"), opts.pop("upsample")
-            res = preprocess(pages, frames=False, register=False, threads=threads, **opts)
+            for k in ("register", "shear", "reference", "upsample"):
+                opts.pop(k)
+            res = preprocess(pages, frames=False, register=False, threads=r.threads, **opts)
         tilts = res.tilts
-        timings["preprocess"] = time.perf_counter() - t0
-        steps.append("preprocess")
-        log.info("preprocessed in %.1f s", timings["preprocess"])
+        if res.registration is not None:
+            arrays["frame_shifts"] = res.registration.shifts
+            arrays["frame_residual"] = res.registration.residual
+        arrays["background"] = res.background
+        arrays["scales"] = res.scales
+        attrs["applied"] = [str(s) for s in res.steps]
     else:
         tilts = pages
+        attrs["applied"] = []
+    arrays.update(tilts=tilts, angles=angles)
+    r.save("preprocess", arrays, attrs, time.perf_counter() - t0)
+    log.info("preprocess: %d images of %dx%d px (%.1f s)", tilts.shape[0], tilts.shape[1], tilts.shape[2],
+             r.timings["preprocess"])
 
-    alignment = None
-    if cfg["align"]["enabled"]:
+
+def _do_align(r: _Run) -> None:
+    from .config import step_options
+    from .geometry import normalize_angles
+    pre, _ = r.load("preprocess")
+    t0 = time.perf_counter()
+    tilts, angles = pre["tilts"], pre["angles"]
+    arrays, attrs = {}, {}
+    if r.cfg["align"]["enabled"]:
         from .align import align
-        t0 = time.perf_counter()
-        al = align(tilts, angles, pixel_size=pixel_size, threads=threads,
-                   **step_options(cfg, "align", drop=("enabled",)))
-        tilts, angles = al.tilts, al.angles
-        alignment = {"rotation_deg": float(al.rotation), "shifts_px": np.asarray(al.shifts).tolist(),
-                     "angles_refined": bool(al.angles_refined)}
-        timings["align"] = time.perf_counter() - t0
-        steps.append("align")
-        log.info("aligned in %.1f s (rotation %.2f deg)", timings["align"], al.rotation)
+        al = align(tilts, angles, pixel_size=r.pixel_size, threads=r.threads,
+                   **step_options(r.cfg, "align", drop=("enabled",)))
+        tilts, angles = al.tilts, al.angles if al.angles_refined else angles
+        arrays.update(shifts=np.asarray(al.shifts, np.float64), residuals=al.residuals,
+                      matching_history=np.asarray(al.history, np.float64))
+        attrs.update(rotation_deg=float(al.rotation), angles_refined=bool(al.angles_refined),
+                     enabled=True)
+    else:
+        arrays["shifts"] = np.zeros((tilts.shape[0], 2))
+        attrs.update(rotation_deg=0.0, angles_refined=False, enabled=False)
+    arrays.update(tilts=tilts, angles=np.asarray(angles, np.float64),
+                  euler=normalize_angles(angles))
+    r.save("align", arrays, attrs, time.perf_counter() - t0)
+    log.info("align: rotation %.2f deg, RMS shift %.2f px (%.1f s)", attrs["rotation_deg"],
+             float(np.sqrt(np.mean(arrays["shifts"] ** 2))), r.timings["align"])
 
+
+def _do_reconstruct(r: _Run) -> None:
+    from .config import step_options
+    from .io import write_mrc
+    from .metrics import half_set_fsc
+    from .reconstruct import genfire
+    al, _ = r.load("align")
     t0 = time.perf_counter()
-    gopts = step_options(cfg, "reconstruct", drop=("seed",))
-    rec = genfire(tilts, angles, pixel_size=pixel_size, threads=threads, seed=rng_seed,
-                  progress=log.isEnabledFor(logging.INFO), **gopts)
-    timings["reconstruct"] = time.perf_counter() - t0
-    steps.append("reconstruct")
-    log.info("GENFIRE: %d iterations in %.1f s, Fourier R %.4f", rec.parameters["iterations_run"],
-             timings["reconstruct"], rec.errors[-1])
+    tilts, angles = al["tilts"], al["angles"]
+    opts = step_options(r.cfg, "reconstruct", drop=("seed", "half_set_fsc"))
+    rec = genfire(tilts, angles, pixel_size=r.pixel_size, threads=r.threads, seed=r.seed,
+                  progress=r.progress, **opts)
+    arrays = {"volume": rec.volume, "errors": rec.errors, "rfree": rec.rfree}
+    attrs = {"iterations_run": int(rec.parameters["iterations_run"]), "fourier_r": float(rec.errors[-1]),
+             "rfree": None if rec.rfree is None else float(rec.rfree[-1]),
+             "parameters": {k: v for k, v in rec.parameters.items() if np.isscalar(v) or v is None},
+             "resolution": None}
+    if r.cfg["reconstruct"]["half_set_fsc"] and tilts.shape[0] >= 4:
+        def half(t, a, **kw):
+            return genfire(t, a, pixel_size=r.pixel_size, threads=r.threads, seed=r.seed, progress=False,
+                           volume_shape=rec.volume.shape, **opts)
+        freq, corr, res = half_set_fsc(tilts, angles, half, pixel_size=r.pixel_size, threads=r.threads)
+        arrays.update(fsc_freq=freq, fsc_corr=corr)
+        attrs["resolution"] = float(res)
+    r.save("reconstruct", arrays, attrs, time.perf_counter() - t0)
+    write_mrc(r.out / "reconstruction.mrc", rec.volume, r.pixel_size)
+    log.info("reconstruct: %d GENFIRE iterations, Fourier R %.4f, half-set FSC resolution %s (%.1f s)",
+             attrs["iterations_run"], attrs["fourier_r"],
+             "n/a" if attrs["resolution"] is None else f"{attrs['resolution']:.2f} Å", r.timings["reconstruct"])
 
-    do_refine = cfg["refine"]["enabled"]
-    atoms = atoms_from_volume(rec.volume, tilts, angles, pixel_size, species, refine=do_refine,
-                              trace_options=step_options(cfg, "trace"),
-                              classify_options=step_options(cfg, "classify"),
-                              refine_options=step_options(cfg, "refine", drop=("enabled",)) if do_refine else None,
-                              threads=threads, seed=rng_seed)
-    timings.update(atoms.info["timings"])
-    steps += list(atoms.info["timings"])
 
+def _do_trace(r: _Run) -> None:
+    from .config import step_options
+    from .trace import trace_atoms
+    rec, _ = r.load("reconstruct")
     t0 = time.perf_counter()
-    symbols = atoms.get_chemical_symbols()
-    counts = {s: symbols.count(s) for s in species}
-    atoms.info["pixel_size"] = float(pixel_size)
-    write_xyz(out / "atoms.xyz", atoms)
-    write_mrc(out / "reconstruction.mrc", rec.volume, pixel_size)
-    timings["write"] = time.perf_counter() - t0
-    timings["total"] = time.perf_counter() - t_all
+    tr = trace_atoms(rec["volume"], r.pixel_size, threads=r.threads, **step_options(r.cfg, "trace"))
+    if len(tr) < len(r.species):
+        raise ValueError(f"reconstruction: only {len(tr)} atoms were traced, fewer than the "
+                         f"{len(r.species)} species")
+    r.save("trace", {"positions": tr.positions, "voxel": tr.voxel, "peak": tr.intensity, "status": tr.status},
+           {"n_atoms": len(tr)}, time.perf_counter() - t0)
+    log.info("trace: %d atoms (%.1f s)", len(tr), r.timings["trace"])
+
+
+def _do_classify(r: _Run) -> None:
+    from .classify import classify
+    from .config import step_options
+    rec, _ = r.load("reconstruct")
+    tr, _ = r.load("trace")
+    t0 = time.perf_counter()
+    cls = classify(rec["volume"], tr["positions"], r.species, pixel_size=r.pixel_size, seed=r.seed,
+                   **step_options(r.cfg, "classify"))
+    r.save("classify", {"labels": cls.labels, "symbols": cls.symbols, "intensity": cls.intensity,
+                        "initial_labels": cls.initial_labels,
+                        "changes_per_round": np.asarray(cls.changes_per_round, np.int64)},
+           {"converged": bool(cls.converged), "threshold": float(cls.threshold), "counts": cls.counts(),
+            "non_atoms": int(np.sum(cls.labels < 0))}, time.perf_counter() - t0)
+    log.info("classify: %s; %d rounds (%.1f s)", cls.counts(), len(cls.changes_per_round), r.timings["classify"])
+
+
+def _do_refine(r: _Run) -> None:
+    from .config import step_options
+    from .refine import refine
+    al, _ = r.load("align")
+    tr, _ = r.load("trace")
+    cl, _ = r.load("classify")
+    t0 = time.perf_counter()
+    keep = cl["labels"] >= 0
+    positions = tr["positions"][keep]
+    symbols = np.asarray(r.species)[cl["labels"][keep]]
+    if not r.cfg["refine"]["enabled"]:
+        r.save("refine", {"positions": positions, "precision": np.full(positions.shape, np.nan)},
+               {"enabled": False, "r1_before": None, "r1_after": None}, time.perf_counter() - t0)
+        return
+    ref = refine(positions, symbols, al["tilts"], al["angles"], r.pixel_size, threads=r.threads,
+                 **step_options(r.cfg, "refine", drop=("enabled",)))
+    r.save("refine", {"positions": ref.positions, "precision": ref.precision, "loss_history": ref.loss_history},
+           {"enabled": True, "r1_before": ref.r1_before, "r1_after": ref.r1_after,
+            "heights": dict(zip(ref.model.symbols, ref.model.heights.tolist())),
+            "b_factors": dict(zip(ref.model.symbols, ref.model.b_factors.tolist())),
+            "iterations": ref.n_iterations, "message": ref.message}, time.perf_counter() - t0)
+    log.info("refine: R1 %.4f -> %.4f (%.1f s)", ref.r1_before, ref.r1_after, r.timings["refine"])
+
+
+_DO = {"preprocess": _do_preprocess, "align": _do_align, "reconstruct": _do_reconstruct,
+       "trace": _do_trace, "classify": _do_classify, "refine": _do_refine}
+
+
+# ----------------------------------------------------------------------------------------- outputs
+def _atoms(r: _Run):
+    """The atomic model of the folder (refined if the refine step is valid) as ase.Atoms."""
+    from ase import Atoms
+    tr, _ = r.load("trace")
+    cl, cl_attrs = r.load("classify")
+    keep = cl["labels"] >= 0
+    symbols = np.asarray(r.species)[cl["labels"][keep]]
+    info = {"pixel_size": r.pixel_size, "non_atoms": int((~keep).sum())}
+    if r.valid("refine"):
+        ref, ref_attrs = r.load("refine")
+        positions, precision = ref["positions"], ref["precision"]
+        for k in ("r1_before", "r1_after"):
+            if ref_attrs.get(k) is not None:
+                info[k] = float(ref_attrs[k])
+    else:
+        positions, precision = tr["positions"][keep], np.full((int(keep.sum()), 3), np.nan)
+    atoms = Atoms(symbols=list(symbols), positions=positions)
+    atoms.set_array("intensity", cl["intensity"][keep].astype(np.float64))
+    atoms.set_array("fit_status", tr["status"][keep].astype(np.int64))
+    atoms.set_array("precision", np.asarray(precision, np.float64))
+    atoms.info.update(info)
+    return atoms
+
+
+def _provenance(r: _Run) -> dict:
+    import aetcore
+    return {"aetcore_version": aetcore.__version__, "python": sys.version.split()[0],
+            "numpy": np.__version__, "platform": platform.platform(), "host": platform.node(),
+            "threads": r.threads, "seed": r.seed, "command": " ".join(sys.argv),
+            "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "input_sha256": r.state["sha256"], "config": r.cfg}
+
+
+def _finish(r: _Run) -> dict:
+    """Assemble atoms.xyz, results.h5, summary.json and report.html from the valid step files."""
+    import h5py
+    from .io import _jsonable, atomic_path, write_json, write_xyz
+    t0 = time.perf_counter()
+    done = [s for s in STEPS if r.valid(s)]
+    atoms = _atoms(r) if {"trace", "classify"} <= set(done) else None
+    if atoms is not None:
+        write_xyz(r.out / "atoms.xyz", atoms)
+    elif (r.out / "atoms.xyz").exists():
+        (r.out / "atoms.xyz").unlink()  # made from steps that have been redone since: stale
+    steps = {s: load_step(_step_path(r.out, s)) for s in done}
+    with atomic_path(r.out / "results.h5") as tmp:
+        with h5py.File(tmp, "w") as f:
+            for s, (arrays, attrs) in steps.items():
+                g = f.create_group(s)
+                for k, v in arrays.items():
+                    v = np.asarray(v)
+                    g.create_dataset(k, data=v.astype("S") if v.dtype.kind == "U" else v,
+                                     compression="gzip" if v.size > 4096 else None)
+                g.attrs["meta"] = json.dumps(attrs, default=_jsonable)
+            if atoms is not None:
+                g = f.create_group("atoms")
+                g.create_dataset("positions", data=atoms.positions)
+                g.create_dataset("symbols", data=np.asarray(atoms.get_chemical_symbols(), "S"))
+                for k in ("intensity", "precision", "fit_status"):
+                    g.create_dataset(k, data=atoms.get_array(k))
+            prov = _provenance(r)
+            g = f.create_group("provenance")
+            for k, v in prov.items():
+                g.attrs[k] = json.dumps(v, default=_jsonable) if isinstance(v, (dict, list)) or v is None else v
+            g.attrs["timings_s"] = json.dumps({s: steps[s][1].get("seconds") for s in steps})
+            g.attrs["input"] = json.dumps({k: r.state[k] for k in ("tilts", "angles", "dataset", "pixel_size",
+                                                                   "species", "frames")})
+    timings = {s: steps[s][1].get("seconds") for s in steps}
+    rec_attrs = steps["reconstruct"][1] if "reconstruct" in steps else {}
+    ref_attrs = steps["refine"][1] if "refine" in steps else {}
+    al_attrs = steps["align"][1] if "align" in steps else {}
+    counts = None
+    if atoms is not None:
+        symbols = atoms.get_chemical_symbols()
+        counts = {s: symbols.count(s) for s in r.species}
     summary = {
-        "input": {"tilts": str(tilts_path), "angles": str(angles_path), "pixel_size": pixel_size,
-                  "species": list(species), "frames": frames, "n_angles": n_angles,
-                  "image_shape": list(pages.shape[1:]), "config": None if config is None else str(config)},
-        "atoms": len(atoms),
+        "input": {k: r.state[k] for k in ("tilts", "angles", "dataset", "pixel_size", "species", "frames")},
+        "atoms": None if atoms is None else len(atoms),
         "counts": counts,
-        "non_atoms": atoms.info.get("non_atoms"),
-        "r1_before": atoms.info.get("r1_before"),
-        "r1_after": atoms.info.get("r1_after"),
-        "heights": atoms.info.get("heights"),
-        "b_factors": atoms.info.get("b_factors"),
-        "reconstruction": {"iterations_run": rec.parameters["iterations_run"],
-                           "fourier_r": float(rec.errors[-1]),
-                           "rfree": None if rec.rfree is None else float(rec.rfree[-1]),
-                           "shape": list(rec.volume.shape)},
-        "alignment": alignment,
-        "steps": steps,
+        "non_atoms": None if atoms is None else atoms.info["non_atoms"],
+        "r1_before": ref_attrs.get("r1_before"),
+        "r1_after": ref_attrs.get("r1_after"),
+        "heights": ref_attrs.get("heights"),
+        "b_factors": ref_attrs.get("b_factors"),
+        "resolution_A": rec_attrs.get("resolution"),
+        "reconstruction": {k: rec_attrs.get(k) for k in ("iterations_run", "fourier_r", "rfree")},
+        "alignment": {k: al_attrs.get(k) for k in ("rotation_deg", "angles_refined", "enabled")},
+        "steps": done,
+        "resumed_steps": list(r.resumed),
         "timings_s": timings,
-        "config": cfg,
-        "outputs": ["atoms.xyz", "reconstruction.mrc", "summary.json"],
+        "outputs": [],
     }
-    write_json(out / "summary.json", summary)
+    report = _report(r, steps, atoms, summary)
+    summary["outputs"] = [n for n in ("atoms.xyz", "reconstruction.mrc", "results.h5", "summary.json",
+                                      "report.html") if (r.out / n).exists() or n == "summary.json"]
+    summary["timings_s"]["write"] = time.perf_counter() - t0
+    # this invocation's wall time (steps kept from before count their original time above)
+    summary["timings_s"]["total"] = time.perf_counter() - r.t_start
+    summary["report"] = None if report is None else str(report)
+    write_json(r.out / "summary.json", summary)
     return summary
+
+
+def _report(r: _Run, steps: dict, atoms, summary: dict):
+    """report.html through aetcore.report (figures of every finished step)."""
+    try:
+        from .report import write_run_report
+    except ImportError:  # the report module is being written in parallel; until then, no report
+        return None
+    if "reconstruct" not in steps or atoms is None:
+        return None
+    rec, rec_attrs = steps["reconstruct"]
+    kw = dict(volume=rec["volume"], pixel_size=r.pixel_size, species=r.species,
+              errors=rec.get("errors"), rfree=rec.get("rfree"),
+              fsc=(rec["fsc_freq"], rec["fsc_corr"]) if "fsc_freq" in rec else None,
+              resolution=rec_attrs.get("resolution"), summary=summary)
+    if "align" in steps and steps["align"][1].get("enabled"):
+        kw.update(shifts=steps["align"][0]["shifts"], rotation=steps["align"][1]["rotation_deg"],
+                  angles=steps["align"][0]["euler"][:, 1])
+    if atoms is not None:
+        kw.update(symbols=np.asarray(atoms.get_chemical_symbols()), positions=atoms.positions,
+                  intensity=atoms.get_array("intensity"))
+    return write_run_report(r.out, **kw)
+
+
+# ------------------------------------------------------------------------------------------- API
+def run(tilts_path, angles_path, pixel_size: float, species: Sequence[str], out, *, frames: int = 1,
+        config=None, threads=None, dataset=None, seed=None, resume: bool = False,
+        progress: bool = False) -> dict:
+    """Tilt-series file to atoms: the body of ``aet run``.
+
+    Parameters
+    ----------
+    tilts_path : path
+        Tilt series (any format of :func:`aetcore.io.read_tilts`), images angle-major with
+        `frames` pages per angle.
+    angles_path : path
+        Tilt angles in degrees (:func:`aetcore.io.read_angles`).
+    pixel_size : float
+        Å per pixel.
+    species : sequence of str or "Fe,Pt"
+        The elements present.
+    out : path
+        The results folder (created if needed).
+    frames : int
+        Frames per angle.
+    config : path, dict or None
+        A TOML configuration file, or a dict ``{section: {key: value}}`` of overrides of the defaults
+        (``aet config --defaults`` lists them).
+    threads : int, optional
+        Threads per step (None: all cores).
+    dataset : str, optional
+        HDF5 dataset of the images.
+    seed : int, optional
+        Random seed (default ``reconstruct.seed`` of the configuration).
+    resume : bool
+        Keep every finished step whose inputs and settings are unchanged (see the module docstring).
+    progress : bool
+        Progress bars on the long steps.
+
+    Returns
+    -------
+    dict
+        The summary also written to ``out/summary.json``: counts per species, R1 before and after
+        refinement, the half-set FSC resolution (Å), time per step (s), the steps resumed.
+    """
+    cfg = _config(config)
+    out = Path(out)
+    state = _new_state(tilts_path, angles_path, pixel_size, species, frames, dataset)
+    out.mkdir(parents=True, exist_ok=True)
+    seed = cfg["reconstruct"]["seed"] if seed is None else seed
+    r = _Run(out, state, cfg, threads, seed, progress)
+    r.write_state()
+    t0 = time.perf_counter()
+    for step in STEPS:
+        if resume and r.valid(step):
+            r.resumed.append(step)
+            log.info("%s: finished earlier, kept (resume)", step)
+            continue
+        _DO[step](r)
+    summary = _finish(r)
+    log.info("done in %.1f s", time.perf_counter() - t0)
+    return summary
+
+
+def run_step(step: str, out, *, config=None, threads=None, seed=None, progress: bool = False,
+             tilts_path=None, angles_path=None, pixel_size=None, species=None, frames: int = 1,
+             dataset=None) -> dict:
+    """Redo one step of a results folder (``aet <step> --out DIR``) with the folder's configuration,
+    or with `config` (a TOML file replacing it, or a dict of overrides merged over it); the steps
+    after it are removed, the folder's outputs rewritten from the steps that remain valid.
+
+    ``preprocess`` starts a folder: it takes `tilts_path`, `angles_path`, `pixel_size`, `species`,
+    `frames` and `dataset` as :func:`run` does. Returns the summary.
+    """
+    if step not in STEPS:
+        raise ValueError(f"step: expected one of {', '.join(STEPS)}, got {step!r}")
+    out = Path(out)
+    if step == "preprocess":
+        if tilts_path is None or angles_path is None or pixel_size is None or species is None:
+            raise ValueError("preprocess: needs the tilt series, --angles, --pixel-size and --species")
+        cfg = _config(config)
+        out.mkdir(parents=True, exist_ok=True)
+        state = _new_state(tilts_path, angles_path, pixel_size, species, frames, dataset)
+        r = _Run(out, state, cfg, threads, cfg["reconstruct"]["seed"] if seed is None else seed, progress)
+    else:
+        r = _open_run(out, config=config, threads=threads, seed=seed, progress=progress)
+        previous = STEPS[_STEP_ORDER[step] - 1]
+        if not r.valid(previous):
+            raise ValueError(f"{out}: the {previous} step must be run (with the current settings) before "
+                             f"{step}; run `aet {previous} --out {out}`")
+    r.write_state()
+    _DO[step](r)
+    return _finish(r)
+
+
+def export(out, formats=("poscar", "cif"), *, vacuum: float = 10.0) -> list:
+    """Write the folder's atomic model for DFT and visualisation: ``atoms.vasp`` (POSCAR) and
+    ``atoms.cif`` through ASE, in a cubic-or-box cell with `vacuum` Å of empty space around the
+    particle (the particle's positions are shifted into the cell).
+
+    Parameters
+    ----------
+    out : path
+        A results folder with ``atoms.xyz``.
+    formats : sequence of {"poscar", "cif", "xyz", "pdb"}
+    vacuum : float
+        Empty space on each side, Å.
+
+    Returns
+    -------
+    list of Path
+        The files written.
+    """
+    from ase.io import read, write
+    from .io import atomic_path
+    out = Path(out)
+    src = out / "atoms.xyz"
+    if not src.is_file():
+        raise ValueError(f"--out: {out} has no atoms.xyz; run `aet run` (or the steps up to classify) first")
+    if not (np.isfinite(vacuum) and vacuum >= 0):
+        raise ValueError(f"vacuum: expected a non-negative number of Å, got {vacuum}")
+    names = {"poscar": ("atoms.vasp", "vasp"), "cif": ("atoms.cif", "cif"), "xyz": ("atoms_plain.xyz", "xyz"),
+             "pdb": ("atoms.pdb", "proteindatabank")}
+    bad = [f for f in formats if f not in names]
+    if bad:
+        raise ValueError(f"formats: unknown {', '.join(bad)}; expected some of {', '.join(names)}")
+    atoms = read(src, format="extxyz")
+    for k in list(atoms.arrays):
+        if k not in ("numbers", "positions"):
+            del atoms.arrays[k]
+    lo, hi = atoms.positions.min(axis=0), atoms.positions.max(axis=0)
+    atoms.set_cell(np.diag(hi - lo + 2 * vacuum))
+    atoms.positions = atoms.positions - lo + vacuum
+    atoms.pbc = True
+    atoms.info = {}
+    written = []
+    for f in formats:
+        name, fmt = names[f]
+        with atomic_path(out / name) as tmp:
+            kw = {"direct": False, "sort": True} if fmt == "vasp" else {}
+            write(tmp, atoms, format=fmt, **kw)
+        written.append(out / name)
+    return written

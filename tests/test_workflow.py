@@ -1,0 +1,161 @@
+"""The results folder of `aet run` (aetcore.workflow): step files, results.h5 with provenance,
+resuming after an interrupted run, redoing one step with new settings, and export for DFT."""
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+from ase.io import read
+
+from aetcore import workflow
+from aetcore.cli import main
+from aetcore.scoring import match_atoms
+
+FAST = {"align": {"matching": False}, "reconstruct": {"iterations": 30, "half_set_fsc": False},
+        "refine": {"iterations": 10}}
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory):
+    d = tmp_path_factory.mktemp("sim")
+    assert main(["simulate", "--out", str(d), "--size", "32", "--radius", "5", "--angles", "15", "--seed", "3"]) == 0
+    return d
+
+
+@pytest.fixture(scope="module")
+def done(sim, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "res"
+    s = workflow.run(sim / "tilts.npy", sim / "angles.txt", 0.4, ("Fe", "Pt"), out, config=FAST, threads=2)
+    return out, s
+
+
+def test_results_h5_has_every_step_and_provenance(sim, done):
+    import aetcore
+    out, s = done
+    with h5py.File(out / "results.h5", "r") as f:
+        assert set(workflow.STEPS) | {"atoms", "provenance"} <= set(f)
+        assert f["reconstruct/volume"].shape == (32, 32, 32)
+        assert f["reconstruct/errors"].shape == (json.loads(f["reconstruct"].attrs["meta"])["iterations_run"],)
+        assert f["align/tilts"].shape == (15, 32, 32) and f["align/shifts"].shape == (15, 2)
+        assert f["classify/changes_per_round"].ndim == 1
+        n = f["atoms/positions"].shape[0]
+        assert n == s["atoms"] and f["atoms/precision"].shape == (n, 3)
+        prov = f["provenance"].attrs
+        assert prov["aetcore_version"] == aetcore.__version__
+        sha = json.loads(prov["input_sha256"])
+        assert sha["tilts"] == hashlib.sha256((sim / "tilts.npy").read_bytes()).hexdigest()
+        assert sha["angles"] == hashlib.sha256((sim / "angles.txt").read_bytes()).hexdigest()
+        cfg = json.loads(prov["config"])
+        assert cfg["reconstruct"]["iterations"] == 30 and cfg["trace"]["min_distance"] == 2.0
+        assert set(json.loads(prov["timings_s"])) == set(workflow.STEPS)
+    truth = read(sim / "truth.xyz")
+    atoms = read(out / "atoms.xyz")
+    m = match_atoms(truth.positions, truth.get_chemical_symbols(), atoms.positions, atoms.get_chemical_symbols())
+    assert m.recall >= 0.95 and m.precision >= 0.95
+    assert s["steps"] == list(workflow.STEPS) and s["resumed_steps"] == []
+
+
+def test_resume_keeps_finished_steps_and_redoes_changed_ones(sim, done, tmp_path):
+    out, s0 = done
+    before = read(out / "atoms.xyz")
+    s = workflow.run(sim / "tilts.npy", sim / "angles.txt", 0.4, ("Fe", "Pt"), out, config=FAST, threads=2,
+                     resume=True)
+    assert s["resumed_steps"] == list(workflow.STEPS)
+    np.testing.assert_array_equal(read(out / "atoms.xyz").positions, before.positions)
+    # a new trace setting: the steps before it are kept, trace and after are recomputed
+    cfg = {k: dict(v) for k, v in FAST.items()}
+    cfg["trace"] = {"min_distance": 1.5}
+    s = workflow.run(sim / "tilts.npy", sim / "angles.txt", 0.4, ("Fe", "Pt"), out, config=cfg, threads=2,
+                     resume=True)
+    assert s["resumed_steps"] == ["preprocess", "align", "reconstruct"]
+    # a changed input file invalidates everything
+    t = np.load(sim / "tilts.npy")
+    np.save(tmp_path / "t.npy", t * 1.01)
+    s = workflow.run(tmp_path / "t.npy", sim / "angles.txt", 0.4, ("Fe", "Pt"), out, config=cfg, threads=2,
+                     resume=True)
+    assert s["resumed_steps"] == []
+
+
+def test_interrupted_run_leaves_whole_files_and_resumes(sim, tmp_path):
+    out = tmp_path / "res"
+    (tmp_path / "slow.toml").write_text("[align]\nmatching = false\n[reconstruct]\niterations = 400\n"
+                                        "patience = 1000\n[refine]\niterations = 10\n")
+    cmd = [sys.executable, "-m", "aetcore", "run", str(sim / "tilts.npy"), "--angles", str(sim / "angles.txt"),
+           "--pixel-size", "0.4", "--species", "Fe,Pt", "--out", str(out), "--config", str(tmp_path / "slow.toml"),
+           "--threads", "1", "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while not (out / "steps" / "align.h5").exists():
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.time() - t0 < 120
+        time.sleep(0.05)
+    time.sleep(0.5)  # inside GENFIRE now (400 iterations)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err
+    # nothing half written: no temporary files, every step file present is whole
+    assert not [p for p in out.rglob("*") if ".tmp" in p.name]
+    present = [s for s in workflow.STEPS if (out / "steps" / f"{s}.h5").exists()]
+    assert present[:2] == ["preprocess", "align"] and "refine" not in present
+    for s in present:
+        workflow.load_step(out / "steps" / f"{s}.h5")
+    assert not (out / "atoms.xyz").exists()
+    r = subprocess.run(cmd[:-1] + ["--resume"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    s = json.loads((out / "summary.json").read_text())
+    assert s["resumed_steps"] == present
+    assert (out / "atoms.xyz").exists() and s["atoms"] > 0
+
+
+def test_one_step_with_new_settings(sim, done, tmp_path, capsys):
+    import shutil
+    out = tmp_path / "res"
+    shutil.copytree(done[0], out)
+    (tmp_path / "t.toml").write_text("[align]\nmatching = false\n[reconstruct]\niterations = 30\n"
+                                     "half_set_fsc = false\n[trace]\nmin_distance = 3.5\n")
+    assert main(["trace", "--out", str(out), "--config", str(tmp_path / "t.toml"), "--quiet"]) == 0
+    steps = sorted(p.stem for p in (out / "steps").iterdir())
+    assert steps == ["align", "preprocess", "reconstruct", "trace"]  # classify and refine are now stale
+    assert not (out / "atoms.xyz").exists()
+    with h5py.File(out / "steps" / "trace.h5", "r") as f:
+        pos = f["positions"][()]
+    d = np.linalg.norm(pos[:, None] - pos[None], axis=-1) + np.eye(len(pos)) * 1e9
+    assert d.min() >= 3.5 - 1e-9  # the new minimum distance was applied
+    assert main(["classify", "--out", str(out), "--quiet"]) == 0
+    atoms = read(out / "atoms.xyz")
+    assert len(atoms) <= len(pos) and np.isnan(atoms.get_array("precision")).all()  # not refined yet
+    assert main(["refine", "--out", str(out), "--quiet"]) == 0
+    assert np.isfinite(read(out / "atoms.xyz").get_array("precision")).all()
+    # a step whose predecessor is missing is refused with a message naming it
+    (out / "steps" / "trace.h5").unlink()
+    assert main(["classify", "--out", str(out)]) == 2
+    assert "trace step must be run" in capsys.readouterr().err
+    assert main(["align", "--out", str(tmp_path / "nowhere")]) == 2
+    assert "not an aetcore results folder" in capsys.readouterr().err
+
+
+def test_export_poscar_and_cif(done, tmp_path):
+    import shutil
+    out = tmp_path / "res"
+    shutil.copytree(done[0], out)
+    assert main(["export", "--out", str(out), "--vacuum", "8", "--quiet"]) == 0
+    src = read(out / "atoms.xyz")
+    for name, fmt in (("atoms.vasp", "vasp"), ("atoms.cif", "cif")):
+        a = read(out / name, format=fmt)
+        assert sorted(a.get_chemical_symbols()) == sorted(src.get_chemical_symbols())
+        # same particle, shifted into the cell: the sorted pair distances agree
+        def pd(x):
+            return np.sort(np.linalg.norm(x[:, None] - x[None], axis=-1).ravel())
+        np.testing.assert_allclose(pd(a.positions), pd(src.positions), atol=1e-4)
+        lo = a.positions.min(axis=0)
+        np.testing.assert_allclose(lo, 8.0, atol=1e-4)
+        np.testing.assert_allclose(np.diag(a.cell), a.positions.max(axis=0) + 8.0, atol=1e-4)
+    with pytest.raises(ValueError, match="no atoms.xyz"):
+        workflow.export(tmp_path)

@@ -532,6 +532,8 @@ class _Session:
                                         silence_logs=logging.ERROR)
             self.client = Client(self.cluster)
             self.description = f"LocalCluster({workers} workers x {self.threads} threads)"
+            if dash is not None:
+                log.info("dask dashboard: %s", self.client.dashboard_link)
         elif isinstance(scheduler, Client):
             self.client, self.own_client = scheduler, False
             self.description = f"Client({scheduler.scheduler.address})"

@@ -261,6 +261,20 @@ def test_hdf5_angle_and_pixel_metadata(tmp_path, stack):
     _raises_naming(tmp_path / "d.h5", aio.read_angles, "3 angles for 4 images")
 
 
+@pytest.mark.parametrize("unit,step", [("nm", 0.035), ("micron", 3.5e-5), ("\\u00B5m", 3.5e-5), (None, None)])
+def test_tiff_imagej_pixel_size(tmp_path, stack, unit, step):
+    tifffile = pytest.importorskip("tifffile")
+    p = tmp_path / "ij.tif"
+    if unit is None:
+        tifffile.imwrite(p, stack, photometric="minisblack")
+    else:
+        tifffile.imwrite(p, stack, imagej=True, resolution=(1 / step, 1 / step), metadata={"unit": unit})
+    _same(aio.read_tilts(p), stack)
+    meta = aio.read_tilt_metadata(p)
+    assert meta["shape"] == (4, 6, 10) and meta["angles"] is None
+    assert meta["pixel_size"] == (None if unit is None else pytest.approx(0.35, rel=1e-6))
+
+
 def test_formats_without_metadata_and_option_checks(tmp_path, stack):
     aio.write_npy(tmp_path / "t.npy", stack)
     meta = aio.read_tilt_metadata(tmp_path / "t.npy")

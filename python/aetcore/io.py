@@ -3,7 +3,8 @@
 Tilt-series formats (by suffix; :data:`TILT_SUFFIXES`), and what :func:`read_tilt_metadata` takes
 from each:
 
-- ``.npy`` (NumPy) and ``.tif``/``.tiff`` (multi-page TIFF, tifffile): images only.
+- ``.npy`` (NumPy): images only. ``.tif``/``.tiff`` (multi-page TIFF, tifffile): pixel size from
+  ImageJ metadata (``unit`` with the XResolution tag) where present.
 - ``.mrc``/``.mrcs`` and IMOD stacks ``.st`` (raw) / ``.ali`` (aligned) (mrcfile): pixel size from
   the header; tilt angles from an FEI1/FEI2 extended header ("Alpha tilt") or an IMOD/SerialEM
   extended header (``SERI``, or IMOD-stamped with SerialEM flags: tilt angle x 100 per section).
@@ -183,13 +184,26 @@ def _read_npy(p, load):
     return (a if load else None), _meta("npy", a.shape)
 
 
+def _tiff_pixel_size(t):
+    """Pixel size in Å from ImageJ metadata (``unit``) and the XResolution tag (pixels per unit)."""
+    ij = t.imagej_metadata or {}
+    unit = str(ij.get("unit", "")).replace("\\u00B5", "\u00b5").replace("\\u00b5", "\u00b5")
+    tag = t.pages[0].tags.get("XResolution")
+    if not unit or tag is None:
+        return None
+    try:
+        num, den = tag.value
+        return _pixel_size(den / num, unit)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+
+
 def _read_tiff(p, load):
     import tifffile
-    if load:
-        a = tifffile.imread(p)
-        return a, _meta("tiff", a.shape)
     with tifffile.TiffFile(p) as t:
-        return None, _meta("tiff", t.series[0].shape)
+        a = t.asarray() if load else None
+        shape = a.shape if load else t.series[0].shape
+        return a, _meta("tiff", shape, _tiff_pixel_size(t))
 
 
 def _mrc_angles(m, nz):

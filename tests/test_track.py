@@ -1,0 +1,279 @@
+"""Time series: ICP against the known rigid motions, atom pairs against the known identities, nuclei
+and their events against a simulated series in which one nucleus grows, one splits and one
+dissolves."""
+import csv
+import json
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from aetcore.track import (Correspondence, correspond, find_nuclei, icp, kabsch, link_nuclei, track_folders,
+                           track_series)
+from test_bond_order import random_packing
+
+A, B, C = np.array([-9.0, -4, 0]), np.array([7.0, -5, 0]), np.array([2.0, 10, 0])
+EZ = np.array([0, 0, 1.0])
+# nucleus spheres (centre, radius Å) per time: A grows, B (a dumbbell) splits at t2, C dissolves at t2
+SPHERES = [
+    [(A, 5.0), (B - 3 * EZ, 5.0), (B + 3 * EZ, 5.0), (C, 5.0)],
+    [(A, 6.0), (B - 3 * EZ, 5.0), (B + 3 * EZ, 5.0), (C, 5.0)],
+    [(A, 7.0), (B - 6.5 * EZ, 4.5), (B + 6.5 * EZ, 4.5)],
+]
+
+
+def _angle(r1, r2):
+    return np.degrees(np.arccos(np.clip((np.trace(r1.T @ r2) - 1) / 2, -1, 1)))
+
+
+@pytest.fixture(scope="module")
+def series():
+    """Three models of one amorphous particle (1648 atoms): each rotated by ~4°, shifted by ~1.5 Å,
+    jittered by 0.02 Å, shuffled and missing 5 random atoms. The order parameter is 0.9 ± 0.03
+    inside the nucleus spheres and 0.3 ± 0.05 elsewhere."""
+    base = random_packing(18.0, seed=7)
+    rng = np.random.default_rng(11)
+    models, orders, ids, rots, shifts, inside = [], [], [], [], [], []
+    r = np.eye(3)
+    for t, spheres in enumerate(SPHERES):
+        ins = np.zeros(len(base), bool)
+        for c, rad in spheres:
+            ins |= np.linalg.norm(base - c, axis=1) <= rad
+        order = np.where(ins, rng.normal(0.9, 0.03, len(base)), rng.normal(0.3, 0.05, len(base)))
+        keep = np.sort(rng.permutation(len(base))[:-5])[rng.permutation(len(base) - 5)]
+        if t:
+            r = Rotation.from_rotvec(rng.normal(size=3) * np.radians(4) / np.sqrt(3)).as_matrix() @ r
+        shift = rng.normal(0, 1.5, 3)
+        models.append((base[keep] + rng.normal(0, 0.02, (len(keep), 3))) @ r.T + shift)
+        orders.append(order[keep])
+        ids.append(keep)
+        rots.append(r)
+        shifts.append(shift)
+        inside.append(ins[keep])
+    species = [np.where(i % 3 == 0, "Pt", "Fe") for i in ids]
+    res = track_series(models, species, orders=orders)
+    return dict(base=base, models=models, orders=orders, ids=ids, rots=rots, shifts=shifts, inside=inside,
+                species=species, res=res)
+
+
+def _nucleus_at(res, t, point):
+    """Global id of the nucleus at time t whose centroid is nearest `point`."""
+    n = res.nuclei
+    sel = np.flatnonzero(n["time"] == t)
+    xyz = np.stack([n["x"][sel], n["y"][sel], n["z"][sel]], axis=1)
+    k = np.argmin(np.linalg.norm(xyz - point, axis=1))
+    assert np.linalg.norm(xyz[k] - point) < 3.0   # nuclei are >= 13 Å apart
+    return int(n["nucleus"][sel[k]])
+
+
+def test_icp_recovers_the_rigid_motion(series):
+    res = series["res"]
+    r0, t0 = series["rots"][0], series["shifts"][0]
+    for t in (1, 2):
+        reg = res.registrations[t]
+        expected = r0 @ series["rots"][t].T        # model t -> frame of model 0
+        assert _angle(reg.rotation, expected) < 0.1     # measured 0.006°, 0.011°
+        assert np.linalg.norm(reg.translation - (t0 - expected @ series["shifts"][t])) < 0.01  # 0.0014 Å
+        assert reg.converged and reg.rmsd < 0.05
+        assert 2.0 < reg.angle < 8.0
+
+
+def test_correspondence_is_right(series):
+    res, ids = series["res"], series["ids"]
+    for t, c in enumerate(res.correspondences):
+        common = np.intersect1d(ids[t], ids[t + 1]).size
+        right = np.count_nonzero(ids[t][c.index_a] == ids[t + 1][c.index_b])
+        assert right / common > 0.99       # measured 1.000
+        assert right == c.index_a.size     # no wrong pair at all
+        assert c.unmatched_a.size == len(ids[t]) - common
+
+
+def test_nuclei_sizes_and_events_are_exactly_the_simulated_ones(series):
+    res, inside = series["res"], series["inside"]
+    a = [_nucleus_at(res, t, A) for t in range(3)]
+    b = [_nucleus_at(res, t, B) for t in range(2)]
+    b2 = [_nucleus_at(res, 2, B - 6.5 * EZ), _nucleus_at(res, 2, B + 6.5 * EZ)]
+    c = [_nucleus_at(res, t, C) for t in range(2)]
+    assert [int(np.unique(lab[lab >= 0]).size) for lab in res.nuclei_labels] == [3, 3, 3]
+    # every atom simulated inside a sphere (and only those) belongs to a nucleus
+    for t in range(3):
+        np.testing.assert_array_equal(res.nuclei_labels[t] >= 0, inside[t])
+    events = sorted((e["time_from"], e["event"], tuple(e["from"]), tuple(e["to"])) for e in res.events)
+    assert events == sorted([
+        (0, "growth", (a[0],), (a[1],)), (0, "stable", (b[0],), (b[1],)), (0, "stable", (c[0],), (c[1],)),
+        (1, "growth", (a[1],), (a[2],)), (1, "division", (b[1],), tuple(sorted(b2))), (1, "dissolution", (c[1],), ()),
+    ])
+    tracks = res.tracks
+    fate = {tid: tr["fate"] for tid, tr in tracks.items()}
+    track_of = dict(zip(res.nuclei["nucleus"].tolist(), res.nuclei["track"].tolist()))
+    assert fate[track_of[a[0]]] == "growth" and track_of[a[0]] == track_of[a[2]]
+    assert fate[track_of[b[0]]] == "division"
+    assert fate[track_of[c[0]]] == "dissolution"
+    for d in b2:
+        assert tracks[track_of[d]]["parents"] == [track_of[b[0]]] and fate[track_of[d]] == "undetermined"
+    assert sorted(fate.values()) == sorted(["growth", "division", "dissolution", "undetermined", "undetermined"])
+
+
+def test_atom_changes_table(series):
+    res, ids = series["res"], series["ids"]
+    at = res.atoms
+    m = (at["time_from"] == 1) & (at["atom_from"] >= 0) & (at["atom_to"] >= 0)
+    # displacements after registration are the 0.02 Å jitter: rms sqrt(2·3)·0.02 = 0.049 Å
+    assert np.sqrt(np.mean(at["displacement"][m] ** 2)) == pytest.approx(0.049, rel=0.1)
+    assert not at["species_changed"].any()     # species follow the atoms
+    # C's atoms lose their order between t1 and t2
+    lost = m & (at["nucleus_from"] == _nucleus_at(res, 1, C))
+    assert lost.sum() > 13 and (at["order_change"][lost] < -0.3).all() and (at["nucleus_to"][lost] == -1).all()
+    # unmatched rows: 5 atoms gone, 5 new per transition minus the overlap of the dropped sets
+    gone = (at["time_from"] == 0) & (at["atom_to"] == -1)
+    assert gone.sum() == len(np.setdiff1d(ids[0], ids[1])) and np.isnan(at["displacement"][gone]).all()
+
+
+def test_kabsch_exact_and_proper():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 3))
+    r = Rotation.random(random_state=1).as_matrix()
+    rot, t = kabsch(x, x @ r.T + [1, 2, 3])
+    np.testing.assert_allclose(rot, r, atol=1e-12)
+    np.testing.assert_allclose(t, [1, 2, 3], atol=1e-12)
+    rot, _ = kabsch(x, x * [1, 1, -1])         # a mirror image: the best proper rotation, det +1
+    assert np.linalg.det(rot) == pytest.approx(1.0)
+
+
+def test_icp_on_a_lattice_and_its_limit():
+    from aetcore.simulate import fcc_particle
+    x = fcc_particle(3.89, 15.0, thermal=0.05, seed=1)
+    rng = np.random.default_rng(2)
+    axis = np.array([0.3, 0.5, 0.8]) / np.linalg.norm([0.3, 0.5, 0.8])
+    for deg, ok in ((8.0, True), (12.0, False)):
+        r = Rotation.from_rotvec(np.radians(deg) * axis).as_matrix()
+        y = (x @ r.T + [1.5, -2.0, 0.7] + rng.normal(0, 0.03, x.shape))[rng.permutation(len(x))[:-20]]
+        reg = icp(y, x)
+        if ok:
+            assert _angle(reg.rotation, r.T) < 0.1 and reg.rmsd < 0.06   # measured 0.024°, 0.046 Å
+        else:
+            # beyond the basin the lattice locks onto a wrong registration, visible in the rmsd
+            assert reg.rmsd > 0.5
+            good = icp(y, x, rotation=Rotation.from_rotvec(np.radians(10) * axis).as_matrix().T)
+            assert _angle(good.rotation, r.T) < 0.1
+
+
+def test_correspondence_with_large_noise():
+    x = random_packing(12.0, seed=2)
+    rng = np.random.default_rng(3)
+    y = x + rng.normal(0, 0.25, x.shape)       # 0.43 Å rms per atom, a sixth of the spacing
+    perm = rng.permutation(len(x))[:-10]
+    y = np.concatenate([y[perm], rng.uniform(-30, -25, (4, 3))])  # 10 atoms gone, 4 far new ones
+    h = correspond(x, y)
+    right = perm[h.index_b] == h.index_a
+    assert right.mean() > 0.99 and h.index_a.size >= 0.97 * len(perm)
+    mu = correspond(x, y, method="mutual")
+    assert (perm[mu.index_b] == mu.index_a).mean() > 0.99
+    assert mu.index_a.size <= h.index_a.size
+    assert set(h.unmatched_b.tolist()) >= set(range(len(perm), len(perm) + 4))
+
+
+def test_find_nuclei_rules():
+    # a line of atoms 1 Å apart, neighbours within 1.2 Å
+    x = np.zeros((40, 3))
+    x[:, 0] = np.arange(40)
+    o = np.full(40, 0.2)
+    o[2:20] = 0.6             # ordered slope ...
+    o[8:11] = 0.8             # ... around a core
+    o[25:32] = 0.6            # ordered but no core: joins nothing
+    o[34:37] = 0.9            # a core too small
+    lab = find_nuclei(x, o, cutoff=1.2, min_size=5)
+    assert set(np.flatnonzero(lab == 0)) == set(range(2, 20))
+    assert (lab[20:] == -1).all() and (lab[:2] == -1).all()
+    # two cores on one ordered stretch: each ordered atom climbs to the core it rises towards
+    o2 = np.full(40, 0.2)
+    o2[1:30] = np.r_[np.linspace(0.55, 0.65, 4), [0.8] * 3, np.linspace(0.65, 0.55, 7),
+                     np.linspace(0.56, 0.66, 7), [0.9] * 3, np.linspace(0.66, 0.55, 5)]
+    lab2 = find_nuclei(x, o2, cutoff=1.2, min_size=5)
+    assert set(np.flatnonzero(lab2 == 0)) == set(range(15, 30))   # the larger one first
+    assert set(np.flatnonzero(lab2 == 1)) == set(range(1, 15))
+
+
+def test_link_nuclei_merging_and_nucleation():
+    la = np.array([0, 0, 0, 1, 1, 1, -1, -1, -1])
+    lb = np.array([0, 0, 0, 0, 0, 0, 1, 1, 1])
+    corr = Correspondence(np.arange(9), np.arange(9), np.zeros(9), np.zeros(0, int), np.zeros(0, int), 1.0)
+    ev = link_nuclei(la, lb, corr, min_change=1)
+    assert sorted((e["event"], e["from"], e["to"]) for e in ev) == [("merging", [0, 1], [0]), ("nucleation", [], [1])]
+
+
+def _write_series(series, folder):
+    from ase import Atoms
+    from aetcore.io import write_xyz
+    dirs = []
+    for t, (x, o, s) in enumerate(zip(series["models"], series["orders"], series["species"])):
+        d = folder / f"t{t}"
+        d.mkdir()
+        atoms = Atoms(symbols=list(s), positions=x)
+        atoms.arrays["order"] = o
+        write_xyz(d / "atoms.xyz", atoms)
+        dirs.append(d)
+    return dirs
+
+
+def test_track_folders_writes_tables_figures_and_report(series, tmp_path):
+    dirs = _write_series(series, tmp_path)
+    out = tmp_path / "out"
+    summary = track_folders(dirs, out, order_key="order")
+    assert summary["events"] == {"growth": 2, "stable": 2, "division": 1, "dissolution": 1}
+    assert summary["fates"] == {"growth": 1, "dissolution": 1, "division": 1, "undetermined": 2}
+    assert summary["nuclei_per_time"] == [3, 3, 3]
+    assert abs(summary["registration"][1]["rotation_deg"] - _angle(series["rots"][1], series["rots"][0])) < 0.1
+    td = out / "track"
+    assert json.loads((td / "summary.json").read_text())["events"] == summary["events"]
+    with open(td / "events.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert sorted(r["event"] for r in rows) == ["dissolution", "division", "growth", "growth", "stable", "stable"]
+    div = next(r for r in rows if r["event"] == "division")
+    assert len(div["nuclei_to"].split(";")) == 2
+    with open(td / "atoms.csv") as fh:
+        n_rows = sum(1 for _ in fh) - 1
+    assert n_rows == len(series["res"].atoms["time_from"])
+    with open(td / "nuclei.csv") as fh:
+        nuc = list(csv.DictReader(fh))
+    assert len(nuc) == 9 and {r["fate"] for r in nuc} == {"growth", "division", "dissolution", "undetermined"}
+    import h5py
+    with h5py.File(td / "track.h5") as h:
+        assert h["times/2/positions"].shape == series["models"][2].shape
+        np.testing.assert_allclose(h["times/1/rotation"][()], series["res"].registrations[1].rotation)
+        assert h["events/event"].shape == (6,)
+    for png in ("nucleus_sizes.png", "displacements.png"):
+        assert (td / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    if summary["report"]:
+        assert "Tracking" in (out / "report.html").read_text()
+    assert not list(td.glob(".*tmp*"))
+
+
+def test_bad_input_is_refused(tmp_path, series):
+    x = series["models"][0]
+    with pytest.raises(ValueError, match="models\\[1\\]"):
+        track_series([x, np.zeros((5, 2))])
+    with pytest.raises(ValueError, match="orders"):
+        track_series([x, x], orders=[np.zeros(len(x))])
+    with pytest.raises(TypeError, match="models"):
+        track_series(x)
+    with pytest.raises(ValueError, match="core_threshold"):
+        track_series([x, x], orders=[np.zeros(len(x))] * 2, threshold=0.6, core_threshold=0.5)
+    with pytest.raises(ValueError, match="method"):
+        correspond(x, x, method="greedy")
+    with pytest.raises(ValueError, match="rotation"):
+        icp(x, x, rotation=np.diag([1, 1, -1.0]))
+    with pytest.raises(ValueError, match="trim"):
+        icp(x, x, trim=0)
+    with pytest.raises(ValueError, match="order"):
+        find_nuclei(x, np.zeros(3))
+    with pytest.raises(ValueError, match="folders"):
+        track_folders([tmp_path / "nowhere", tmp_path / "nowhere2"], tmp_path / "out")
+    with pytest.raises(ValueError, match="at least 2"):
+        track_folders([tmp_path], tmp_path / "out")
+    d = tmp_path / "t"
+    d.mkdir()
+    (d / "atoms.xyz").write_text("garbage\n")
+    with pytest.raises(ValueError, match="atoms.xyz"):
+        track_folders([d, d], tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -17,6 +17,7 @@ from aetcore.cli import main as aet
 FAST = """
 [defaults.config]
 reconstruct.iterations = 30
+reconstruct.half_set_fsc = false
 refine.enabled = false
 align.matching = false
 """
@@ -151,22 +152,25 @@ def test_python_batch_retries_a_transient_failure_and_reports(data, monkeypatch)
         return real_run(**kw)
 
     monkeypatch.setattr(aetcore.workflow, "run", flaky_run)
-    m = _manifest(data, GOOD_AND_BAD.replace('out = "results"', 'out = "results-py"')
-                  .replace('name = "bad"\ntilts = "bad/tilts.npy"', 'name = "bad"\ntilts = "bad/tilts.npy"\n'
-                           'config = { reconstruct = { iterations = 5 } }'), "py.toml")
+    head, _, bad, p2 = GOOD_AND_BAD.split("[[dataset]]")
+    m = _manifest(data, head.replace('out = "results"', 'out = "results-py"') + "[[dataset]]" + p2
+                  + "[[dataset]]" + bad + "config = { reconstruct = { iterations = 5 } }\n", "py.toml")
     with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cl, \
             Client(cl) as client:
         res = batch(m, scheduler=client, threads_per_worker=1, progress=False, retries=1)
         assert client.status == "running"  # a Client we passed in is not closed
-    assert res.ok == ["p1", "p2"] and res.failed == ["bad"]
+    assert [r["name"] for r in res] == ["p2", "bad"] and len(res) == 2
+    assert res.ok == ["p2"] and res.failed == ["bad"]
     assert res["p2"]["attempts"] == 2 and res["p2"]["status"] == "ok" and res["p2"]["error"] is None
     assert res["p2"]["errors"][0]["error"].startswith("RuntimeError: transient failure of the node")
     assert len(res["p2"]["errors"][0]["error"].splitlines()) <= 4  # not a 300-line message
-    assert res["p1"]["attempts"] == 1 and res["bad"]["attempts"] == 2
-    assert sorted(calls) == ["bad", "bad", "p1", "p2", "p2"]
-    assert res["p1"]["atoms"] == sum(res["p1"]["counts"].values()) > 20
+    assert res["bad"]["attempts"] == 2 and "ValueError" in res["bad"]["error"]
+    assert sorted(calls) == ["bad", "bad", "p2", "p2"]
+    assert res["p2"]["atoms"] == sum(res["p2"]["counts"].values()) > 20
+    with pytest.raises(KeyError, match="p1"):
+        res["p1"]
     with open(res.csv_path, newline="") as f:
-        assert [r["status"] for r in csv.DictReader(f)] == ["ok", "failed", "ok"]
+        assert [r["status"] for r in csv.DictReader(f)] == ["ok", "failed"]
     assert "bad: ValueError:" in res.table()
     with pytest.raises(ValueError, match="workers"):
         batch(m, scheduler=client, workers=2)
@@ -191,6 +195,11 @@ name = "p1"
 tilts = "missing/tilts.npy"
 angles = "{data / 'p1' / 'angles.txt'}"
 frames = 0
+
+[[dataset]]
+name = "batch.csv"
+tilts = "{data / 'p1' / 'tilts.npy'}"
+angles = "{data / 'p1' / 'angles.txt'}"
 """)
     rc, out, err = _aet_batch([str(m)])
     assert rc == 2
@@ -200,10 +209,11 @@ frames = 0
     assert str(tmp_path / "missing" / "tilts.npy") in err and "no such file" in err
     assert "already the name" in err and "frames" in err
     assert "pixel_size: missing" in err
+    assert "'batch.csv' is the name of the results table" in err
     assert not (tmp_path / "never").exists()  # nothing started
     with pytest.raises(ManifestError) as e:
         load_manifest(m)
-    assert len(e.value.problems) >= 7
+    assert len(e.value.problems) >= 8
 
     rc, _, err = _aet_batch([str(tmp_path / "nope.toml")])
     assert rc == 2 and "nope.toml" in err and "no such file" in err
@@ -290,8 +300,9 @@ def test_a_killed_worker_is_survived(data):
                       host="127.0.0.1") as cl, Client(cl) as client:
         first_pid = next(iter(client.run(os.getpid).values()))
         box = {}
-        th = threading.Thread(target=lambda: box.update(res=batch(m, scheduler=client, threads_per_worker=1,
-                                                                   progress=False)))
+        # the scheduler by address, as `aet batch --scheduler tcp://...` gives it
+        th = threading.Thread(target=lambda: box.update(res=batch(m, scheduler=cl.scheduler_address,
+                                                                   threads_per_worker=1, progress=False)))
         th.start()
         t0 = time.perf_counter()
         while not any(k.startswith("aet-batch-p1") for ks in client.processing().values() for k in ks):
@@ -302,6 +313,22 @@ def test_a_killed_worker_is_survived(data):
         th.join(120)
         assert not th.is_alive()
     res = box["res"]
+    assert res.scheduler == cl.scheduler_address and res.threads_per_worker == 1
     assert res.ok == ["p1"] and res["p1"]["attempts"] == 1
     assert not res["p1"]["worker"].endswith(f":{first_pid}")  # finished by the restarted worker
     assert (data / "results-kill" / "p1" / "atoms.xyz").is_file()
+
+
+def test_unreachable_scheduler_exits_2(data, monkeypatch):
+    import socket
+    import aetcore.batch
+    monkeypatch.setattr(aetcore.batch, "_CONNECT_TIMEOUT", "1s")
+    with socket.socket() as sock:  # a port that nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    m = _manifest(data, GOOD_AND_BAD.replace('"results"', '"results-unreachable"'), "unreachable.toml")
+    rc, _, err = _aet_batch([str(m), "--scheduler", f"tcp://127.0.0.1:{port}", "--quiet"])
+    assert rc == 2 and f"tcp://127.0.0.1:{port}" in err and "cannot connect" in err
+    rc, _, err = _aet_batch([str(m), "--scheduler", f"tcp://127.0.0.1:{port}", "--workers", "2"])
+    assert rc == 2 and "workers" in err
+    assert not (data / "results-unreachable").exists()  # nothing ran, nothing written

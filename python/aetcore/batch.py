@@ -78,6 +78,8 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _CSV_FIELDS = ("name", "status", "attempts", "error", "atoms", "r1_before", "r1_after", "time_s", "out",
                "results_h5")
 _MAX_ERROR = 600  # characters of an error message kept in the table
+_CONNECT_TIMEOUT = "30s"  # to reach an existing scheduler
+_RESERVED = ("batch.csv", "batch.json")  # the table files in the results root
 
 
 class ManifestError(ValueError):
@@ -375,6 +377,8 @@ def load_manifest(path) -> Manifest:
         elif not isinstance(name, str) or not _NAME.match(name) or name in (".", ".."):
             problems.append(f"{where}: name: expected letters, digits, '.', '_' or '-' (it names the "
                             f"output folder), got {name!r}")
+        elif name.lower() in _RESERVED:
+            problems.append(f"{where}: name: {name!r} is the name of the results table; choose another")
         elif name in names:
             problems.append(f"{where}: name: {name!r} is already the name of [[dataset]] #{names[name]}")
         else:
@@ -543,7 +547,7 @@ class _Session:
                 raise TypeError(f"scheduler: expected an address such as tcp://host:8786, a dask "
                                 f"cluster or a distributed.Client, got {type(scheduler).__name__}")
             try:
-                self.client = Client(address, timeout="30s")
+                self.client = Client(address, timeout=_CONNECT_TIMEOUT)
             except (OSError, TimeoutError) as e:
                 raise ValueError(f"scheduler: cannot connect to {address}: {e}") from None
             self.description = address
@@ -650,13 +654,25 @@ def batch(manifest, *, scheduler=None, workers=None, threads_per_worker=None, re
         raise TypeError(f"scheduler: expected an address such as tcp://host:8786, a dask cluster or a "
                         f"distributed.Client, got {type(scheduler).__name__}")
 
-    m.out.mkdir(parents=True, exist_ok=True)
+    created = not m.out.exists()
+    try:
+        m.out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"{m.path}: out: cannot create the results folder {m.out}: {e}") from None
     species = m.species
     rows = [_row(d) for d in m.datasets]
     by_name = {d.name: (d, r) for d, r in zip(m.datasets, rows)}
     t_start = time.perf_counter()
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    session = _Session(scheduler, workers, threads_per_worker, len(m.datasets))
+    try:
+        session = _Session(scheduler, workers, threads_per_worker, len(m.datasets))
+    except BaseException:
+        if created:  # nothing ran: leave no empty results folder behind
+            try:
+                m.out.rmdir()
+            except OSError:
+                pass
+        raise
     meta = {"manifest": str(m.path), "out": str(m.out), "scheduler": session.description,
             "threads_per_worker": session.threads, "retries": retries, "started": started,
             "finished": None, "wall_s": None}

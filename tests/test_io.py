@@ -76,8 +76,14 @@ def test_truncated_files(tmp_path, stack, suffix):
     data = good.read_bytes()
     bad = tmp_path / ("bad" + suffix)
     bad.write_bytes(data[: len(data) // 2])
-    with pytest.raises(ValueError, match="bad" + suffix.replace(".", r"\.")):
-        aio.read_tilts(bad)
+    for fn in (aio.read_tilts, aio.read_tilt_metadata):  # metadata alone must notice it too
+        with pytest.raises(ValueError, match="bad" + suffix.replace(".", r"\.")):
+            fn(bad)
+    # just the end missing (tifffile ends a file with 16 unreferenced bytes: cutting those loses nothing)
+    for cut in (len(data) - 100,) + (() if suffix == ".tif" else (len(data) - 1,)):
+        bad.write_bytes(data[:cut])
+        with pytest.raises(ValueError, match="bad" + suffix.replace(".", r"\.")):
+            aio.read_tilt_metadata(bad)
 
 
 def test_bad_tilt_files(tmp_path, stack):

@@ -198,12 +198,65 @@ def _tiff_pixel_size(t):
         return None
 
 
+_TIFF_TYPE_SIZE = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4,
+                   16: 8, 17: 8, 18: 8}
+
+
+def _tiff_check_chain(p: Path) -> int:
+    """Follow a TIFF's chain of image file directories (classic or BigTIFF) to its end, checking
+    that every directory, out-of-line tag value and next-directory pointer lies inside the file
+    (tifffile only logs a truncated file). Raise _FileError if not; return the number of pages."""
+    size = p.stat().st_size
+    with open(p, "rb") as fh:
+        head = fh.read(16)
+        if len(head) < 8 or head[:2] not in (b"II", b"MM"):
+            raise _FileError("not a TIFF file")
+        e = "<" if head[:2] == b"II" else ">"
+        magic = struct.unpack(e + "H", head[2:4])[0]
+        if magic == 42:
+            off_fmt, cnt_fmt, entry_fmt, first = "I", "H", "HHII", struct.unpack(e + "I", head[4:8])[0]
+        elif magic == 43 and len(head) >= 16:
+            off_fmt, cnt_fmt, entry_fmt, first = "Q", "Q", "HHQQ", struct.unpack(e + "Q", head[8:16])[0]
+        else:
+            raise _FileError(f"not a TIFF file (magic number {magic})")
+        osz, csz, esz = (struct.calcsize(e + f) for f in (off_fmt, cnt_fmt, entry_fmt))
+        seen, off = set(), first
+        while off:
+            k = len(seen)
+            if off in seen:
+                raise _FileError("the chain of image directories loops")
+            seen.add(off)
+            fh.seek(off)
+            raw = fh.read(csz)
+            if len(raw) < csz:
+                raise _FileError(f"truncated: image directory {k} at byte {off} is past the end")
+            n = struct.unpack(e + cnt_fmt, raw)[0]
+            if off + csz + n * esz + osz > size:
+                raise _FileError(f"truncated: image directory {k} runs past the end of the file")
+            for _, typ, count, value in struct.iter_unpack(e + entry_fmt, fh.read(n * esz)):
+                nbytes = _TIFF_TYPE_SIZE.get(typ, 0) * count
+                if nbytes > osz and value + nbytes > size:
+                    raise _FileError(f"truncated: a tag value of image directory {k} ends at byte "
+                                     f"{value + nbytes} but the file has {size}")
+            off = struct.unpack(e + off_fmt, fh.read(osz))[0]
+    return len(seen)
+
+
 def _read_tiff(p, load):
     import tifffile
+    n_pages = None if load else _tiff_check_chain(p)
     with tifffile.TiffFile(p) as t:
-        a = t.asarray() if load else None
-        shape = a.shape if load else t.series[0].shape
-        return a, _meta("tiff", shape, _tiff_pixel_size(t))
+        if load:
+            a = t.asarray()
+            return a, _meta("tiff", a.shape, _tiff_pixel_size(t))
+        size = p.stat().st_size
+        if len(t.pages) != n_pages:
+            raise _FileError(f"corrupt: tifffile reads {len(t.pages)} of the {n_pages} pages")
+        for k, pg in enumerate(t.pages):
+            end = max((o + c for o, c in zip(pg.dataoffsets, pg.databytecounts)), default=0)
+            if end > size:
+                raise _FileError(f"truncated: the data of page {k} end at byte {end} but the file has {size}")
+        return None, _meta("tiff", t.series[0].shape, _tiff_pixel_size(t))
 
 
 def _mrc_angles(m, nz):

@@ -1,0 +1,334 @@
+"""``aet analyze``: the structure analysis of a results folder.
+
+Reads ``FOLDER/atoms.xyz`` (written by ``aet run``), computes neighbours, the RDF, the lattice fit,
+displacements and strain, bond order and (for a binary fcc alloy) chemical order, phases, grains
+and defects, and writes ``FOLDER/analysis/``:
+
+* ``atoms.csv`` — one row per atom (columns listed in ``summary.json["csv_columns"]``),
+* ``analysis.h5`` — the same per-atom arrays plus the RDF, strain maps, grains and lattice fit,
+* ``summary.json`` — the numbers a paper quotes (returned as a dict as well),
+* PNG figures (strain maps, phase and order maps, RDF),
+
+and an "Analysis" section in ``FOLDER/report.html`` (:func:`aetcore.report.add_section`). Every
+file is written whole or not at all.
+"""
+from __future__ import annotations
+
+import html
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .._validate import at_least, one_of, positive
+from ..io import atomic_path, write_json
+from .bond_order import bond_order
+from .grains import find_grains, site_pairs
+from .lattice import as_lattice, fit_lattice
+from .neighbors import coordination, radial_distribution
+from .order import PHASES, VARIANTS, chemical_order, fcc_shell_offsets, site_neighbours
+from .strain import VOIGT, atomic_strain, strain_map, to_crystal_frame, voigt
+
+__all__ = ["analyze_folder", "ANALYSIS_DIR"]
+
+ANALYSIS_DIR = "analysis"
+
+
+def _folder(folder) -> Path:
+    if not isinstance(folder, (str, os.PathLike)):
+        raise TypeError(f"folder: expected a path (str or os.PathLike), got {type(folder).__name__}")
+    f = Path(folder)
+    if not f.is_dir():
+        raise ValueError(f"folder: {f} is not an existing directory")
+    if not (f / "atoms.xyz").is_file():
+        raise ValueError(f"folder: {f} has no atoms.xyz (write one with 'aet run')")
+    return f
+
+
+def _read_atoms(path: Path):
+    from ase.io import read
+    try:
+        atoms = read(path, index=-1, format="extxyz")
+    except Exception as e:  # ase raises many types for corrupt files
+        raise ValueError(f"{path}: cannot read the atomic model (extended XYZ): {e}") from e
+    if len(atoms) < 4:
+        raise ValueError(f"{path}: expected at least 4 atoms, got {len(atoms)}")
+    return atoms
+
+
+def _write_csv(path: Path, columns: dict) -> None:
+    names = list(columns)
+    cols = []
+    for name in names:
+        v = np.asarray(columns[name])
+        if v.dtype.kind == "f":
+            cols.append(np.char.mod("%.6g", v))
+        elif v.dtype.kind == "b":
+            cols.append(v.astype(np.int8).astype(str))
+        else:
+            cols.append(v.astype(str))
+    lines = cols[0]
+    for c in cols[1:]:
+        lines = np.char.add(np.char.add(lines, ","), c)
+    with atomic_path(path) as tmp:
+        with open(tmp, "w") as fh:
+            fh.write(",".join(names) + "\n")
+            fh.write("\n".join(lines.tolist()) + "\n")
+
+
+def _write_h5(path: Path, groups: dict, attrs: dict) -> None:
+    import h5py
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            for k, v in attrs.items():
+                f.attrs[k] = v
+            for gname, items in groups.items():
+                g = f.require_group(gname)
+                for name, value in items.items():
+                    if isinstance(value, dict):
+                        sub = g.require_group(name)
+                        for n2, v2 in value.items():
+                            sub.create_dataset(n2, data=_h5able(v2))
+                    else:
+                        g.create_dataset(name, data=_h5able(value))
+
+
+def _h5able(v):
+    a = np.asarray(v)
+    if a.dtype.kind in ("U", "O"):
+        return a.astype("S")
+    return a
+
+
+def _stats(values: np.ndarray, mask: np.ndarray) -> dict:
+    v = values[mask]
+    v = v[np.isfinite(v).all(axis=1)]
+    if v.size == 0:
+        return {"atoms": 0}
+    return {"atoms": int(v.shape[0]),
+            "mean": dict(zip(VOIGT, np.round(v.mean(axis=0), 7).tolist())),
+            "std": dict(zip(VOIGT, np.round(v.std(axis=0), 7).tolist()))}
+
+
+def analyze_folder(folder, *, lattice="fcc", lattice_constant=None, strain_sigma: float = 10.0,
+                   planes=("z",), map_spacing: float = 1.0, slab_thickness: float = 2.0,
+                   chemical: str = "auto", threshold: float = 0.5, smooth: int = 1,
+                   min_grain_size: int = 10, rdf_max: float = 10.0, report: bool = True,
+                   threads=None) -> dict:
+    """Analyse ``folder/atoms.xyz`` and write ``folder/analysis/`` (module docstring).
+
+    Parameters
+    ----------
+    folder : str or os.PathLike
+        A results folder holding ``atoms.xyz`` (the last frame is analysed).
+    lattice : str, Lattice or (3, 3) cell
+        Lattice of the fit (:func:`~aetcore.analysis.lattice.fit_lattice`), default fcc.
+    lattice_constant : float, optional
+        Bulk lattice constant, Å: strain is then absolute. Default: fitted (the mean dilatation is
+        absorbed and the strain is relative to the particle's own mean lattice).
+    strain_sigma : float
+        Gaussian kernel width of the strain, Å (default 10 Å = 1 nm).
+    planes : sequence of {"x", "y", "z"}
+        Normals of the maps through the particle centre (strain, order, phase).
+    map_spacing : float
+        Strain-map grid step, Å.
+    slab_thickness : float
+        Thickness of the atom slabs of the order and phase maps, Å.
+    chemical : {"auto", "on", "off"}
+        Chemical-order analysis: "auto" runs it for a binary model on an fcc lattice.
+    threshold, smooth
+        Phase classification (:func:`~aetcore.analysis.order.classify_phases`).
+    min_grain_size : int
+        Smallest grain listed, atoms.
+    rdf_max : float
+        Largest RDF distance, Å.
+    report : bool
+        Add an "Analysis" section (order 100) to ``folder/report.html``.
+    threads : int, optional
+        Workers of the neighbour searches (None = every core the process may use).
+
+    Returns
+    -------
+    dict
+        The summary written to ``folder/analysis/summary.json``.
+    """
+    root = _folder(folder)
+    lat = as_lattice(lattice)
+    sigma = positive(strain_sigma, "strain_sigma")
+    spacing = positive(map_spacing, "map_spacing")
+    thickness = positive(slab_thickness, "slab_thickness")
+    chemical = one_of(chemical, ("auto", "on", "off"), "chemical")
+    min_grain_size = at_least(min_grain_size, 1, "min_grain_size", integer=True)
+    rdf_max = positive(rdf_max, "rdf_max")
+    if isinstance(planes, str):
+        planes = (planes,)
+    planes = tuple(one_of(p, ("x", "y", "z"), "planes") for p in planes)
+
+    from . import plots  # matplotlib only when figures are made
+
+    atoms = _read_atoms(root / "atoms.xyz")
+    x = np.asarray(atoms.positions, np.float64)
+    species = np.asarray(atoms.get_chemical_symbols())
+    names, counts = np.unique(species, return_counts=True)
+    n = x.shape[0]
+    do_chem = (chemical == "on") or (chemical == "auto" and names.size == 2 and lat.name == "fcc")
+    if chemical == "on" and (names.size != 2 or lat.name != "fcc"):
+        raise ValueError(f"chemical: 'on' needs a binary model on an fcc lattice, got species {names.tolist()} "
+                         f"and lattice {lat.name!r}")
+
+    out = root / ANALYSIS_DIR
+    out.mkdir(exist_ok=True)
+
+    # structure
+    fit = fit_lattice(x, lat, lattice_constant=lattice_constant, threads=threads)
+    d_nn = fit.info["nn_distance"]
+    cn = coordination(x, d_nn * lat.shell_gap, threads=threads)
+    rdf = radial_distribution(x, rdf_max)
+    bo = bond_order(x)
+    interior = cn >= lat.coordination
+
+    # strain (object frame, and along the crystal axes)
+    eps = atomic_strain(fit.ideal, fit.displacement, sigma=sigma, threads=threads)
+    eps_crystal = to_crystal_frame(eps, fit.rotation)
+    maps = {p: strain_map(fit.ideal, fit.displacement, normal=p, spacing=spacing, sigma=sigma, threads=threads)
+            for p in planes}
+
+    columns = {"index": np.arange(n), "species": species, "x": x[:, 0], "y": x[:, 1], "z": x[:, 2],
+               "coordination": cn}
+    if lat.name == "fcc":
+        h = fit.fcc_indices()
+        columns.update({"site_h": h[:, 0], "site_k": h[:, 1], "site_l": h[:, 2]})
+    columns.update({"ux": fit.displacement[:, 0], "uy": fit.displacement[:, 1], "uz": fit.displacement[:, 2],
+                    "duplicate_site": fit.duplicate})
+    for name, col in zip(VOIGT, voigt(eps).T):
+        columns[f"e{name}"] = col
+    columns.update({"q4_avg": bo.q4_avg, "q6_avg": bo.q6_avg, "bond_order": bo.order})
+
+    summary = {
+        "input": str(root / "atoms.xyz"),
+        "atoms": n,
+        "counts": dict(zip(names.tolist(), counts.tolist())),
+        "nn_distance_A": d_nn,
+        "coordination": {"mean": float(cn.mean()), "interior_atoms": int(interior.sum()),
+                         "histogram": {int(k): int(v) for k, v in zip(*np.unique(cn, return_counts=True))}},
+        "lattice": {"name": lat.name, "lattice_constant_A": fit.lattice_constant,
+                    "lattice_constant_given": lattice_constant is not None,
+                    "rotation": fit.rotation.tolist(), "origin_A": fit.origin.tolist(), "rmsd_A": fit.rmsd,
+                    "duplicate_sites": int(fit.duplicate.sum()), "outliers": fit.info["outliers"]},
+        "strain": {"sigma_A": sigma, "frame": "object (x, y, z); crystal-frame values under 'crystal'",
+                   "components": list(VOIGT), "all": _stats(voigt(eps), np.ones(n, bool)),
+                   "interior": _stats(voigt(eps), interior),
+                   "crystal": {"all": _stats(voigt(eps_crystal), np.ones(n, bool)),
+                               "interior": _stats(voigt(eps_crystal), interior)}},
+        "bond_order": {"Q4": bo.Q4, "Q6": bo.Q6, "mean_order": float(np.mean(bo.order))},
+        "rdf_first_peak_A": float(rdf.r[np.argmax(rdf.g)]),
+    }
+    groups = {
+        "atoms": {"positions": x, "species": species, "coordination": cn, "ideal": fit.ideal,
+                  "displacement": fit.displacement, "duplicate_site": fit.duplicate,
+                  "cells": fit.cells, "basis_index": fit.basis_index, "strain": eps,
+                  "strain_crystal": eps_crystal, "q4_avg": bo.q4_avg, "q6_avg": bo.q6_avg,
+                  "bond_order": bo.order},
+        "lattice": {"rotation": fit.rotation, "origin": fit.origin,
+                    "lattice_constant": np.float64(fit.lattice_constant), "cell": lat.cell, "basis": lat.basis},
+        "rdf": {"r": rdf.r, "g": rdf.g, "counts": rdf.counts},
+        "strain_maps": {p: {"u": m.u, "v": m.v, "strain": m.strain, "rotation": m.rotation,
+                            "inside": m.inside, "axes": m.axes} for p, m in maps.items()},
+    }
+
+    figures = {"rdf": (plots.rdf_figure(rdf), "Radial distribution function")}
+    for p, m in maps.items():
+        figures[f"strain_{p}"] = (plots.strain_map_figure(m), f"Strain through the centre, normal {p} "
+                                                             f"(Gaussian sigma {sigma:g} Å)")
+
+    if do_chem:
+        h = fit.fcc_indices()
+        co = chemical_order(h, species, threshold=threshold, smooth=smooth)
+        pairs = site_pairs(site_neighbours(h, fcc_shell_offsets(1)))
+        vol = fit.lattice_constant ** 3 / 4.0
+        grains = find_grains(co.phase, pairs, min_size=min_grain_size, positions=x, atomic_volume=vol)
+        ap_label = np.char.add(np.char.add(co.phase, ":"), co.translation.astype(str))
+        domains = find_grains(ap_label, pairs, min_size=min_grain_size, ignore=("A1:-1",), positions=x,
+                              atomic_volume=vol)
+        for k, name in enumerate(VARIANTS):
+            columns[f"eta_{name}"] = co.order[:, k]
+        columns.update({"phase": co.phase, "grain": grains.label, "antiphase_variant": co.translation,
+                        "antiphase_domain": domains.label, "antisite": co.antisite,
+                        "antiphase_boundary": co.antiphase_boundary})
+        fractions = {p: float(np.mean(co.phase == p)) for p in PHASES}
+        summary["chemical_order"] = {
+            "species": co.species.tolist(),
+            "definition": "eta: Bragg-Williams order of the phase variant on the atom and its 12 first "
+                          "neighbours, anti-phase variant chosen on shells 2-3 (aetcore.analysis.order)",
+            "mean_eta": dict(zip(VARIANTS, np.nanmean(co.order, axis=0).tolist())),
+            "phase_fractions": fractions,
+            "warren_cowley": {"pair": co.species.tolist(), "shells": [1, 2, 3],
+                              "alpha": co.warren_cowley.tolist()},
+            "antisites": int(co.antisite.sum()),
+            "swap_defects": int(len(co.swaps)),
+            "antiphase_boundary_atoms": int(co.antiphase_boundary.sum()),
+            "grains": grains.table(),
+            "antiphase_domains": [dict(d, phase=d["phase"].split(":")[0], variant=int(d["phase"].split(":")[1]))
+                                  for d in domains.table()],
+            "threshold": threshold, "smooth": smooth, "min_grain_size": min_grain_size,
+        }
+        groups["order"] = {"eta": co.order, "eta_averaged": co.averaged, "phase": co.phase,
+                           "antiphase_variant": co.translation, "antisite": co.antisite, "swaps": co.swaps,
+                           "antiphase_boundary": co.antiphase_boundary, "warren_cowley": co.warren_cowley,
+                           "grain": grains.label, "antiphase_domain": domains.label}
+        groups["grains"] = {"phase": grains.phase, "atoms": grains.size, "volume_A3": grains.volume,
+                            "diameter_A": grains.diameter, "centroid_A": grains.centroid}
+        for p in planes:
+            figures[f"phase_{p}"] = (plots.phase_map_figure(x, co.phase, normal=p, thickness=thickness,
+                                                            antisite=co.antisite),
+                                     f"Phases in a {thickness:g} Å slab through the centre, normal {p}")
+            figures[f"order_{p}"] = (plots.order_map_figure(x, co.order, normal=p, thickness=thickness),
+                                     f"Local order parameters, normal {p}")
+
+    csv_columns = list(columns)
+    summary["csv_columns"] = csv_columns
+    pngs = [f"{name}.png" for name in figures]
+    summary["outputs"] = [f"{ANALYSIS_DIR}/{f}" for f in ["atoms.csv", "analysis.h5", "summary.json"] + pngs]
+
+    _write_csv(out / "atoms.csv", columns)
+    _write_h5(out / "analysis.h5", groups, {"lattice": lat.name, "strain_sigma_A": sigma,
+                                            "units": "positions, displacements in Å; strain dimensionless"})
+    if report:
+        # the report renders the PNGs once (and closes the figures); analysis/ gets copies of them
+        from ..report import REPORT_DIR
+        _report(root, summary, figures)
+        for name in figures:
+            data = (root / REPORT_DIR / f"analysis-{name}.png").read_bytes()
+            with atomic_path(out / f"{name}.png") as tmp:
+                Path(tmp).write_bytes(data)
+    else:
+        for name, (fig, _) in figures.items():
+            with atomic_path(out / f"{name}.png") as tmp:
+                fig.savefig(tmp, dpi=110, format="png")
+    write_json(out / "summary.json", summary)
+    return summary
+
+
+def _report(root: Path, summary: dict, figures: dict) -> None:
+    """The "Analysis" section of the folder's report (figures are passed on and closed there)."""
+    from ..report import add_section
+    lat = summary["lattice"]
+    rows = [("Atoms", f"{summary['atoms']} ({', '.join(f'{k} {v}' for k, v in summary['counts'].items())})"),
+            ("Lattice", f"{lat['name']}, a = {lat['lattice_constant_A']:.4f} Å"
+                        f"{' (given)' if lat['lattice_constant_given'] else ' (fitted)'}, "
+                        f"RMS displacement {lat['rmsd_A']:.3f} Å"),
+            ("Mean coordination", f"{summary['coordination']['mean']:.2f}")]
+    st = summary["strain"]["interior"]
+    if st.get("atoms"):
+        rows.append(("Strain, interior atoms (mean ± sd, %)",
+                     ", ".join(f"{c} {100 * st['mean'][c]:+.2f} ± {100 * st['std'][c]:.2f}" for c in VOIGT)))
+    co = summary.get("chemical_order")
+    if co:
+        rows.append(("Phases", ", ".join(f"{p} {100 * f:.1f} %" for p, f in co["phase_fractions"].items() if f > 0)))
+        rows.append(("Grains", ", ".join(f"{g['phase']} {g['atoms']}" for g in co["grains"])))
+        rows.append(("Defects", f"{co['antisites']} anti-sites, {co['swap_defects']} swap pairs, "
+                                f"{co['antiphase_boundary_atoms']} atoms at anti-phase boundaries"))
+        rows.append(("Warren–Cowley α (shells 1–3)", ", ".join(f"{a:+.3f}" for a in co["warren_cowley"]["alpha"])))
+    body = "<table>" + "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
+    body += "</table><p>Tables: analysis/atoms.csv, analysis/analysis.h5, analysis/summary.json.</p>"
+    add_section(root, "analysis", "Analysis", body, {k: v for k, v in figures.items()}, order=100)

@@ -1,0 +1,90 @@
+"""aetcore.analysis.analyze_folder (the body of 'aet analyze') on a results folder."""
+import csv
+import json
+
+import h5py
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.io import read
+
+from aetcore.analysis import analyze_folder, chemical_order, fit_lattice
+from aetcore.io import write_xyz
+from aetcore.simulate import FEPT_LATTICE_CONSTANT as A, fept_particle
+
+EPS = np.diag([0.01, 0.0, 0.0])  # 1 % along x
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    d = tmp_path_factory.mktemp("result")
+    p = fept_particle(13.0, domains=("L10z", "A1"), orientation="random", thermal=0.03, antisite=0.02, seed=4)
+    x = p.positions @ (np.eye(3) + EPS).T
+    write_xyz(d / "atoms.xyz", Atoms(symbols=list(p.species), positions=x))
+    summary = analyze_folder(d, lattice_constant=A, planes=("z",))
+    x = read(d / "atoms.xyz").positions  # what the folder holds (8 decimals)
+    return d, p, x, summary
+
+
+def test_outputs_written_and_summary_matches_file(folder):
+    d, p, x, summary = folder
+    out = d / "analysis"
+    for name in ("atoms.csv", "analysis.h5", "summary.json", "strain_z.png", "phase_z.png", "order_z.png", "rdf.png"):
+        assert (out / name).stat().st_size > 0, name
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert on_disk["atoms"] == summary["atoms"] == len(p.species)
+    assert on_disk["chemical_order"]["phase_fractions"] == pytest.approx(summary["chemical_order"]["phase_fractions"])
+    assert sorted(on_disk["outputs"]) == sorted(summary["outputs"])
+    html = (d / "report.html").read_text()
+    assert "Analysis" in html and "analysis-strain_z.png" in html
+    assert not list(out.glob(".*tmp*"))  # no temporary files left
+
+
+def test_csv_and_h5_agree_with_direct_computation(folder):
+    d, p, x, summary = folder
+    with open(d / "analysis" / "atoms.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(p.species) and list(rows[0]) == summary["csv_columns"]
+    np.testing.assert_allclose([float(r["x"]) for r in rows], x[:, 0], rtol=1e-5, atol=1e-4)  # %.6g
+    assert [r["species"] for r in rows] == list(p.species)
+    fit = fit_lattice(x, lattice_constant=A)
+    co = chemical_order(fit.fcc_indices(), p.species)
+    assert [r["phase"] for r in rows] == co.phase.tolist()
+    assert sum(int(r["antisite"]) for r in rows) == summary["chemical_order"]["antisites"] == co.antisite.sum()
+    with h5py.File(d / "analysis" / "analysis.h5", "r") as f:
+        assert f["atoms/strain"].shape == (len(p.species), 3, 3)
+        np.testing.assert_allclose(f["atoms/positions"][()], x)
+        np.testing.assert_allclose(f["lattice/rotation"][()], fit.rotation, atol=1e-9)
+        assert f["order/phase"][()].astype(str).tolist() == co.phase.tolist()
+        assert f["strain_maps/z/strain"].shape[-2:] == (3, 3)
+        assert f["grains/atoms"][()].sum() <= len(p.species)
+
+
+def test_absolute_strain_and_phases_reported(folder):
+    d, p, x, summary = folder
+    st = summary["strain"]["interior"]
+    # 1 % along x recovered on interior atoms within 0.1 % (3 pm thermal noise)
+    assert st["mean"]["xx"] == pytest.approx(0.01, abs=1e-3)
+    for c in ("yy", "zz", "xy", "xz", "yz"):
+        assert abs(st["mean"][c]) < 1e-3
+    co = summary["chemical_order"]
+    found = co["phase_fractions"]
+    true_a1 = np.mean(p.phase == "A1")
+    assert found["A1"] == pytest.approx(true_a1, abs=0.1)
+    # the L1_0 domain keeps its label up to the naming of the crystal axes
+    assert max(found["L10x"], found["L10y"], found["L10z"]) == pytest.approx(1 - true_a1, abs=0.1)
+    assert co["antisites"] > 0 and len(co["grains"]) >= 2
+
+
+def test_without_report_and_bad_folder(tmp_path):
+    p = fept_particle(9.0, domains=("L12",), seed=0)
+    write_xyz(tmp_path / "atoms.xyz", Atoms(symbols=list(p.species), positions=p.positions))
+    s = analyze_folder(tmp_path, report=False, planes=())
+    assert not (tmp_path / "report.html").exists()
+    assert (tmp_path / "analysis" / "rdf.png").exists()
+    assert s["chemical_order"]["phase_fractions"]["L12"] == 1.0
+    assert s["lattice"]["lattice_constant_A"] == pytest.approx(A, rel=1e-9)
+    with pytest.raises(ValueError, match="atoms.xyz"):
+        analyze_folder(tmp_path / "analysis")
+    with pytest.raises(ValueError, match="planes"):
+        analyze_folder(tmp_path, planes=("w",))

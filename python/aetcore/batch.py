@@ -276,7 +276,8 @@ def _check_settings(table: dict, where: str, base: Path, problems: list, config_
                 except ValueError as e:
                     config_files[p] = f"{where}: config_file: {e}"
             if isinstance(config_files[p], str):
-                problems.append(config_files[p])
+                if config_files[p] not in problems:  # a shared file's problem, once
+                    problems.append(config_files[p])
             else:
                 layers.append(config_files[p])
     if "config" in table:
@@ -504,6 +505,22 @@ def _cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+class _QuietDask:
+    """Keep dask's own INFO messages (workers joining, closing) out of the driver's log unless
+    aetcore.batch logs at DEBUG level; dask's warnings (e.g. a worker over its memory) still show."""
+
+    def __enter__(self):
+        self.logger = logging.getLogger("distributed")
+        self.old = self.logger.level
+        if not log.isEnabledFor(logging.DEBUG) and self.logger.getEffectiveLevel() < logging.WARNING:
+            self.logger.setLevel(logging.WARNING)
+        return self
+
+    def __exit__(self, *exc):
+        self.logger.setLevel(self.old)
+        return False
+
+
 def _local_shape(n_datasets: int, workers, threads_per_worker) -> tuple:
     """(workers, OpenMP threads per worker) of a LocalCluster on this machine."""
     cores = _cores()
@@ -664,9 +681,11 @@ def batch(manifest, *, scheduler=None, workers=None, threads_per_worker=None, re
     by_name = {d.name: (d, r) for d, r in zip(m.datasets, rows)}
     t_start = time.perf_counter()
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    quiet = _QuietDask().__enter__()
     try:
         session = _Session(scheduler, workers, threads_per_worker, len(m.datasets))
     except BaseException:
+        quiet.__exit__()
         if created:  # nothing ran: leave no empty results folder behind
             try:
                 m.out.rmdir()
@@ -726,7 +745,10 @@ def batch(manifest, *, scheduler=None, workers=None, threads_per_worker=None, re
             _write_tables(m, rows, species, meta)
     finally:
         bar.close()
-        session.close()
+        try:
+            session.close()
+        finally:
+            quiet.__exit__()
     meta["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     meta["wall_s"] = time.perf_counter() - t_start
     _write_tables(m, rows, species, meta)
@@ -778,9 +800,9 @@ def add_batch_parser(subparsers):
     p = subparsers.add_parser(
         "batch", help="run many datasets (a manifest) with dask.distributed",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Run `aet run` on every dataset of a TOML manifest with dask.distributed: on a "
-                    "LocalCluster by default, or on the workers of an existing scheduler. A failing "
-                    "dataset is reported and retried, and never stops the others. Results: "
+        description="Run `aet run` on every dataset of a TOML manifest with dask.distributed: on a\n"
+                    "LocalCluster by default, or on the workers of an existing scheduler. A failing\n"
+                    "dataset is reported and retried, and never stops the others. Results:\n"
                     "<out>/<name>/ per dataset, and one table <out>/batch.csv (+ batch.json).",
         epilog="manifest:\n"
                "  [defaults]                     out, pixel_size, species, frames, config_file,\n"

@@ -18,13 +18,16 @@ BCC14 = (0.036370, 0.510688)
 BCC8 = (0.509175, 0.628539)
 
 
-def random_packing(radius, d=2.75, density=0.0675, seed=0, steps=60):
+def random_packing(radius, d=2.75, density=0.0675, seed=0, steps=60, *, wall=True, x=None, fixed=None):
     """Dense amorphous sphere: uniform random points at the number density of fcc (a = 3.89 Å),
-    relaxed by soft-sphere repulsion of diameter `d` (a jammed, glass-like packing)."""
-    rng = np.random.default_rng(seed)
-    n = int(density * 4 / 3 * np.pi * radius ** 3)
-    x = rng.uniform(-1, 1, (4 * n, 3))
-    x = x[np.linalg.norm(x, axis=1) <= 1][:n] * radius
+    relaxed by soft-sphere repulsion of diameter `d` (a jammed, glass-like packing), inside a hard
+    spherical wall of `radius` or, with ``wall=False``, with a free surface. Given `x`, relax those
+    positions instead, keeping the atoms flagged in `fixed` in place."""
+    if x is None:
+        rng = np.random.default_rng(seed)
+        n = int(density * 4 / 3 * np.pi * radius ** 3)
+        x = rng.uniform(-1, 1, (4 * n, 3))
+        x = x[np.linalg.norm(x, axis=1) <= 1][:n] * radius
     for _ in range(steps):
         p = cKDTree(x).query_pairs(d, output_type="ndarray")
         v = x[p[:, 0]] - x[p[:, 1]]
@@ -33,8 +36,11 @@ def random_packing(radius, d=2.75, density=0.0675, seed=0, steps=60):
         dx = np.zeros_like(x)
         np.add.at(dx, p[:, 0], f)
         np.add.at(dx, p[:, 1], -f)
+        if fixed is not None:
+            dx[fixed] = 0
         x = x + dx
-        x *= np.minimum(1, radius / np.linalg.norm(x, axis=1))[:, None]
+        if wall:
+            x *= np.minimum(1, radius / np.linalg.norm(x, axis=1))[:, None]
     return x
 
 

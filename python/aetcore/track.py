@@ -130,56 +130,13 @@ def kabsch(source, target, weights=None):
     return r, cd - r @ cs
 
 
-def icp(moving, fixed, *, rotation=None, translation=None, trim=0.9, max_iterations=100,
-        tolerance=1e-7) -> Registration:
-    """Register `moving` onto `fixed` by trimmed iterative closest point (rotation + translation).
-
-    Each step pairs every moving atom with its nearest fixed atom, keeps the `trim` fraction of
-    closest pairs (atoms present in one model only, e.g. surface atoms that came or went, are the
-    far pairs) and solves the pairs' rigid transform exactly (:func:`kabsch`).
-
-    ICP finds the nearest local optimum: the start must be within about a third of the
-    nearest-neighbour distance at the particle's surface (a few degrees for a 3 nm particle). Give
-    a rough `rotation` for larger turns.
-
-    Parameters
-    ----------
-    moving, fixed : (n, 3), (m, 3) arrays
-        Positions, Å.
-    rotation : (3, 3) array, optional
-        Starting rotation (default identity).
-    translation : (3,) array, optional
-        Starting translation, Å (default: the one that aligns the centroids after `rotation`).
-    trim : float in (0, 1]
-        Fraction of pairs kept per step.
-    max_iterations : int
-    tolerance : float
-        Stop when the transform moves no atom of `moving` by more than `tolerance` Å in a step.
-
-    Returns
-    -------
-    Registration
-        Maps `moving` into the frame of `fixed`.
-    """
-    a = as_positions(moving, "moving")
-    b = as_positions(fixed, "fixed")
-    trim = _fraction(trim, "trim")
-    max_iterations = at_least(max_iterations, 1, "max_iterations", integer=True)
-    tolerance = positive(tolerance, "tolerance")
-    r = np.eye(3) if rotation is None else np.asarray(rotation, dtype=np.float64)
-    if r.shape != (3, 3) or not np.isfinite(r).all() or not np.allclose(r @ r.T, np.eye(3), atol=1e-6) \
-            or np.linalg.det(r) < 0:
-        raise ValueError(f"rotation: expected a (3, 3) proper rotation matrix, got {np.asarray(rotation)!r}")
-    t = b.mean(axis=0) - r @ a.mean(axis=0) if translation is None else np.asarray(translation, np.float64)
-    if t.shape != (3,) or not np.isfinite(t).all():
-        raise ValueError(f"translation: expected 3 finite numbers (Å), got {np.asarray(translation)!r}")
-    tree = cKDTree(b)
-    extent = np.abs(a - a.mean(axis=0)).max() + 1.0
-    keep_n = max(3, int(round(trim * len(a))))
+def _icp_run(a, b, tree, r, t, keep_n, max_iterations, tolerance):
+    """Trimmed ICP from (r, t): (r, t, rmsd of the kept pairs, iterations, converged)."""
+    extent = np.linalg.norm(a - a.mean(axis=0), axis=1).max() + 1.0
     converged = False
+    it = 0
     for it in range(1, max_iterations + 1):
-        y = a @ r.T + t
-        d, idx = tree.query(y)
+        d, idx = tree.query(a @ r.T + t)
         keep = np.argpartition(d, keep_n - 1)[:keep_n] if keep_n < len(a) else np.arange(len(a))
         r_new, t_new = kabsch(a[keep], b[idx[keep]])
         # largest displacement of any atom caused by the update: rotation part bounded by extent
@@ -188,9 +145,109 @@ def icp(moving, fixed, *, rotation=None, translation=None, trim=0.9, max_iterati
         if step < tolerance:
             converged = True
             break
-    d, idx = tree.query(a @ r.T + t)
-    kept = np.sort(d)[:keep_n]
-    return Registration(r, t, float(np.sqrt(np.mean(kept ** 2))), int(keep_n), it, converged)
+    d, _ = tree.query(a @ r.T + t)
+    kept = np.partition(d, keep_n - 1)[:keep_n] if keep_n < len(a) else d
+    return r, t, float(np.sqrt(np.mean(kept ** 2))), it, converged
+
+
+def _search_rotations(max_angle: float, step: float = 10.0) -> np.ndarray:
+    """Rotation vectors on a cubic grid of `step` degrees inside the ball of `max_angle` degrees,
+    smallest first: every rotation within `max_angle` is within step·√3/2 of one of them."""
+    k = int(np.floor(max_angle / step))
+    g = np.mgrid[-k:k + 1, -k:k + 1, -k:k + 1].reshape(3, -1).T * np.radians(step)
+    g = g[(np.linalg.norm(g, axis=1) <= np.radians(max_angle) + 1e-12) & (np.abs(g).sum(axis=1) > 0)]
+    return g[np.argsort(np.linalg.norm(g, axis=1), kind="stable")]
+
+
+def icp(moving, fixed, *, rotation=None, translation=None, trim=0.9, search_angle=30.0, max_iterations=100,
+        tolerance=1e-7) -> Registration:
+    """Register `moving` onto `fixed` by trimmed iterative closest point (rotation + translation).
+
+    Each step pairs every moving atom with its nearest fixed atom, keeps the `trim` fraction of
+    closest pairs (atoms present in one model only, e.g. surface atoms that came or went, are the
+    far pairs) and solves the pairs' rigid transform exactly (:func:`kabsch`).
+
+    ICP finds the nearest local optimum, and a lattice or a dense packing offers one every few
+    degrees: the start must be within about a third of the nearest-neighbour distance at the
+    particle's surface (about 8° for a 3 nm particle). A registration is *accepted* when the
+    root-mean-square distance of its kept pairs is below a quarter of the median nearest-neighbour
+    distance of `fixed` (0.69 Å for fcc Pt; wrong optima sit near 0.35-0.4 of it). If the first run
+    is not accepted, ICP restarts (on at most 600 atoms, 30 steps each) from rotations on a 10° grid
+    of rotation vectors within `search_angle` of the start, smallest turns first, stops at the
+    first accepted one, and refines the best on all atoms. For turns beyond `search_angle`, give a
+    rough `rotation`.
+
+    Parameters
+    ----------
+    moving, fixed : (n, 3), (m, 3) arrays
+        Positions, Å.
+    rotation : (3, 3) array, optional
+        Starting rotation (default identity).
+    translation : (3,) array, optional
+        Starting translation, Å (default: the one that aligns the centroids after the rotation).
+    trim : float in (0, 1]
+        Fraction of pairs kept per step.
+    search_angle : float
+        Largest turn from the start searched when the first run is not accepted, degrees
+        (default 30; 0 disables the search).
+    max_iterations : int
+    tolerance : float
+        Stop when the transform moves no atom of `moving` by more than `tolerance` Å in a step.
+
+    Returns
+    -------
+    Registration
+        Maps `moving` into the frame of `fixed`; ``converged`` is False if it was not accepted.
+    """
+    a = as_positions(moving, "moving")
+    b = as_positions(fixed, "fixed")
+    trim = _fraction(trim, "trim")
+    search_angle = at_least(search_angle, 0, "search_angle")
+    if search_angle > 180:
+        raise ValueError(f"search_angle: expected degrees in [0, 180], got {search_angle}")
+    max_iterations = at_least(max_iterations, 1, "max_iterations", integer=True)
+    tolerance = positive(tolerance, "tolerance")
+    r0 = np.eye(3) if rotation is None else np.asarray(rotation, dtype=np.float64)
+    if r0.shape != (3, 3) or not np.isfinite(r0).all() or not np.allclose(r0 @ r0.T, np.eye(3), atol=1e-6) \
+            or np.linalg.det(r0) < 0:
+        raise ValueError(f"rotation: expected a (3, 3) proper rotation matrix, got {np.asarray(rotation)!r}")
+    t0 = None if translation is None else np.asarray(translation, np.float64)
+    if t0 is not None and (t0.shape != (3,) or not np.isfinite(t0).all()):
+        raise ValueError(f"translation: expected 3 finite numbers (Å), got {np.asarray(translation)!r}")
+    if len(a) < 3 or len(b) < 3:
+        raise ValueError(f"moving, fixed: expected at least 3 atoms each, got {len(a)} and {len(b)}")
+    tree = cKDTree(b)
+    accept = 0.25 * _median_nn(b)
+    ca, cb = a.mean(axis=0), b.mean(axis=0)
+    keep_n = max(3, int(round(trim * len(a))))
+    r, t, rmsd, it, conv = _icp_run(a, b, tree, r0, cb - r0 @ ca if t0 is None else t0, keep_n,
+                                    max_iterations, tolerance)
+    if rmsd >= accept and search_angle > 0:
+        sub = a[:: max(1, len(a) // 600)]  # a deterministic, even subsample for the search
+        keep_s = max(3, int(round(trim * len(sub))))
+        best = (np.inf, None, None)
+        for v in _search_rotations(search_angle):
+            rs = _rotvec_matrix(v) @ r0
+            # the start keeps the given translation's meaning: centroids aligned after the turn
+            rr, tt, rm, _, _ = _icp_run(sub, b, tree, rs, cb - rs @ ca, keep_s, 30, 1e-3)
+            if rm < best[0]:
+                best = (rm, rr, tt)
+            if rm < accept:
+                break
+        r2, t2, rmsd2, it2, conv2 = _icp_run(a, b, tree, best[1], best[2], keep_n, max_iterations, tolerance)
+        if rmsd2 < rmsd:
+            r, t, rmsd, it, conv = r2, t2, rmsd2, it2, conv2
+    return Registration(r, t, rmsd, int(keep_n), it, bool(conv and rmsd < accept))
+
+
+def _rotvec_matrix(v) -> np.ndarray:
+    """Rotation matrix of a rotation vector (axis × angle in radians), Rodrigues' formula."""
+    angle = float(np.linalg.norm(v))
+    if angle == 0:
+        return np.eye(3)
+    k = np.asarray(v) / angle
+    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    return np.eye(3) + np.sin(angle) * kx + (1 - np.cos(angle)) * kx @ kx
 
 
 # ----------------------------------------------------------------------------------------------
@@ -288,13 +345,16 @@ def _pairs(x, cutoff):
     return np.concatenate([p[:, 0], p[:, 1]]), np.concatenate([p[:, 1], p[:, 0]])
 
 
-def find_nuclei(positions, order, *, threshold=0.5, core_threshold=0.7, min_size=13, cutoff=None) -> np.ndarray:
+def find_nuclei(positions, order, *, threshold=0.5, core_threshold=0.7, min_size=13, min_core=3,
+                min_coordination=7, cutoff=None) -> np.ndarray:
     """Crystal nuclei of one model: groups of ordered atoms, each around a highly ordered core.
 
     Rules:
 
-    1. *ordered* atoms have ``order >= threshold``; *core* atoms ``order >= core_threshold``;
-    2. a *core* is a connected set of core atoms (neighbours: closer than `cutoff`);
+    1. *ordered* atoms have ``order >= threshold`` and at least `min_coordination` neighbours;
+       *core* atoms are ordered atoms with ``order >= core_threshold``;
+    2. a *core* is a connected set of at least `min_core` core atoms (neighbours: closer than
+       `cutoff`); core atoms in smaller sets count as ordered atoms only;
     3. every other ordered atom steps to its most ordered ordered neighbour if that one is more
        ordered than itself, and so on (steepest ascent) until it reaches a core atom, whose core it
        joins; atoms whose ascent ends on a non-core local maximum (or a plateau) then join, one
@@ -317,6 +377,16 @@ def find_nuclei(positions, order, *, threshold=0.5, core_threshold=0.7, min_size
         Order of core atoms (default 0.7), ``>= threshold``.
     min_size : int
         Fewest atoms of a nucleus (default 13: an atom and a full first shell).
+    min_core : int
+        Fewest atoms of a core (default 3). Single atoms pass 0.7 by chance: in relaxed random
+        packings of 2261 atoms with a free surface (6 seeds) at most one atom did, never two
+        neighbours, while the cores of fcc nuclei of 50-150 atoms hold 25-120 atoms.
+    min_coordination : int
+        Fewest neighbours of an ordered atom (default 7). Atoms at an amorphous surface have 2-6
+        neighbours and, with so few bonds, a high bond order by chance (in a relaxed random packing
+        with a free surface, 53 of the 55 atoms with order >= 0.6 have 2-6 neighbours, and they
+        form spurious surface "nuclei"); fcc surface atoms keep 7 ({110} edges) to 9 ({111})
+        neighbours, only vertex atoms (5) are excluded. 0 disables the rule.
     cutoff : float, optional
         Neighbour distance, Å; default 1.207 × the median nearest-neighbour distance (between the
         first and second fcc shells).
@@ -339,18 +409,23 @@ def find_nuclei(positions, order, *, threshold=0.5, core_threshold=0.7, min_size
     if core_threshold < threshold:
         raise ValueError(f"core_threshold: expected >= threshold = {threshold}, got {core_threshold}")
     min_size = at_least(min_size, 1, "min_size", integer=True)
+    min_core = at_least(min_core, 1, "min_core", integer=True)
+    min_coordination = at_least(min_coordination, 0, "min_coordination", integer=True)
     cutoff = (1.0 + np.sqrt(2.0)) / 2.0 * _median_nn(x) if cutoff is None else positive(cutoff, "cutoff")
 
     labels = np.full(n, -1, np.int64)
-    ordered = o >= threshold
-    core = o >= core_threshold
+    i, j = _pairs(x, cutoff)
+    ordered = (o >= threshold) & (np.bincount(i, minlength=n) >= min_coordination)
+    core = ordered & (o >= core_threshold)
     if not core.any():
         return labels
-    i, j = _pairs(x, cutoff)
     # cores: connected components of the core atoms
     cc = core[i] & core[j]
     graph = sp.csr_matrix((np.ones(cc.sum()), (i[cc], j[cc])), shape=(n, n))
     _, comp = connected_components(graph, directed=False)
+    core &= np.bincount(comp[core], minlength=n)[comp] >= min_core
+    if not core.any():
+        return labels
     # steepest ascent among ordered atoms: each points at its most ordered ordered neighbour
     target = np.arange(n)
     oo = ordered[i] & ordered[j] & ~core[i]
@@ -543,9 +618,10 @@ def _as_models(models, species, orders):
     return xs, sps, ods
 
 
-def track_series(models, species=None, *, orders=None, register=True, trim=0.9, match_cutoff=None,
+def track_series(models, species=None, *, orders=None, register=True, trim=0.9, search_angle=30.0,
+                 match_cutoff=None,
                  method="hungarian", neighbour_cutoff=None, threshold=0.5, core_threshold=0.7, min_size=13,
-                 min_overlap=0.3, min_change=3, rel_change=0.1) -> TrackResult:
+                 min_core=3, min_coordination=7, min_overlap=0.3, min_change=3, rel_change=0.1) -> TrackResult:
     """Register, pair and compare a time series of atomic models of one particle; find and follow nuclei.
 
     Parameters
@@ -560,15 +636,15 @@ def track_series(models, species=None, *, orders=None, register=True, trim=0.9, 
     register : bool
         Register model t onto registered model t-1 by :func:`icp` (default). False: the models are
         already in one frame.
-    trim : float
-        ICP fraction of pairs kept, see :func:`icp`.
+    trim, search_angle
+        ICP fraction of pairs kept and largest turn searched (degrees), see :func:`icp`.
     match_cutoff : float, optional
         Largest distance of an atom pair, Å (default half the median nearest-neighbour distance).
     method : {"hungarian", "mutual"}
         Pairing, see :func:`correspond`.
     neighbour_cutoff : float, optional
         Neighbour distance for the bond order and nuclei, Å (default 1.207 × median nn distance).
-    threshold, core_threshold, min_size
+    threshold, core_threshold, min_size, min_core, min_coordination
         Nuclei, see :func:`find_nuclei`.
     min_overlap, min_change, rel_change
         Events, see :func:`link_nuclei`.
@@ -587,12 +663,13 @@ def track_series(models, species=None, *, orders=None, register=True, trim=0.9, 
     if not isinstance(register, bool):
         raise TypeError(f"register: expected a bool, got {type(register).__name__}")
     trim = _fraction(trim, "trim")
+    search_angle = at_least(search_angle, 0, "search_angle")
     method = one_of(method, ("hungarian", "mutual"), "method")
     match_cutoff = None if match_cutoff is None else positive(match_cutoff, "match_cutoff")
     neighbour_cutoff = None if neighbour_cutoff is None else positive(neighbour_cutoff, "neighbour_cutoff")
     # validate the nucleus and event options once, before any work
     find_nuclei(xs[0][:4], np.zeros(4), threshold=threshold, core_threshold=core_threshold, min_size=min_size,
-                cutoff=1.0)
+                min_core=min_core, min_coordination=min_coordination, cutoff=1.0)
     _fraction(min_overlap, "min_overlap")
     min_change = at_least(min_change, 0, "min_change", integer=True)
     rel_change = at_least(rel_change, 0, "rel_change")
@@ -602,7 +679,7 @@ def track_series(models, species=None, *, orders=None, register=True, trim=0.9, 
     pos = [xs[0]]
     for k in range(1, T):
         if register:
-            reg = icp(xs[k], pos[k - 1], trim=trim)
+            reg = icp(xs[k], pos[k - 1], trim=trim, search_angle=search_angle)
         else:
             reg = Registration(np.eye(3), np.zeros(3), float("nan"), 0, 0, True)
         regs.append(reg)
@@ -614,7 +691,7 @@ def track_series(models, species=None, *, orders=None, register=True, trim=0.9, 
 
     # nuclei per time, with global ids
     local = [find_nuclei(x, o, threshold=threshold, core_threshold=core_threshold, min_size=min_size,
-                         cutoff=neighbour_cutoff) for x, o in zip(pos, ods)]
+                         min_core=min_core, min_coordination=min_coordination, cutoff=neighbour_cutoff) for x, o in zip(pos, ods)]
     offsets = np.cumsum([0] + [int(lab.max()) + 1 for lab in local])
     labels = [np.where(lab >= 0, lab + offsets[t], -1) for t, lab in enumerate(local)]
 
@@ -812,9 +889,11 @@ def _h5_columns(group, columns: dict) -> None:
             group.create_dataset(k, data=a)
 
 
-def track_folders(folders, out, *, order_key=None, register=True, trim=0.9, match_cutoff=None,
+def track_folders(folders, out, *, order_key=None, register=True, trim=0.9, search_angle=30.0,
+                  match_cutoff=None,
                   method="hungarian", neighbour_cutoff=None, threshold=0.5, core_threshold=0.7, min_size=13,
-                  min_overlap=0.3, min_change=3, rel_change=0.1, report=True) -> dict:
+                  min_core=3, min_coordination=7, min_overlap=0.3, min_change=3, rel_change=0.1,
+                  report=True) -> dict:
     """Track the atomic models of one particle at successive times and write tables, figures and a report.
 
     Parameters
@@ -832,8 +911,8 @@ def track_folders(folders, out, *, order_key=None, register=True, trim=0.9, matc
     order_key : str, optional
         Take the per-atom order parameter from this array of the XYZ files instead of computing
         the normalised bond-orientational order (:mod:`aetcore.analysis.bond_order`).
-    register, trim, match_cutoff, method, neighbour_cutoff, threshold, core_threshold, min_size,
-    min_overlap, min_change, rel_change
+    register, trim, search_angle, match_cutoff, method, neighbour_cutoff, threshold, core_threshold, min_size,
+    min_core, min_coordination, min_overlap, min_change, rel_change
         See :func:`track_series`.
     report : bool
         Add the "Tracking" section (order 110) to ``out/report.html``.
@@ -863,9 +942,10 @@ def track_folders(folders, out, *, order_key=None, register=True, trim=0.9, matc
     files = [r[0] for r in read]
     res = track_series([r[1] for r in read], [r[2] for r in read],
                        orders=None if order_key is None else [r[3] for r in read], register=register, trim=trim,
+                       search_angle=search_angle,
                        match_cutoff=match_cutoff, method=method, neighbour_cutoff=neighbour_cutoff,
                        threshold=threshold, core_threshold=core_threshold, min_size=min_size,
-                       min_overlap=min_overlap, min_change=min_change, rel_change=rel_change)
+                       min_core=min_core, min_coordination=min_coordination, min_overlap=min_overlap, min_change=min_change, rel_change=rel_change)
 
     out = Path(out)
     tdir = out / "track"
@@ -926,9 +1006,10 @@ def track_folders(folders, out, *, order_key=None, register=True, trim=0.9, matc
         "fates": {k: fates.count(k) for k in FATES if k in fates},
         "tracks": [{"track": tid, **{k: tr[k] for k in ("fate", "times", "sizes", "nuclei", "parents", "children")}}
                    for tid, tr in res.tracks.items()],
-        "parameters": {"register": register, "trim": trim, "match_cutoff": match_cutoff, "method": method,
+        "parameters": {"register": register, "trim": trim, "search_angle": search_angle, "match_cutoff": match_cutoff, "method": method,
                        "neighbour_cutoff": neighbour_cutoff, "threshold": threshold,
-                       "core_threshold": core_threshold, "min_size": min_size, "min_overlap": min_overlap,
+                       "core_threshold": core_threshold, "min_size": min_size, "min_core": min_core,
+                       "min_coordination": min_coordination, "min_overlap": min_overlap,
                        "min_change": min_change, "rel_change": rel_change, "order_key": order_key},
         "outputs": [f"track/{n}" for n in ("atoms.csv", "nuclei.csv", "events.csv", "track.h5", "summary.json",
                                            "nucleus_sizes.png", "displacements.png")],

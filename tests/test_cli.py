@@ -86,7 +86,6 @@ def test_help_on_every_subcommand():
     ([], "COMMAND"),
     (["run", "t.npy", "--angles", "a.txt", "--pixel-size", "-1", "--species", "Fe", "--out", "o"], "--pixel-size"),
     (["run", "t.npy", "--angles", "a.txt", "--pixel-size", "0.4", "--species", "Fe,Xx", "--out", "o"], "Xx"),
-    (["run", "t.npy", "--pixel-size", "0.4", "--species", "Fe", "--out", "o"], "--angles"),
     (["run", "t.npy", "--angles", "a.txt", "--pixel-size", "0.4", "--species", "Fe", "--out", "o",
       "--frames", "0"], "--frames"),
     (["simulate", "--out", "o", "--size", "abc"], "--size"),
@@ -106,6 +105,8 @@ def test_bad_input_files_named(tmp_path, capsys):
             "--species", "Fe,Pt", "--out", str(tmp_path / "out")]
     rc, _, err = _run(base, capsys)
     assert rc == 2 and "a.txt: 2 angles for 3 images" in err
+    rc, _, err = _run(base[:2] + base[4:], capsys)  # no --angles: a .npy file records none
+    assert rc == 2 and "t.npy" in err and "angles" in err
     rc, _, err = _run(base[:1] + [str(tmp_path / "missing.npy")] + base[2:], capsys)
     assert rc == 2 and "missing.npy: no such file" in err
     rc, _, err = _run(base + ["--frames", "2"], capsys)

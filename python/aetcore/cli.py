@@ -223,10 +223,10 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Read a tilt series, (pre-process frames), align, reconstruct (GENFIRE), "
                                    "trace, classify and refine the atoms; write atoms.xyz, "
                                    "reconstruction.mrc, results.h5, summary.json and report.html into --out.")
-    p.add_argument("tilts", metavar="TILTS", help="tilt series: .npy, .tif/.tiff, .mrc, .h5/.hdf5 "
-                   "(images angle-major; n_angles*frames pages with --frames)")
-    p.add_argument("--angles", required=True, metavar="FILE", help="tilt angles in degrees, one per line "
-                   "(or phi theta psi per line); .txt, .csv, .rawtlt")
+    p.add_argument("tilts", metavar="TILTS", help="tilt series: .npy, .tif/.tiff, .mrc/.st/.ali, .h5/.hdf5, "
+                   ".emd (Berkeley, Velox), .dm3/.dm4, .ser (images angle-major; n_angles*frames pages with --frames)")
+    p.add_argument("--angles", metavar="FILE", help="tilt angles in degrees, one per line "
+                   "(or phi theta psi per line); .txt, .csv, .rawtlt (default: the tilt file's own metadata)")
     p.add_argument("--pixel-size", required=True, type=_positive_float("pixel size"), metavar="P",
                    help="Å per pixel")
     p.add_argument("--species", required=True, type=_species, metavar="LIST", help="elements, e.g. Fe,Pt")
@@ -259,7 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
                                        "report.html) from the steps that remain.")
         if step == "preprocess":
             p.add_argument("tilts", metavar="TILTS", help="tilt series file (as for `aet run`)")
-            p.add_argument("--angles", required=True, metavar="FILE", help="tilt angles in degrees")
+            p.add_argument("--angles", metavar="FILE",
+                           help="tilt angles in degrees (default: the tilt file's own metadata)")
             p.add_argument("--pixel-size", required=True, type=_positive_float("pixel size"), metavar="P",
                            help="Å per pixel")
             p.add_argument("--species", required=True, type=_species, metavar="LIST", help="elements, e.g. Fe,Pt")

@@ -63,6 +63,15 @@ _DATASET_SUFFIXES = (".h5", ".hdf5", ".emd")
 _H5_ANGLE_NAMES = ("angles", "tilt_angles", "tilt_angle", "tiltangles")
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
 @contextmanager
 def atomic_path(path):
     """Yield a temporary path in the directory of `path`; on success rename it to `path`, on any
@@ -75,6 +84,7 @@ def atomic_path(path):
     os.close(fd)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual permissions
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -165,11 +165,12 @@ class _Run:
 
 def _new_state(tilts_path, angles_path, pixel_size, species, frames, dataset) -> dict:
     from .io import read_angles
-    tp, ap = Path(tilts_path), Path(angles_path)
+    tp = Path(tilts_path)
+    ap = tp if angles_path is None else Path(angles_path)  # None: the tilt file's own metadata
     for p, name in ((tp, "TILTS"), (ap, "--angles")):
         if not p.is_file():
             raise ValueError(f"{name}: {p}: no such file")
-    read_angles(ap)  # refuse a bad angle file before any work
+    read_angles(ap, dataset=dataset if ap == tp else None)  # refuse bad angles before any work
     if not (np.isfinite(pixel_size) and pixel_size > 0):
         raise ValueError(f"pixel_size: expected a positive number of Å, got {pixel_size}")
     if isinstance(species, str):
@@ -228,7 +229,7 @@ def _do_preprocess(r: _Run) -> None:
     t0 = time.perf_counter()
     st = r.state
     pages = read_tilts(st["tilts"], dataset=st.get("dataset"))
-    angles = read_angles(st["angles"])
+    angles = read_angles(st["angles"], dataset=st.get("dataset") if st["angles"] == st["tilts"] else None)
     frames = st["frames"]
     if pages.shape[0] % frames:
         raise ValueError(f"{st['tilts']}: {pages.shape[0]} images is not a multiple of --frames {frames}")
@@ -510,8 +511,9 @@ def run(tilts_path, angles_path, pixel_size: float, species: Sequence[str], out,
     tilts_path : path
         Tilt series (any format of :func:`aetcore.io.read_tilts`), images angle-major with
         `frames` pages per angle.
-    angles_path : path
-        Tilt angles in degrees (:func:`aetcore.io.read_angles`).
+    angles_path : path or None
+        Tilt angles in degrees (:func:`aetcore.io.read_angles`); None reads them from the tilt
+        file's own metadata (:func:`aetcore.io.read_tilt_metadata`).
     pixel_size : float
         Å per pixel.
     species : sequence of str or "Fe,Pt"

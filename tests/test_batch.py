@@ -320,9 +320,10 @@ def test_a_killed_worker_is_survived(data):
 
 
 def test_unreachable_scheduler_exits_2(data, monkeypatch):
+    import importlib
     import socket
-    import aetcore.batch
-    monkeypatch.setattr(aetcore.batch, "_CONNECT_TIMEOUT", "1s")
+    # the module (aetcore.batch may also be exported as the function itself)
+    monkeypatch.setattr(importlib.import_module("aetcore.batch"), "_CONNECT_TIMEOUT", "1s")
     with socket.socket() as sock:  # a port that nothing listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]

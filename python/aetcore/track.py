@@ -2,10 +2,13 @@
 per-atom changes, and crystal nuclei found at each time and followed across times.
 
 Every model is a set of atom positions in Å in its own object frame (x, y, z). The models are
-registered one after the other onto the previous, already registered model, so every result is in
-the frame of the first model. Atoms are paired one-to-one between consecutive models; nuclei are
-groups of ordered atoms (order parameter from :mod:`aetcore.analysis.bond_order` or given) linked
-between times through the paired atoms.
+registered one after the other onto the previous, already registered model (:func:`icp`: trimmed
+ICP, restarted on a rotation grid within 30° when it lands in a wrong optimum), so every result is
+in the frame of the first model. Atoms are paired one-to-one between consecutive models
+(:func:`correspond`: exact minimum-cost matching on the sparse candidate pairs). Nuclei
+(:func:`find_nuclei`) are ordered atoms (order parameter from :mod:`aetcore.analysis.bond_order` or
+given) grouped by steepest ascent of the order parameter onto cores of highly ordered atoms; they are
+linked between times through the paired atoms.
 
 Nucleus events between consecutive times ``t -> t+1`` (the rules of :func:`link_nuclei`):
 
@@ -26,7 +29,7 @@ exists at the last time only.
 from __future__ import annotations
 
 import json
-from numbers import Integral, Real
+from numbers import Real
 from pathlib import Path
 from typing import NamedTuple
 

@@ -88,3 +88,19 @@ def test_without_report_and_bad_folder(tmp_path):
         analyze_folder(tmp_path / "analysis")
     with pytest.raises(ValueError, match="planes"):
         analyze_folder(tmp_path, planes=("w",))
+
+
+def test_duplicate_atom_is_left_out_of_the_chemistry(tmp_path):
+    p = fept_particle(9.0, domains=("L10z",), antisite=0.03, seed=1)
+    x = np.concatenate([p.positions, p.positions[:1] + [0.4, 0.0, 0.0]])  # a second atom on site 0
+    species = np.concatenate([p.species, ["Pt" if p.species[0] == "Fe" else "Fe"]])
+    write_xyz(tmp_path / "atoms.xyz", Atoms(symbols=list(species), positions=x))
+    s = analyze_folder(tmp_path, report=False, planes=())
+    assert s["chemical_order"]["duplicates_left_out"] == 1
+    with open(tmp_path / "analysis" / "atoms.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert rows[-1]["phase"] == "-" and rows[-1]["duplicate_site"] == "1" and rows[-1]["eta_L10z"] == "nan"
+    # the other atoms get exactly what the model without the extra atom gives
+    ref = chemical_order(fit_lattice(p.positions).fcc_indices(), p.species)
+    assert [r["phase"] for r in rows[:-1]] == ref.phase.tolist()
+    assert s["chemical_order"]["antisites"] == ref.antisite.sum()

@@ -27,7 +27,7 @@ from .grains import find_grains, site_pairs
 from .lattice import as_lattice, fit_lattice
 from .neighbors import coordination, radial_distribution
 from .order import PHASES, VARIANTS, chemical_order, fcc_shell_offsets, site_neighbours
-from .strain import VOIGT, atomic_strain, strain_map, to_crystal_frame, voigt
+from .strain import VOIGT, displacement_gradient, strain_from_gradient, strain_map, to_crystal_frame, voigt
 
 __all__ = ["analyze_folder", "ANALYSIS_DIR"]
 
@@ -187,11 +187,14 @@ def analyze_folder(folder, *, lattice="fcc", lattice_constant=None, strain_sigma
     bo = bond_order(x)
     interior = cn >= lat.coordination
 
-    # strain (object frame, and along the crystal axes)
-    eps = atomic_strain(fit.ideal, fit.displacement, sigma=sigma, threads=threads)
+    # strain (object frame, and along the crystal axes); atoms far from their site or sharing it
+    # (spurious or mis-traced) would pull the local fits, so only the others carry the field
+    good = ~fit.outlier
+    eps = strain_from_gradient(displacement_gradient(fit.ideal[good], fit.displacement[good], sigma=sigma,
+                                                     points=fit.ideal, threads=threads))
     eps_crystal = to_crystal_frame(eps, fit.rotation)
-    maps = {p: strain_map(fit.ideal, fit.displacement, normal=p, spacing=spacing, sigma=sigma, threads=threads)
-            for p in planes}
+    maps = {p: strain_map(fit.ideal[good], fit.displacement[good], normal=p, spacing=spacing, sigma=sigma,
+                          threads=threads) for p in planes}
 
     columns = {"index": np.arange(n), "species": species, "x": x[:, 0], "y": x[:, 1], "z": x[:, 2],
                "coordination": cn}
@@ -199,7 +202,7 @@ def analyze_folder(folder, *, lattice="fcc", lattice_constant=None, strain_sigma
         h = fit.fcc_indices()
         columns.update({"site_h": h[:, 0], "site_k": h[:, 1], "site_l": h[:, 2]})
     columns.update({"ux": fit.displacement[:, 0], "uy": fit.displacement[:, 1], "uz": fit.displacement[:, 2],
-                    "duplicate_site": fit.duplicate})
+                    "duplicate_site": fit.duplicate, "outlier": fit.outlier})
     for name, col in zip(VOIGT, voigt(eps).T):
         columns[f"e{name}"] = col
     columns.update({"q4_avg": bo.q4_avg, "q6_avg": bo.q6_avg, "bond_order": bo.order})
@@ -225,7 +228,7 @@ def analyze_folder(folder, *, lattice="fcc", lattice_constant=None, strain_sigma
     }
     groups = {
         "atoms": {"positions": x, "species": species, "coordination": cn, "ideal": fit.ideal,
-                  "displacement": fit.displacement, "duplicate_site": fit.duplicate,
+                  "displacement": fit.displacement, "duplicate_site": fit.duplicate, "outlier": fit.outlier,
                   "cells": fit.cells, "basis_index": fit.basis_index, "strain": eps,
                   "strain_crystal": eps_crystal, "q4_avg": bo.q4_avg, "q6_avg": bo.q6_avg,
                   "bond_order": bo.order},
@@ -242,14 +245,17 @@ def analyze_folder(folder, *, lattice="fcc", lattice_constant=None, strain_sigma
                                                              f"(Gaussian sigma {sigma:g} Å)")
 
     if do_chem:
-        h = fit.fcc_indices()
-        co = chemical_order(h, species, threshold=threshold, smooth=smooth)
+        # one atom per site: the chemistry of a site is that of the atom closest to it
+        keep = ~fit.duplicate
+        h = fit.fcc_indices()[keep]
+        sub = chemical_order(h, species[keep], threshold=threshold, smooth=smooth)
         pairs = site_pairs(site_neighbours(h, fcc_shell_offsets(1)))
         vol = fit.lattice_constant ** 3 / 4.0
-        grains = find_grains(co.phase, pairs, min_size=min_grain_size, positions=x, atomic_volume=vol)
-        ap_label = np.char.add(np.char.add(co.phase, ":"), co.translation.astype(str))
-        domains = find_grains(ap_label, pairs, min_size=min_grain_size, ignore=("A1:-1",), positions=x,
-                              atomic_volume=vol)
+        sub_grains = find_grains(sub.phase, pairs, min_size=min_grain_size, positions=x[keep], atomic_volume=vol)
+        ap_label = np.char.add(np.char.add(sub.phase, ":"), sub.translation.astype(str))
+        sub_domains = find_grains(ap_label, pairs, min_size=min_grain_size, ignore=("A1:-1",), positions=x[keep],
+                                  atomic_volume=vol)
+        co, grains, domains = _expand(sub, sub_grains, sub_domains, keep)
         for k, name in enumerate(VARIANTS):
             columns[f"eta_{name}"] = co.order[:, k]
         columns.update({"phase": co.phase, "grain": grains.label, "antiphase_variant": co.translation,
@@ -264,6 +270,7 @@ def analyze_folder(folder, *, lattice="fcc", lattice_constant=None, strain_sigma
             "phase_fractions": fractions,
             "warren_cowley": {"pair": co.species.tolist(), "shells": [1, 2, 3],
                               "alpha": co.warren_cowley.tolist()},
+            "duplicates_left_out": int(fit.duplicate.sum()),
             "antisites": int(co.antisite.sum()),
             "swap_defects": int(len(co.swaps)),
             "antiphase_boundary_atoms": int(co.antiphase_boundary.sum()),
@@ -307,6 +314,28 @@ def analyze_folder(folder, *, lattice="fcc", lattice_constant=None, strain_sigma
                 fig.savefig(tmp, dpi=110, format="png")
     write_json(out / "summary.json", summary)
     return summary
+
+
+def _expand(co, grains, domains, keep):
+    """Per-atom results of the kept atoms scattered back to all atoms (left-out atoms: phase "-",
+    eta NaN, no grain, no defect flags)."""
+    from dataclasses import replace
+    n = keep.size
+    idx = np.flatnonzero(keep)
+
+    def full(values, fill, dtype=None):
+        v = np.asarray(values)
+        out = np.full((n,) + v.shape[1:], fill, dtype=dtype or v.dtype)
+        out[idx] = v
+        return out
+
+    co = replace(co, order=full(co.order, np.nan), averaged=full(co.averaged, np.nan),
+                 phase=full(co.phase, "-", "<U4"), translation=full(co.translation, -1),
+                 antisite=full(co.antisite, False), antiphase_boundary=full(co.antiphase_boundary, False),
+                 swaps=idx[co.swaps] if len(co.swaps) else co.swaps)
+    grains = replace(grains, label=full(grains.label, -1))
+    domains = replace(domains, label=full(domains.label, -1))
+    return co, grains, domains
 
 
 def _report(root: Path, summary: dict, figures: dict) -> None:

@@ -175,6 +175,9 @@ class LatticeFit:
         ``positions - ideal``, Å, object frame.
     duplicate : (n,) bool
         Atoms sharing their site with another atom (all but the closest one of each site).
+    outlier : (n,) bool
+        Atoms further than ``0.35 * d_nn`` from their site, or duplicates: left out of the fit (and
+        best left out of strain estimates).
     rmsd : float
         Root-mean-square displacement over the non-duplicate atoms, Å.
     """
@@ -188,6 +191,7 @@ class LatticeFit:
     ideal: np.ndarray
     displacement: np.ndarray
     duplicate: np.ndarray
+    outlier: np.ndarray
     rmsd: float
     info: dict = field(default_factory=dict)
 
@@ -287,30 +291,28 @@ def _initial_orientation(x, lat, d_nn, tree, workers):
     pooled = np.concatenate([x[np.asarray(k)] - x[r] for r, k in zip(ref, nb)])  # <= 64 atoms
     norms = np.linalg.norm(pooled, axis=1)
     pooled = pooled[norms > 1e-9] / norms[norms > 1e-9, None]
-    own = np.asarray(nb[0])
-    u = x[own] - x[ref[0]]
-    u = u[np.linalg.norm(u, axis=1) > 1e-9]
-    if u.shape[0] < 2:
-        raise ValueError("positions: too few neighbours around the central atom to find the lattice orientation")
-    u /= np.linalg.norm(u, axis=1, keepdims=True)
-    u0 = u[0]
-    cosu = u[1:] @ u0
-    u1 = u[1:][np.argmin(np.abs(cosu))]  # the bond most perpendicular to u0: best conditioned pair
-    c01 = float(u1 @ u0)
-    best, best_score = None, np.inf
     cos_ideal = ideal @ ideal.T
-    for a0 in range(ideal.shape[0]):  # pairs of ideal bonds with the measured angle (a few dozen)
-        for a1 in np.flatnonzero(np.abs(cos_ideal[a0] - c01) < 0.15):
-            if a1 == a0:
-                continue
-            R = _kabsch2(np.stack([u0, u1]), ideal[[a0, a1]])
-            score = 1.0 - (pooled @ (ideal @ R.T).T).max(axis=1)
-            score = float(np.mean(score))
-            if score < best_score:
-                best, best_score = R, score
+    best, best_score, best_ref = None, np.inf, int(ref[0])
+    for r0 in range(min(4, len(ref))):  # a few reference atoms: one odd neighbour cannot mislead
+        u = x[np.asarray(nb[r0])] - x[ref[r0]]
+        u = u[np.linalg.norm(u, axis=1) > 1e-9]
+        if u.shape[0] < 2:
+            continue
+        u /= np.linalg.norm(u, axis=1, keepdims=True)
+        u0 = u[0]
+        u1 = u[1:][np.argmin(np.abs(u[1:] @ u0))]  # the bond most perpendicular to u0: best conditioned
+        c01 = float(u1 @ u0)
+        for a0 in range(ideal.shape[0]):  # pairs of ideal bonds at the measured angle (a few dozen)
+            for a1 in np.flatnonzero(np.abs(cos_ideal[a0] - c01) < 0.15):
+                if a1 == a0:
+                    continue
+                R = _kabsch2(np.stack([u0, u1]), ideal[[a0, a1]])
+                score = float(np.mean(1.0 - (pooled @ (ideal @ R.T).T).max(axis=1)))
+                if score < best_score:
+                    best, best_score, best_ref = R, score, int(ref[r0])
     if best is None:
         raise ValueError(f"positions: the bonds do not match a {lat.name} lattice (no pair of bonds at an ideal angle)")
-    return best, int(ref[0]), best_score
+    return best, best_ref, best_score
 
 
 def fit_lattice(positions, lattice="fcc", *, lattice_constant=None, rotation=None, max_iterations: int = 20,
@@ -398,10 +400,11 @@ def fit_lattice(positions, lattice="fcc", *, lattice_constant=None, rotation=Non
     dup = _duplicates(cells, basis, np.einsum("ij,ij->i", disp, disp))
     ok = ~dup
     rmsd = float(np.sqrt(np.mean(np.einsum("ij,ij->i", disp[ok], disp[ok]))))
-    info = {"nn_distance": d_nn, "bond_score": bond_score, "rounds": rounds,
-            "outliers": int(np.count_nonzero(~_fit_mask(x, ideal, cells, basis, d_nn)))}
+    outlier = ~_fit_mask(x, ideal, cells, basis, d_nn)
+    info = {"nn_distance": d_nn, "bond_score": bond_score, "rounds": rounds, "outliers": int(outlier.sum())}
     return LatticeFit(lattice=lat, rotation=R, lattice_constant=float(a), origin=o, cells=cells,
-                      basis_index=basis, ideal=ideal, displacement=disp, duplicate=dup, rmsd=rmsd, info=info)
+                      basis_index=basis, ideal=ideal, displacement=disp, duplicate=dup, outlier=outlier,
+                      rmsd=rmsd, info=info)
 
 
 def _duplicates(cells, basis, d2):

@@ -129,7 +129,7 @@ def phase_map_figure(positions, phase, *, normal="z", offset: float = 0.0, thick
     ----------
     positions : (n, 3) array, Å
     phase : (n,) str array
-        :func:`~aetcore.analysis.order.classify_phases` labels.
+        :func:`~aetcore.analysis.order.classify_phases` labels; atoms with other labels are not drawn.
     normal, offset, thickness, centre
         As in :func:`order_map_figure`.
     antisite : (n,) bool array, optional
@@ -139,11 +139,15 @@ def phase_map_figure(positions, phase, *, normal="z", offset: float = 0.0, thick
     if ph.shape != (x.shape[0],):
         raise ValueError(f"phase: expected one label per atom ({x.shape[0]}), got shape {ph.shape}")
     axes, u, v, sel = _slab(x, normal, offset, thickness, centre)
+    known = np.isin(ph[sel], PHASES)  # other labels (e.g. "-" for atoms left out) are not drawn
+    u, v = u[known], v[known]
+    sel = np.flatnonzero(sel)[known]
     xl, yl, prefix = _plane_labels(axes)
     fig = Figure(figsize=(5.0, 4.4), layout="constrained")
     ax = fig.add_subplot(1, 1, 1)
     cmap = ListedColormap([PHASE_COLOURS[p] for p in PHASES])
-    code = np.array([PHASES.index(p) if p in PHASES else len(PHASES) - 1 for p in ph[sel].tolist()])
+    code = np.searchsorted(np.asarray(PHASES), ph[sel], sorter=np.argsort(PHASES))
+    code = np.argsort(PHASES)[code]
     ax.scatter(u, v, c=code, cmap=cmap, vmin=-0.5, vmax=len(PHASES) - 0.5, s=18, edgecolors="none")
     if antisite is not None:
         a = np.asarray(antisite, bool)[sel]

@@ -154,3 +154,10 @@ def test_isolated_atom_has_zero_order_and_bad_input_is_refused():
         bond_order(np.zeros((5, 2)))
     with pytest.raises(ValueError, match="reference"):
         normalized_order(0.1, 0.2, reference=(0, 0))
+
+
+def test_threads_do_not_change_the_result():
+    x = random_packing(8.0, seed=5)
+    a, b = bond_order(x, threads=1), bond_order(x, threads=2)
+    np.testing.assert_array_equal(a.order, b.order)
+    np.testing.assert_array_equal(steinhardt(x, n_neighbours=10, threads=1), steinhardt(x, n_neighbours=10, threads=2))

@@ -367,3 +367,15 @@ def test_real_bond_order_series_through_track_folders(tmp_path, seed):
         assert right[paired_still].mean() > 0.99           # measured 1.000
         assert paired_still.sum() > 0.98 * still.sum()    # measured 1.000
         assert right.mean() > 0.93                          # measured 0.987, 0.951 over all pairs
+
+
+def test_threads_do_not_change_the_result(series):
+    one = track_series(series["models"], series["species"], orders=series["orders"], threads=1)
+    res = series["res"]   # threads=None: every core
+    for a, b in zip(one.registrations, res.registrations):
+        np.testing.assert_array_equal(a.rotation, b.rotation)
+    for a, b in zip(one.correspondences, res.correspondences):
+        np.testing.assert_array_equal(a.index_b, b.index_b)
+    assert one.events == res.events
+    with pytest.raises(ValueError, match="threads"):
+        track_series(series["models"], orders=series["orders"], threads=0)

@@ -38,7 +38,7 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components, min_weight_full_bipartite_matching
 from scipy.spatial import cKDTree
 
-from ._validate import as_positions, at_least, one_of, positive
+from ._validate import as_positions, at_least, one_of, positive, resolve_threads
 
 __all__ = ["Registration", "kabsch", "icp", "Correspondence", "correspond", "find_nuclei", "link_nuclei",
            "TrackResult", "track_series", "track_folders", "EVENTS", "FATES"]
@@ -48,10 +48,10 @@ EVENTS = ("growth", "shrinkage", "stable", "division", "merging", "merging+divis
 FATES = ("growth", "fluctuation", "dissolution", "merging", "division", "undetermined")
 
 
-def _median_nn(x: np.ndarray) -> float:
+def _median_nn(x: np.ndarray, workers: int = 1) -> float:
     if x.shape[0] < 2:
         raise ValueError(f"positions: expected at least 2 atoms, got {x.shape[0]}")
-    d, _ = cKDTree(x).query(x, k=2)
+    d, _ = cKDTree(x).query(x, k=2, workers=workers)
     return float(np.median(d[:, 1]))
 
 
@@ -133,13 +133,13 @@ def kabsch(source, target, weights=None):
     return r, cd - r @ cs
 
 
-def _icp_run(a, b, tree, r, t, keep_n, max_iterations, tolerance):
+def _icp_run(a, b, tree, r, t, keep_n, max_iterations, tolerance, workers):
     """Trimmed ICP from (r, t): (r, t, rmsd of the kept pairs, iterations, converged)."""
     extent = np.linalg.norm(a - a.mean(axis=0), axis=1).max() + 1.0
     converged = False
     it = 0
     for it in range(1, max_iterations + 1):
-        d, idx = tree.query(a @ r.T + t)
+        d, idx = tree.query(a @ r.T + t, workers=workers)
         keep = np.argpartition(d, keep_n - 1)[:keep_n] if keep_n < len(a) else np.arange(len(a))
         r_new, t_new = kabsch(a[keep], b[idx[keep]])
         # largest displacement of any atom caused by the update: rotation part bounded by extent
@@ -148,7 +148,7 @@ def _icp_run(a, b, tree, r, t, keep_n, max_iterations, tolerance):
         if step < tolerance:
             converged = True
             break
-    d, _ = tree.query(a @ r.T + t)
+    d, _ = tree.query(a @ r.T + t, workers=workers)
     kept = np.partition(d, keep_n - 1)[:keep_n] if keep_n < len(a) else d
     return r, t, float(np.sqrt(np.mean(kept ** 2))), it, converged
 
@@ -163,7 +163,7 @@ def _search_rotations(max_angle: float, step: float = 10.0) -> np.ndarray:
 
 
 def icp(moving, fixed, *, rotation=None, translation=None, trim=0.9, search_angle=30.0, max_iterations=100,
-        tolerance=1e-7) -> Registration:
+        tolerance=1e-7, threads=None) -> Registration:
     """Register `moving` onto `fixed` by trimmed iterative closest point (rotation + translation).
 
     Each step pairs every moving atom with its nearest fixed atom, keeps the `trim` fraction of
@@ -196,6 +196,9 @@ def icp(moving, fixed, *, rotation=None, translation=None, trim=0.9, search_angl
     max_iterations : int
     tolerance : float
         Stop when the transform moves no atom of `moving` by more than `tolerance` Å in a step.
+    threads : int, optional
+        Worker threads of the nearest-neighbour queries (None: every core the process may use);
+        the result does not depend on it.
 
     Returns
     -------
@@ -210,6 +213,7 @@ def icp(moving, fixed, *, rotation=None, translation=None, trim=0.9, search_angl
         raise ValueError(f"search_angle: expected degrees in [0, 180], got {search_angle}")
     max_iterations = at_least(max_iterations, 1, "max_iterations", integer=True)
     tolerance = positive(tolerance, "tolerance")
+    workers = resolve_threads(threads)
     r0 = np.eye(3) if rotation is None else np.asarray(rotation, dtype=np.float64)
     if r0.shape != (3, 3) or not np.isfinite(r0).all() or not np.allclose(r0 @ r0.T, np.eye(3), atol=1e-6) \
             or np.linalg.det(r0) < 0:
@@ -220,11 +224,11 @@ def icp(moving, fixed, *, rotation=None, translation=None, trim=0.9, search_angl
     if len(a) < 3 or len(b) < 3:
         raise ValueError(f"moving, fixed: expected at least 3 atoms each, got {len(a)} and {len(b)}")
     tree = cKDTree(b)
-    accept = 0.25 * _median_nn(b)
+    accept = 0.25 * _median_nn(b, workers)
     ca, cb = a.mean(axis=0), b.mean(axis=0)
     keep_n = max(3, int(round(trim * len(a))))
     r, t, rmsd, it, conv = _icp_run(a, b, tree, r0, cb - r0 @ ca if t0 is None else t0, keep_n,
-                                    max_iterations, tolerance)
+                                    max_iterations, tolerance, workers)
     if rmsd >= accept and search_angle > 0:
         sub = a[:: max(1, len(a) // 600)]  # a deterministic, even subsample for the search
         keep_s = max(3, int(round(trim * len(sub))))
@@ -232,12 +236,13 @@ def icp(moving, fixed, *, rotation=None, translation=None, trim=0.9, search_angl
         for v in _search_rotations(search_angle):
             rs = _rotvec_matrix(v) @ r0
             # the start keeps the given translation's meaning: centroids aligned after the turn
-            rr, tt, rm, _, _ = _icp_run(sub, b, tree, rs, cb - rs @ ca, keep_s, 30, 1e-3)
+            rr, tt, rm, _, _ = _icp_run(sub, b, tree, rs, cb - rs @ ca, keep_s, 30, 1e-3, workers)
             if rm < best[0]:
                 best = (rm, rr, tt)
             if rm < accept:
                 break
-        r2, t2, rmsd2, it2, conv2 = _icp_run(a, b, tree, best[1], best[2], keep_n, max_iterations, tolerance)
+        r2, t2, rmsd2, it2, conv2 = _icp_run(a, b, tree, best[1], best[2], keep_n, max_iterations, tolerance,
+                                             workers)
         if rmsd2 < rmsd:
             r, t, rmsd, it, conv = r2, t2, rmsd2, it2, conv2
     return Registration(r, t, rmsd, int(keep_n), it, bool(conv and rmsd < accept))
@@ -279,7 +284,7 @@ class Correspondence(NamedTuple):
     cutoff: float
 
 
-def correspond(a, b, *, cutoff=None, method="hungarian") -> Correspondence:
+def correspond(a, b, *, cutoff=None, method="hungarian", threads=None) -> Correspondence:
     """Pair the atoms of two registered models one-to-one.
 
     Parameters
@@ -296,6 +301,9 @@ def correspond(a, b, *, cutoff=None, method="hungarian") -> Correspondence:
         (``scipy.sparse.csgraph.min_weight_full_bipartite_matching`` on the graph augmented by one
         "unpaired" node per atom). ``"mutual"``: atoms that are each other's nearest neighbour within
         `cutoff` (faster, pairs fewer atoms when atoms moved by a large fraction of the spacing).
+    threads : int, optional
+        Worker threads of the nearest-neighbour queries (None: every core the process may use);
+        the result does not depend on it.
 
     Returns
     -------
@@ -304,12 +312,13 @@ def correspond(a, b, *, cutoff=None, method="hungarian") -> Correspondence:
     xa = as_positions(a, "a")
     xb = as_positions(b, "b")
     method = one_of(method, ("hungarian", "mutual"), "method")
-    cutoff = 0.5 * _median_nn(xa) if cutoff is None else positive(cutoff, "cutoff")
+    workers = resolve_threads(threads)
+    cutoff = 0.5 * _median_nn(xa, workers) if cutoff is None else positive(cutoff, "cutoff")
     na, nb = len(xa), len(xb)
     ta, tb = cKDTree(xa), cKDTree(xb)
     if method == "mutual":
-        dab, jab = tb.query(xa, distance_upper_bound=cutoff)
-        _, jba = ta.query(xb, distance_upper_bound=cutoff)
+        dab, jab = tb.query(xa, distance_upper_bound=cutoff, workers=workers)
+        _, jba = ta.query(xb, distance_upper_bound=cutoff, workers=workers)
         ok = np.isfinite(dab)
         ok[ok] = jba[jab[ok]] == np.flatnonzero(ok)
         ia, ib = np.flatnonzero(ok), jab[ok]
@@ -349,7 +358,7 @@ def _pairs(x, cutoff):
 
 
 def find_nuclei(positions, order, *, threshold=0.5, core_threshold=0.7, min_size=13, min_core=3,
-                min_coordination=7, cutoff=None) -> np.ndarray:
+                min_coordination=7, cutoff=None, threads=None) -> np.ndarray:
     """Crystal nuclei of one model: groups of ordered atoms, each around a highly ordered core.
 
     Rules:
@@ -393,6 +402,9 @@ def find_nuclei(positions, order, *, threshold=0.5, core_threshold=0.7, min_size
     cutoff : float, optional
         Neighbour distance, Å; default 1.207 × the median nearest-neighbour distance (between the
         first and second fcc shells).
+    threads : int, optional
+        Worker threads of the nearest-neighbour queries (None: every core the process may use);
+        the result does not depend on it.
 
     Returns
     -------
@@ -414,7 +426,8 @@ def find_nuclei(positions, order, *, threshold=0.5, core_threshold=0.7, min_size
     min_size = at_least(min_size, 1, "min_size", integer=True)
     min_core = at_least(min_core, 1, "min_core", integer=True)
     min_coordination = at_least(min_coordination, 0, "min_coordination", integer=True)
-    cutoff = (1.0 + np.sqrt(2.0)) / 2.0 * _median_nn(x) if cutoff is None else positive(cutoff, "cutoff")
+    workers = resolve_threads(threads)
+    cutoff = (1.0 + np.sqrt(2.0)) / 2.0 * _median_nn(x, workers) if cutoff is None else positive(cutoff, "cutoff")
 
     labels = np.full(n, -1, np.int64)
     i, j = _pairs(x, cutoff)
@@ -621,10 +634,32 @@ def _as_models(models, species, orders):
     return xs, sps, ods
 
 
+def _check_options(register, trim, search_angle, match_cutoff, method, neighbour_cutoff, threshold,
+                   core_threshold, min_size, min_core, min_coordination, min_overlap, min_change, rel_change,
+                   threads):
+    """Refuse bad options of :func:`track_series` before any work; return the normalised numbers."""
+    if not isinstance(register, bool):
+        raise TypeError(f"register: expected a bool, got {type(register).__name__}")
+    trim = _fraction(trim, "trim")
+    search_angle = at_least(search_angle, 0, "search_angle")
+    resolve_threads(threads)
+    one_of(method, ("hungarian", "mutual"), "method")
+    match_cutoff = None if match_cutoff is None else positive(match_cutoff, "match_cutoff")
+    neighbour_cutoff = None if neighbour_cutoff is None else positive(neighbour_cutoff, "neighbour_cutoff")
+    # the nucleus options, checked by find_nuclei itself on a 4-atom dummy
+    find_nuclei(np.eye(4, 3), np.zeros(4), threshold=threshold, core_threshold=core_threshold, min_size=min_size,
+                min_core=min_core, min_coordination=min_coordination, cutoff=1.0, threads=1)
+    _fraction(min_overlap, "min_overlap")
+    min_change = at_least(min_change, 0, "min_change", integer=True)
+    rel_change = at_least(rel_change, 0, "rel_change")
+    return trim, search_angle, match_cutoff, neighbour_cutoff, min_change, rel_change
+
+
 def track_series(models, species=None, *, orders=None, register=True, trim=0.9, search_angle=30.0,
                  match_cutoff=None,
                  method="hungarian", neighbour_cutoff=None, threshold=0.5, core_threshold=0.7, min_size=13,
-                 min_core=3, min_coordination=7, min_overlap=0.3, min_change=3, rel_change=0.1) -> TrackResult:
+                 min_core=3, min_coordination=7, min_overlap=0.3, min_change=3, rel_change=0.1,
+                 threads=None) -> TrackResult:
     """Register, pair and compare a time series of atomic models of one particle; find and follow nuclei.
 
     Parameters
@@ -651,6 +686,9 @@ def track_series(models, species=None, *, orders=None, register=True, trim=0.9, 
         Nuclei, see :func:`find_nuclei`.
     min_overlap, min_change, rel_change
         Events, see :func:`link_nuclei`.
+    threads : int, optional
+        Worker threads of the nearest-neighbour queries (None: every core the process may use);
+        the result does not depend on it.
 
     Returns
     -------
@@ -663,26 +701,16 @@ def track_series(models, species=None, *, orders=None, register=True, trim=0.9, 
         ``radius_of_gyration`` (Å), ``mean_order, fate``.
     """
     xs, sps, ods = _as_models(models, species, orders)
-    if not isinstance(register, bool):
-        raise TypeError(f"register: expected a bool, got {type(register).__name__}")
-    trim = _fraction(trim, "trim")
-    search_angle = at_least(search_angle, 0, "search_angle")
-    method = one_of(method, ("hungarian", "mutual"), "method")
-    match_cutoff = None if match_cutoff is None else positive(match_cutoff, "match_cutoff")
-    neighbour_cutoff = None if neighbour_cutoff is None else positive(neighbour_cutoff, "neighbour_cutoff")
-    # validate the nucleus and event options once, before any work
-    find_nuclei(xs[0][:4], np.zeros(4), threshold=threshold, core_threshold=core_threshold, min_size=min_size,
-                min_core=min_core, min_coordination=min_coordination, cutoff=1.0)
-    _fraction(min_overlap, "min_overlap")
-    min_change = at_least(min_change, 0, "min_change", integer=True)
-    rel_change = at_least(rel_change, 0, "rel_change")
+    trim, search_angle, match_cutoff, neighbour_cutoff, min_change, rel_change = _check_options(
+        register, trim, search_angle, match_cutoff, method, neighbour_cutoff, threshold, core_threshold, min_size,
+        min_core, min_coordination, min_overlap, min_change, rel_change, threads)
 
     T = len(xs)
     regs = [Registration(np.eye(3), np.zeros(3), 0.0, len(xs[0]), 0, True)]
     pos = [xs[0]]
     for k in range(1, T):
         if register:
-            reg = icp(xs[k], pos[k - 1], trim=trim, search_angle=search_angle)
+            reg = icp(xs[k], pos[k - 1], trim=trim, search_angle=search_angle, threads=threads)
         else:
             reg = Registration(np.eye(3), np.zeros(3), float("nan"), 0, 0, True)
         regs.append(reg)
@@ -690,15 +718,18 @@ def track_series(models, species=None, *, orders=None, register=True, trim=0.9, 
     sps = [np.full(len(x), "", dtype="<U1") if s is None else s for s, x in zip(sps, pos)]
     if any(o is None for o in ods):
         from .analysis.bond_order import bond_order
-        ods = [bond_order(x, cutoff=neighbour_cutoff).order if o is None else o for o, x in zip(ods, pos)]
+        ods = [bond_order(x, cutoff=neighbour_cutoff, threads=threads).order if o is None else o
+               for o, x in zip(ods, pos)]
 
     # nuclei per time, with global ids
     local = [find_nuclei(x, o, threshold=threshold, core_threshold=core_threshold, min_size=min_size,
-                         min_core=min_core, min_coordination=min_coordination, cutoff=neighbour_cutoff) for x, o in zip(pos, ods)]
+                         min_core=min_core, min_coordination=min_coordination, cutoff=neighbour_cutoff,
+                         threads=threads) for x, o in zip(pos, ods)]
     offsets = np.cumsum([0] + [int(lab.max()) + 1 for lab in local])
     labels = [np.where(lab >= 0, lab + offsets[t], -1) for t, lab in enumerate(local)]
 
-    corrs = [correspond(pos[t], pos[t + 1], cutoff=match_cutoff, method=method) for t in range(T - 1)]
+    corrs = [correspond(pos[t], pos[t + 1], cutoff=match_cutoff, method=method, threads=threads)
+             for t in range(T - 1)]
     atoms = _atom_table(pos, sps, ods, labels, corrs)
 
     events = []
@@ -896,7 +927,7 @@ def track_folders(folders, out, *, order_key=None, register=True, trim=0.9, sear
                   match_cutoff=None,
                   method="hungarian", neighbour_cutoff=None, threshold=0.5, core_threshold=0.7, min_size=13,
                   min_core=3, min_coordination=7, min_overlap=0.3, min_change=3, rel_change=0.1,
-                  report=True) -> dict:
+                  report=True, threads=None) -> dict:
     """Track the atomic models of one particle at successive times and write tables, figures and a report.
 
     Parameters
@@ -915,7 +946,7 @@ def track_folders(folders, out, *, order_key=None, register=True, trim=0.9, sear
         Take the per-atom order parameter from this array of the XYZ files instead of computing
         the normalised bond-orientational order (:mod:`aetcore.analysis.bond_order`).
     register, trim, search_angle, match_cutoff, method, neighbour_cutoff, threshold, core_threshold, min_size,
-    min_core, min_coordination, min_overlap, min_change, rel_change
+    min_core, min_coordination, min_overlap, min_change, rel_change, threads
         See :func:`track_series`.
     report : bool
         Add the "Tracking" section (order 110) to ``out/report.html``.
@@ -937,6 +968,8 @@ def track_folders(folders, out, *, order_key=None, register=True, trim=0.9, sear
         raise TypeError(f"order_key: expected a str or None, got {type(order_key).__name__}")
     if not isinstance(report, bool):
         raise TypeError(f"report: expected a bool, got {type(report).__name__}")
+    _check_options(register, trim, search_angle, match_cutoff, method, neighbour_cutoff, threshold, core_threshold,
+                   min_size, min_core, min_coordination, min_overlap, min_change, rel_change, threads)
     paths = [Path(f) for f in folders]
     for p in paths:
         if not p.exists():
@@ -948,7 +981,9 @@ def track_folders(folders, out, *, order_key=None, register=True, trim=0.9, sear
                        search_angle=search_angle,
                        match_cutoff=match_cutoff, method=method, neighbour_cutoff=neighbour_cutoff,
                        threshold=threshold, core_threshold=core_threshold, min_size=min_size,
-                       min_core=min_core, min_coordination=min_coordination, min_overlap=min_overlap, min_change=min_change, rel_change=rel_change)
+                       min_core=min_core, min_coordination=min_coordination, min_overlap=min_overlap,
+                       min_change=min_change, rel_change=rel_change,
+                       threads=threads)
 
     out = Path(out)
     tdir = out / "track"
@@ -995,7 +1030,8 @@ def track_folders(folders, out, *, order_key=None, register=True, trim=0.9, sear
         "n_atoms": [len(x) for x in res.positions],
         "order_parameter": order_key or "normalised bond-orientational order (aetcore.analysis.bond_order)",
         "registration": [{"time": t, "rotation_deg": r.angle, "rotation": r.rotation, "translation": r.translation,
-                          "rmsd": r.rmsd if np.isfinite(r.rmsd) else None, "n_pairs": r.n_pairs, "iterations": r.iterations,
+                          "rmsd": r.rmsd if np.isfinite(r.rmsd) else None, "n_pairs": r.n_pairs,
+                          "iterations": r.iterations,
                           "converged": r.converged} for t, r in enumerate(res.registrations)],
         "correspondence": [{"time_from": t, "time_to": t + 1, "pairs": int(c.index_a.size),
                             "unmatched_from": int(c.unmatched_a.size), "unmatched_to": int(c.unmatched_b.size),
@@ -1009,7 +1045,8 @@ def track_folders(folders, out, *, order_key=None, register=True, trim=0.9, sear
         "fates": {k: fates.count(k) for k in FATES if k in fates},
         "tracks": [{"track": tid, **{k: tr[k] for k in ("fate", "times", "sizes", "nuclei", "parents", "children")}}
                    for tid, tr in res.tracks.items()],
-        "parameters": {"register": register, "trim": trim, "search_angle": search_angle, "match_cutoff": match_cutoff, "method": method,
+        "parameters": {"register": register, "trim": trim, "search_angle": search_angle,
+                       "match_cutoff": match_cutoff, "method": method,
                        "neighbour_cutoff": neighbour_cutoff, "threshold": threshold,
                        "core_threshold": core_threshold, "min_size": min_size, "min_core": min_core,
                        "min_coordination": min_coordination, "min_overlap": min_overlap,

@@ -21,7 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.spatial import cKDTree
 
-from .._validate import as_positions, at_least, positive
+from .._validate import as_positions, at_least, positive, resolve_threads
 
 try:  # SciPy >= 1.15
     from scipy.special import sph_harm_y as _sph_harm_y
@@ -57,7 +57,7 @@ def _ls(l) -> tuple:
     return tuple(int(v) for v in ls)
 
 
-def neighbour_bonds(positions, *, cutoff=None, n_neighbours=None):
+def neighbour_bonds(positions, *, cutoff=None, n_neighbours=None, threads=None):
     """Directed bonds ``i -> j`` between neighbours.
 
     Parameters
@@ -70,6 +70,9 @@ def neighbour_bonds(positions, *, cutoff=None, n_neighbours=None):
     n_neighbours : int, optional
         Instead of a cutoff, the `n_neighbours` nearest atoms of each atom (the relation is then not
         symmetric). Exclusive with `cutoff`.
+    threads : int, optional
+        Worker threads of the nearest-neighbour queries (None: every core the process may use);
+        the result does not depend on it.
 
     Returns
     -------
@@ -80,6 +83,7 @@ def neighbour_bonds(positions, *, cutoff=None, n_neighbours=None):
     """
     x = as_positions(positions)
     n = x.shape[0]
+    workers = resolve_threads(threads)
     if cutoff is not None and n_neighbours is not None:
         raise ValueError("cutoff, n_neighbours: expected at most one of them, got both")
     tree = cKDTree(x)
@@ -87,14 +91,14 @@ def neighbour_bonds(positions, *, cutoff=None, n_neighbours=None):
         k = at_least(n_neighbours, 1, "n_neighbours", integer=True)
         if k > n - 1:
             raise ValueError(f"n_neighbours: expected at most n_atoms - 1 = {n - 1}, got {k}")
-        _, idx = tree.query(x, k=k + 1)
+        _, idx = tree.query(x, k=k + 1, workers=workers)
         i = np.repeat(np.arange(n), k)
         j = idx[:, 1:].ravel()  # column 0 is the atom itself
         return i.astype(np.int64), j.astype(np.int64), float("nan")
     if cutoff is None:
         if n < 2:
             raise ValueError(f"positions: expected at least 2 atoms to estimate the cutoff, got {n}")
-        d, _ = tree.query(x, k=2)
+        d, _ = tree.query(x, k=2, workers=workers)
         cutoff = CUTOFF_FACTOR * float(np.median(d[:, 1]))
         if cutoff <= 0:
             raise ValueError("positions: the median nearest-neighbour distance is 0 (coincident atoms); "
@@ -136,7 +140,7 @@ def _averaged(qlm, i, j, counts):
     return (adjacency @ qlm) / (counts + 1)[:, None]
 
 
-def steinhardt(positions, l=(4, 6), *, cutoff=None, n_neighbours=None, average=False) -> np.ndarray:
+def steinhardt(positions, l=(4, 6), *, cutoff=None, n_neighbours=None, average=False, threads=None) -> np.ndarray:
     """Steinhardt bond-orientational order ``q_l`` (or averaged ``q̄_l``) of every atom.
 
     Parameters
@@ -150,6 +154,9 @@ def steinhardt(positions, l=(4, 6), *, cutoff=None, n_neighbours=None, average=F
         nearest-neighbour distance).
     average : bool
         Lechner–Dellago ``q̄_l`` (q_lm averaged over the atom and its neighbours) instead of ``q_l``.
+    threads : int, optional
+        Worker threads of the nearest-neighbour queries (None: every core the process may use);
+        the result does not depend on it.
 
     Returns
     -------
@@ -157,7 +164,7 @@ def steinhardt(positions, l=(4, 6), *, cutoff=None, n_neighbours=None, average=F
     """
     ls = _ls(l)
     x = as_positions(positions)
-    i, j, _ = neighbour_bonds(x, cutoff=cutoff, n_neighbours=n_neighbours)
+    i, j, _ = neighbour_bonds(x, cutoff=cutoff, n_neighbours=n_neighbours, threads=threads)
     counts = np.bincount(i, minlength=x.shape[0]).astype(np.float64)
     out = np.empty((x.shape[0], len(ls)))
     for k, lv in enumerate(ls):  # a loop over degrees, not atoms
@@ -166,7 +173,7 @@ def steinhardt(positions, l=(4, 6), *, cutoff=None, n_neighbours=None, average=F
     return out
 
 
-def global_steinhardt(positions, l=(4, 6), *, cutoff=None, n_neighbours=None) -> np.ndarray:
+def global_steinhardt(positions, l=(4, 6), *, cutoff=None, n_neighbours=None, threads=None) -> np.ndarray:
     """Global bond-orientational order ``Q_l`` over every bond of the model (Steinhardt 1983).
 
     Bond directions are averaged before the norm, so ``Q_l`` is large only when the bonds of the
@@ -175,7 +182,7 @@ def global_steinhardt(positions, l=(4, 6), *, cutoff=None, n_neighbours=None) ->
 
     Parameters
     ----------
-    positions, l, cutoff, n_neighbours
+    positions, l, cutoff, n_neighbours, threads
         As in :func:`steinhardt`.
 
     Returns
@@ -184,7 +191,7 @@ def global_steinhardt(positions, l=(4, 6), *, cutoff=None, n_neighbours=None) ->
     """
     ls = _ls(l)
     x = as_positions(positions)
-    i, j, _ = neighbour_bonds(x, cutoff=cutoff, n_neighbours=n_neighbours)
+    i, j, _ = neighbour_bonds(x, cutoff=cutoff, n_neighbours=n_neighbours, threads=threads)
     if i.size == 0:
         return np.zeros(len(ls))
     return np.array([_norm(_bond_harmonics(x, i, j, lv).mean(axis=0), lv) for lv in ls])
@@ -252,7 +259,7 @@ class BondOrder(NamedTuple):
     cutoff: float
 
 
-def bond_order(positions, *, cutoff=None, n_neighbours=None, reference=(FCC_Q4, FCC_Q6)) -> BondOrder:
+def bond_order(positions, *, cutoff=None, n_neighbours=None, reference=(FCC_Q4, FCC_Q6), threads=None) -> BondOrder:
     """q4, q6, their Lechner–Dellago averages, the normalised order parameter and global Q4, Q6.
 
     Parameters
@@ -264,13 +271,16 @@ def bond_order(positions, *, cutoff=None, n_neighbours=None, reference=(FCC_Q4, 
         nearest-neighbour distance).
     reference : (float, float)
         (q4, q6) scoring 1 in :func:`normalized_order`, default perfect fcc.
+    threads : int, optional
+        Worker threads of the nearest-neighbour queries (None: every core the process may use);
+        the result does not depend on it.
 
     Returns
     -------
     BondOrder
     """
     x = as_positions(positions)
-    i, j, used = neighbour_bonds(x, cutoff=cutoff, n_neighbours=n_neighbours)
+    i, j, used = neighbour_bonds(x, cutoff=cutoff, n_neighbours=n_neighbours, threads=threads)
     n = x.shape[0]
     counts = np.bincount(i, minlength=n)
     fc = counts.astype(np.float64)

@@ -379,3 +379,22 @@ def test_threads_do_not_change_the_result(series):
     assert one.events == res.events
     with pytest.raises(ValueError, match="threads"):
         track_series(series["models"], orders=series["orders"], threads=0)
+
+
+def test_figures_show_the_tracks_and_displacements(series):
+    from aetcore.track_plots import FATE_COLORS, displacements_figure, nucleus_sizes_figure
+    res = series["res"]
+    fig = nucleus_sizes_figure(res.tracks, 3)
+    ax = fig.axes[0]
+    solid = [ln for ln in ax.get_lines() if ln.get_linestyle() == "-"]
+    dashed = [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"]
+    assert sorted(tuple(ln.get_ydata()) for ln in solid) == sorted(tuple(tr["sizes"]) for tr in res.tracks.values())
+    assert len(dashed) == 2                            # B's track to each of its two daughters
+    grow = next(ln for ln in solid if len(ln.get_ydata()) == 3)
+    assert grow.get_color() == FATE_COLORS["growth"]
+    fig = displacements_figure(res.atoms)
+    assert len(fig.axes[0].patches) == 2               # one step histogram per transition
+    with pytest.raises(ValueError, match="atoms"):
+        displacements_figure({"x": [1]})
+    with pytest.raises(TypeError, match="tracks"):
+        nucleus_sizes_figure([1, 2])

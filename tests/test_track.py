@@ -398,3 +398,28 @@ def test_figures_show_the_tracks_and_displacements(series):
         displacements_figure({"x": [1]})
     with pytest.raises(TypeError, match="tracks"):
         nucleus_sizes_figure([1, 2])
+
+
+def test_merging_and_fluctuation():
+    """Two nuclei merge into one; a third grows, then shrinks back (fluctuation)."""
+    base = random_packing(16.0, seed=8)
+    d, e, f = np.array([-7.0, -4, 0]), np.array([6.0, -4, 0]), np.array([0.0, 10, 0])
+    ex = np.array([1.0, 0, 0])
+    series = [[(d, 4.5), (e, 4.5), (f, 4.0)],
+              [(d, 4.5), (e, 4.5), (f, 5.0)],
+              [(d + 3.25 * ex, 5.5), (e - 3.25 * ex, 5.5), (f, 4.0)]]
+    rng = np.random.default_rng(9)
+    orders = []
+    for spheres in series:
+        inside = np.zeros(len(base), bool)
+        for c, radius in spheres:
+            inside |= np.linalg.norm(base - c, axis=1) <= radius
+        orders.append(np.where(inside, rng.normal(0.9, 0.03, len(base)), rng.normal(0.3, 0.05, len(base))))
+    res = track_series([base] * 3, orders=orders, register=False)
+    kinds = sorted((ev["time_from"], ev["event"], len(ev["from"]), len(ev["to"])) for ev in res.events)
+    assert kinds == [(0, "growth", 1, 1), (0, "stable", 1, 1), (0, "stable", 1, 1),
+                     (1, "merging", 2, 1), (1, "shrinkage", 1, 1)]
+    fates = sorted(tr["fate"] for tr in res.tracks.values())
+    assert fates == ["fluctuation", "merging", "merging", "undetermined"]
+    merged = next(tr for tr in res.tracks.values() if tr["fate"] == "undetermined")
+    assert len(merged["parents"]) == 2

@@ -6,7 +6,7 @@ from scipy.spatial.transform import Rotation
 
 from aetcore.analysis import (chemical_order, classify_phases, find_grains, fit_lattice, local_order,
                               partial_coordination, site_neighbours, site_pairs, warren_cowley)
-from aetcore.analysis.order import VARIANTS, antiphase_boundaries, fcc_shell_offsets, translation_variants
+from aetcore.analysis.order import SIGNATURES, VARIANTS, antiphase_boundaries, fcc_shell_offsets, translation_variants
 from aetcore.simulate import FEPT_LATTICE_CONSTANT as A, fept_particle
 
 
@@ -28,8 +28,11 @@ def test_perfect_phase_gives_order_one_and_its_variant(variant):
     np.testing.assert_allclose(eta[inner, k], 1.0, atol=1e-12)
     # every atom, surface included: only present sites count and they are all right
     np.testing.assert_allclose(eta[:, k], 1.0, atol=1e-12)
-    others = np.delete(eta[inner], k, axis=1)
-    assert others.max() <= 0.89  # measured: L1_0 gives L12 2/3..8/9 and the other L1_0 0..0.3
+    # the other three parameters of the interior are the phase's signature (module docstring)
+    np.testing.assert_allclose(np.delete(eta[inner], k, axis=1).max(axis=0),
+                               np.delete(SIGNATURES[k] if k < 3 else [0.8, 0.8, 0.8, 1], k), atol=1e-12)
+    if k == 3:  # L1_2: 0.2, 0.5 or 0.8 by sublattice, 1/2 on average
+        np.testing.assert_allclose(eta[inner, :3].mean(), 0.5, atol=0.02)
     phase, _ = classify_phases(eta, h)
     assert (phase == variant).all()
 
@@ -70,16 +73,19 @@ def test_exchanging_species_leaves_order_unchanged():
 
 
 def test_multidomain_phases_and_grains_match_the_simulation():
-    # measured over seeds 0..2: atom agreement 0.925..0.940; atoms more than two shells from a
-    # domain boundary 0.996..1.000; grain/domain Jaccard 0.82..0.92
+    # measured over seeds 0..2: atom agreement 0.945..0.957 (0.925..0.939 when taking the largest
+    # eta instead of the nearest signature); atoms more than two shells from a domain boundary
+    # 0.997..1.000
     p = fept_particle(20.0, domains=("L10x", "L10z", "L12", "A1"), thermal=0.05, seed=0)
     h = sites_of(p.positions)
     co = chemical_order(h, p.species)
     agree = co.phase == p.phase
-    assert agree.mean() > 0.9
+    assert agree.mean() > 0.93
     nb = site_neighbours(h, np.concatenate([fcc_shell_offsets(1), fcc_shell_offsets(2)]))
     deep = ((nb < 0) | (p.phase[np.clip(nb, 0, None)] == p.phase[:, None])).all(axis=1)
     assert deep.sum() > 1000 and agree[deep].mean() > 0.98
+    # no anti-sites were simulated: the few found sit where domains meet (measured 6..8 of 2315)
+    assert co.antisite.sum() <= 12 and not co.antisite[deep].any()
     g = find_grains(co.phase, site_pairs(site_neighbours(h, fcc_shell_offsets(1))), min_size=20,
                     positions=p.positions, atomic_volume=A ** 3 / 4)
     assert sorted(g.phase.tolist()) == ["A1", "L10x", "L10z", "L12"]  # one grain per domain
@@ -92,8 +98,8 @@ def test_multidomain_phases_and_grains_match_the_simulation():
 
 @pytest.mark.parametrize("phase", ["L10z", "L12"])
 def test_antisites_found_against_the_truth(phase):
-    # measured (seeds 0..2, 2315 atoms, 46 true anti-sites): L1_0 46/46 found with none wrong;
-    # L1_2 44..46 found with none wrong
+    # measured (seeds 0..2, 2315 atoms, 46 true anti-sites): 46/46 found with none wrong for both
+    # (with the atom's own phase instead of its neighbourhood's: L1_0 43..46, L1_2 39..44)
     kw = dict(domains=(phase,), seed=2)
     clean = fept_particle(20.0, **kw)
     p = fept_particle(20.0, antisite=0.02, orientation="random", thermal=0.05, **kw)
@@ -101,7 +107,7 @@ def test_antisites_found_against_the_truth(phase):
     co = chemical_order(sites_of(p.positions), p.species)
     assert truth.sum() == 46
     assert np.count_nonzero(co.antisite & ~truth) == 0
-    assert np.count_nonzero(co.antisite & truth) >= 44
+    assert np.count_nonzero(co.antisite & truth) >= 45
     # swap defects: neighbouring anti-sites of opposite species, counted on the truth independently
     nb = site_neighbours(sites_of(p.positions), fcc_shell_offsets(1))
     i = np.repeat(np.arange(len(truth)), 12)
@@ -138,9 +144,13 @@ def test_antiphase_boundary_located():
     co = chemical_order(h, species)
     x = ref.positions[:, 0]
     flagged = co.antiphase_boundary
-    assert flagged.sum() > 100
-    # measured: exactly the two planes at x = 0 and x = a/2 (their core looks locally like L1_2)
-    assert x[flagged].min() > -A / 2 - 0.01 and x[flagged].max() < A + 0.01
+    # the boundary lies between the planes x = 0 and x = a/2; atoms with an atom of the other
+    # anti-phase variant within three shells (measured: 83..96 % of the two planes on either side,
+    # 6 atoms of the third plane on one side and none further)
+    mid = A / 4
+    near = np.abs(x - mid) < A
+    assert flagged[near].mean() > 0.8
+    assert np.abs(x[flagged] - mid).max() < 2.5 * A / 2 + 0.01
     # two anti-phase domains of the one L1_0 variant, one on each side
     label = np.char.add(co.phase, co.translation.astype(str))
     ad = find_grains(label, site_pairs(site_neighbours(h, fcc_shell_offsets(1))), min_size=50, ignore=("A1-1",))

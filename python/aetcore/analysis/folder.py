@@ -112,7 +112,7 @@ def _stats(values: np.ndarray, mask: np.ndarray) -> dict:
 
 def analyze_folder(folder, *, lattice="fcc", lattice_constant=None, strain_sigma: float = 10.0,
                    planes=("z",), map_spacing: float = 1.0, slab_thickness: float = 2.0,
-                   chemical: str = "auto", threshold: float = 0.5, smooth: int = 1,
+                   chemical: str = "auto", smooth: int = 1,
                    min_grain_size: int = 10, rdf_max: float = 10.0, report: bool = True,
                    threads=None) -> dict:
     """Analyse ``folder/atoms.xyz`` and write ``folder/analysis/`` (module docstring).
@@ -136,7 +136,7 @@ def analyze_folder(folder, *, lattice="fcc", lattice_constant=None, strain_sigma
         Thickness of the atom slabs of the order and phase maps, Å.
     chemical : {"auto", "on", "off"}
         Chemical-order analysis: "auto" runs it for a binary model on an fcc lattice.
-    threshold, smooth
+    smooth
         Phase classification (:func:`~aetcore.analysis.order.classify_phases`).
     min_grain_size : int
         Smallest grain listed, atoms.
@@ -248,7 +248,7 @@ def analyze_folder(folder, *, lattice="fcc", lattice_constant=None, strain_sigma
         # one atom per site: the chemistry of a site is that of the atom closest to it
         keep = ~fit.duplicate
         h = fit.fcc_indices()[keep]
-        sub = chemical_order(h, species[keep], threshold=threshold, smooth=smooth)
+        sub = chemical_order(h, species[keep], smooth=smooth)
         pairs = site_pairs(site_neighbours(h, fcc_shell_offsets(1)))
         vol = fit.lattice_constant ** 3 / 4.0
         sub_grains = find_grains(sub.phase, pairs, min_size=min_grain_size, positions=x[keep], atomic_volume=vol)
@@ -277,7 +277,7 @@ def analyze_folder(folder, *, lattice="fcc", lattice_constant=None, strain_sigma
             "grains": grains.table(),
             "antiphase_domains": [dict(d, phase=d["phase"].split(":")[0], variant=int(d["phase"].split(":")[1]))
                                   for d in domains.table()],
-            "threshold": threshold, "smooth": smooth, "min_grain_size": min_grain_size,
+            "smooth": smooth, "min_grain_size": min_grain_size,
         }
         groups["order"] = {"eta": co.order, "eta_averaged": co.averaged, "phase": co.phase,
                            "antiphase_variant": co.translation, "antisite": co.antisite, "swaps": co.swaps,

@@ -22,7 +22,7 @@ Nucleus events between consecutive times ``t -> t+1`` (the rules of :func:`link_
 
 A *track* is a chain of one-to-one links (growth, shrinkage, stable); division, merging and
 nucleation start new tracks. Each track gets a *fate*: ``division``, ``merging`` or ``dissolution``
-if it ends in that event; else, lasting to the last time, ``growth`` if it grew by the tolerance above
+if it ends in that event (``merging+division`` counts as merging); else, lasting to the last time, ``growth`` if it grew by the tolerance above
 (measured on its first size) and never shrank, ``fluctuation`` otherwise; ``undetermined`` if it
 exists at the last time only.
 """

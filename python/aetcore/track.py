@@ -656,8 +656,7 @@ def _check_options(register, trim, search_angle, match_cutoff, method, neighbour
 
 
 def track_series(models, species=None, *, orders=None, register=True, trim=0.9, search_angle=30.0,
-                 match_cutoff=None,
-                 method="hungarian", neighbour_cutoff=None, threshold=0.5, core_threshold=0.7, min_size=13,
+                 match_cutoff=None, method="hungarian", neighbour_cutoff=None, threshold=0.5, core_threshold=0.7, min_size=13,
                  min_core=3, min_coordination=7, min_overlap=0.3, min_change=3, rel_change=0.1,
                  threads=None) -> TrackResult:
     """Register, pair and compare a time series of atomic models of one particle; find and follow nuclei.
@@ -924,8 +923,7 @@ def _h5_columns(group, columns: dict) -> None:
 
 
 def track_folders(folders, out, *, order_key=None, register=True, trim=0.9, search_angle=30.0,
-                  match_cutoff=None,
-                  method="hungarian", neighbour_cutoff=None, threshold=0.5, core_threshold=0.7, min_size=13,
+                  match_cutoff=None, method="hungarian", neighbour_cutoff=None, threshold=0.5, core_threshold=0.7, min_size=13,
                   min_core=3, min_coordination=7, min_overlap=0.3, min_change=3, rel_change=0.1,
                   report=True, threads=None) -> dict:
     """Track the atomic models of one particle at successive times and write tables, figures and a report.

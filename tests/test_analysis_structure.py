@@ -7,7 +7,7 @@ from scipy.spatial.transform import Rotation
 
 from aetcore.analysis import (coordination, fit_lattice, nearest_neighbour_distance, neighbour_list,
                               partial_coordination, radial_distribution)
-from aetcore.analysis.lattice import cubic_rotations, Lattice
+from aetcore.analysis.lattice import LATTICES, Lattice, cubic_rotations
 from aetcore.simulate import FEPT_LATTICE_CONSTANT as A, fcc_particle, fept_particle
 
 D_NN = A / np.sqrt(2)
@@ -141,3 +141,21 @@ def test_fit_survives_missing_and_spurious_atoms():
     # a spurious atom is an outlier unless it lands within 0.35 d_nn of an empty site (measured:
     # 13 of 14 here, 8 of them on a site already taken); it never displaces a real atom
     assert fit.outlier[len(x):].sum() >= len(spurious) - 3
+
+
+def test_fit_hcp_lattice_with_a_basis():
+    lat = LATTICES["hcp"]
+    r = np.arange(-6, 7)
+    n = np.stack(np.meshgrid(r, r, r, indexing="ij"), -1).reshape(-1, 3)
+    a = 2.95
+    x = np.concatenate([lat.positions(n, np.zeros(len(n), int)), lat.positions(n, np.ones(len(n), int))]) * a
+    x = x[np.linalg.norm(x, axis=1) < 12.0]
+    R = Rotation.random(random_state=3).as_matrix()
+    x = x @ R.T + np.random.default_rng(0).normal(0, 0.03, x.shape)
+    fit = fit_lattice(x, "hcp")
+    assert fit.lattice_constant == pytest.approx(a, rel=1e-3)
+    assert fit.rmsd == pytest.approx(np.sqrt(3) * 0.03, rel=0.15) and not fit.outlier.any()
+    assert abs(fit.rotation[:, 2] @ R[:, 2]) > 1 - 1e-5  # the c axis
+    # the wrong lattice does not fit: most atoms are far from an fcc site (measured rmsd 1.35 Å)
+    wrong = fit_lattice(x, "fcc")
+    assert wrong.rmsd > 10 * fit.rmsd and wrong.outlier.mean() > 0.5

@@ -62,7 +62,9 @@ def displacement_gradient(reference, displacement, *, sigma: float = 10.0, point
     min_atoms : float
         Points whose summed weight (the effective number of atoms) is below this get NaN.
     threads : int, optional
-        Workers of the neighbour search (None = every core the process may use).
+        Checked for the common signature only: the work is two matrix products per block of 256
+        points, run by NumPy's BLAS with its own thread pool. Cost ~ 30 n m flops (all n atoms
+        against m points; an 18,600-atom particle at every atom takes ~ 30 s on 2 busy cores).
 
     Returns
     -------
@@ -73,7 +75,7 @@ def displacement_gradient(reference, displacement, *, sigma: float = 10.0, point
     sigma = positive(sigma, "sigma")
     min_atoms = at_least(min_atoms, 0.0, "min_atoms")
     P = X if points is None else as_positions(points, "points")
-    resolve_threads(threads)  # validated; the work is BLAS matrix products
+    resolve_threads(threads)  # checked only: BLAS runs the products
     # The design [1, X - c] does not depend on the evaluation point, so the normal equations of all
     # points of a block are two matrix products with the (block, n) weight matrix; the slope G is
     # the same whatever the centring c, which only keeps the products well conditioned.

@@ -104,3 +104,15 @@ def test_duplicate_atom_is_left_out_of_the_chemistry(tmp_path):
     ref = chemical_order(fit_lattice(p.positions).fcc_indices(), p.species)
     assert [r["phase"] for r in rows[:-1]] == ref.phase.tolist()
     assert s["chemical_order"]["antisites"] == ref.antisite.sum()
+
+
+def test_single_species_model_skips_the_chemistry(tmp_path):
+    from aetcore.simulate import pt_particle
+    x, species = pt_particle(9.0, orientation="random", thermal=0.03, seed=2)
+    write_xyz(tmp_path / "atoms.xyz", Atoms(symbols=list(species), positions=x))
+    s = analyze_folder(tmp_path, report=False)
+    assert "chemical_order" not in s and "phase" not in s["csv_columns"]
+    assert s["lattice"]["lattice_constant_A"] == pytest.approx(3.924, rel=2e-3)
+    assert (tmp_path / "analysis" / "strain_z.png").exists()
+    with pytest.raises(ValueError, match="chemical"):
+        analyze_folder(tmp_path, chemical="on", report=False)

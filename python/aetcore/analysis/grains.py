@@ -106,7 +106,7 @@ def find_grains(labels, pairs, *, min_size: int = 1, ignore=(), positions=None, 
     vol = None if atomic_volume is None else positive(atomic_volume, "atomic_volume")
 
     _, code = np.unique(lab, return_inverse=True)
-    skip = np.isin(lab, np.asarray(list(ignore), dtype=lab.dtype)) if len(ignore) else np.zeros(n, bool)
+    skip = np.isin(lab, list(ignore)) if len(ignore) else np.zeros(n, bool)
     keep = (code[i] == code[j]) & ~skip[i] & ~skip[j]
     graph = coo_matrix((np.ones(int(keep.sum()), dtype=np.int8), (i[keep], j[keep])), shape=(n, n))
     _, comp = connected_components(graph, directed=False)

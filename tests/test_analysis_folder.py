@@ -29,7 +29,7 @@ def folder(tmp_path_factory):
 def test_outputs_written_and_summary_matches_file(folder):
     d, p, x, summary = folder
     out = d / "analysis"
-    for name in ("atoms.csv", "analysis.h5", "summary.json", "strain_z.png", "phase_z.png", "order_z.png", "rdf.png"):
+    for name in ("atoms.csv", "grains.csv", "antiphase_domains.csv", "analysis.h5", "summary.json", "strain_z.png", "phase_z.png", "order_z.png", "rdf.png"):
         assert (out / name).stat().st_size > 0, name
     on_disk = json.loads((out / "summary.json").read_text())
     assert on_disk["atoms"] == summary["atoms"] == len(p.species)
@@ -51,6 +51,12 @@ def test_csv_and_h5_agree_with_direct_computation(folder):
     co = chemical_order(fit.fcc_indices(), p.species)
     assert [r["phase"] for r in rows] == co.phase.tolist()
     assert sum(int(r["antisite"]) for r in rows) == summary["chemical_order"]["antisites"] == co.antisite.sum()
+    with open(d / "analysis" / "grains.csv") as f:
+        grains = list(csv.DictReader(f))
+    table = summary["chemical_order"]["grains"]
+    assert [int(g["atoms"]) for g in grains] == [g["atoms"] for g in table]
+    assert [g["phase"] for g in grains] == [g["phase"] for g in table]
+    assert [int(g["atoms"]) for g in grains] == [sum(r["grain"] == str(k) for r in rows) for k in range(len(grains))]
     with h5py.File(d / "analysis" / "analysis.h5", "r") as f:
         assert f["atoms/strain"].shape == (len(p.species), 3, 3)
         np.testing.assert_allclose(f["atoms/positions"][()], x)

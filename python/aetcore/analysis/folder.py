@@ -5,6 +5,7 @@ displacements and strain, bond order and (for a binary fcc alloy) chemical order
 and defects, and writes ``FOLDER/analysis/``:
 
 * ``atoms.csv`` — one row per atom (columns listed in ``summary.json["csv_columns"]``),
+* ``grains.csv``, ``antiphase_domains.csv`` — one row per grain / anti-phase domain (binary alloys),
 * ``analysis.h5`` — the same per-atom arrays plus the RDF, strain maps, grains and lattice fit,
 * ``summary.json`` — the numbers a paper quotes (returned as a dict as well),
 * PNG figures (strain maps, phase and order maps, RDF),
@@ -73,7 +74,8 @@ def _write_csv(path: Path, columns: dict) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "w") as fh:
             fh.write(",".join(names) + "\n")
-            fh.write("\n".join(lines.tolist()) + "\n")
+            if lines.size:
+                fh.write("\n".join(lines.tolist()) + "\n")
 
 
 def _write_h5(path: Path, groups: dict, attrs: dict) -> None:
@@ -295,9 +297,14 @@ def analyze_folder(folder, *, lattice="fcc", lattice_constant=None, strain_sigma
     csv_columns = list(columns)
     summary["csv_columns"] = csv_columns
     pngs = [f"{name}.png" for name in figures]
-    summary["outputs"] = [f"{ANALYSIS_DIR}/{f}" for f in ["atoms.csv", "analysis.h5", "summary.json"] + pngs]
+    tables = ["atoms.csv"] + (["grains.csv"] if do_chem else [])
+    summary["outputs"] = [f"{ANALYSIS_DIR}/{f}" for f in tables + ["analysis.h5", "summary.json"] + pngs]
 
     _write_csv(out / "atoms.csv", columns)
+    if do_chem:
+        _write_csv(out / "grains.csv", _grain_columns(grains, "grain"))
+        _write_csv(out / "antiphase_domains.csv", _grain_columns(domains, "domain"))
+        summary["outputs"].insert(2, f"{ANALYSIS_DIR}/antiphase_domains.csv")
     _write_h5(out / "analysis.h5", groups, {"lattice": lat.name, "strain_sigma_A": sigma,
                                             "units": "positions, displacements in Å; strain dimensionless"})
     if report:
@@ -314,6 +321,17 @@ def analyze_folder(folder, *, lattice="fcc", lattice_constant=None, strain_sigma
                 fig.savefig(tmp, dpi=110, format="png")
     write_json(out / "summary.json", summary)
     return summary
+
+
+def _grain_columns(g, kind: str) -> dict:
+    """Columns of a grains table (one row per grain)."""
+    cols = {kind: np.arange(len(g.size)), "phase": g.phase, "atoms": g.size, "volume_A3": g.volume,
+            "diameter_A": g.diameter, "centroid_x": g.centroid[:, 0], "centroid_y": g.centroid[:, 1],
+            "centroid_z": g.centroid[:, 2]}
+    if kind == "domain":  # labels are "phase:variant"
+        parts = np.char.partition(g.phase.astype(str), ":")
+        cols["phase"], cols["variant"] = parts[:, 0], parts[:, 2]
+    return cols
 
 
 def _expand(co, grains, domains, keep):

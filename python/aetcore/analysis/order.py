@@ -156,17 +156,10 @@ def _class_of(offsets):
     return np.select([~p.any(axis=-1), p[..., 0] == 0, p[..., 1] == 0], [0, 1, 2], 3)
 
 
-def _sublattice(h):
-    return _class_of(h)
-
-
-def _mean_over(vals, mask):
-    """Mean of the non-NaN entries of vals[:, mask] (NaN if none) and the count."""
+def _sum_over(vals, mask):
+    """Sum and count of the non-NaN entries of vals[:, mask]."""
     v = vals[:, mask]
-    cnt = np.count_nonzero(~np.isnan(v), axis=1)
-    tot = np.nansum(v, axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return tot / cnt, tot, cnt
+    return np.nansum(v, axis=1), np.count_nonzero(~np.isnan(v), axis=1)
 
 
 class _Terms:
@@ -215,13 +208,13 @@ class _Terms:
         all_c = np.zeros((n, 4))
         ev_t = np.zeros((n, 4))
         ev_c = np.zeros((n, 4))
-        _, t, c = _mean_over(self.v2, np.ones(6, bool))
+        t, c = _sum_over(self.v2, np.ones(6, bool))
         sel_t[:, 0], sel_c[:, 0] = t, c
         all_t[:, 0], all_c[:, 0] = t, c
         ev_t[:, 0], ev_c[:, 0] = self.x, 1.0
         for k in (1, 2, 3):  # three sublattice classes
-            _, t3, n3 = _mean_over(self.v3, c3 == k)
-            _, t1, n1 = _mean_over(self.v1, c1 == k)
+            t3, n3 = _sum_over(self.v3, c3 == k)
+            t1, n1 = _sum_over(self.v1, c1 == k)
             sel_t[:, k], sel_c[:, k] = t3, n3
             all_t[:, k], all_c[:, k] = t3 + t1, n3 + n1
             ev_t[:, k], ev_c[:, k] = t1, n1
@@ -235,7 +228,7 @@ class _Terms:
         eta = np.where(s == 0, 0.0, s * eta_all)
         # absolute code of M: own sublattice XOR the class pattern
         pattern = np.array([[0, 0, 0], [0, 1, 1], [1, 0, 1], [1, 1, 0]])
-        trans = _sublattice((self.h + pattern[kbest]) % 2)
+        trans = _class_of((self.h + pattern[kbest]) % 2)  # absolute sublattice code
         trans = np.where((s == 0) | np.isnan(s), -1, trans)
         # expected own species from all shells, i excluded: own in M or not
         score_all = _contrast(all_t, all_c)

@@ -186,7 +186,7 @@ def analyze_folder(folder, *, lattice="fcc", lattice_constant=None, strain_sigma
     d_nn = fit.info["nn_distance"]
     cn = coordination(x, d_nn * lat.shell_gap, threads=threads)
     rdf = radial_distribution(x, rdf_max)
-    bo = bond_order(x)
+    bo = bond_order(x, threads=threads)
     interior = cn >= lat.coordination
 
     # strain (object frame, and along the crystal axes); atoms far from their site or sharing it

@@ -18,8 +18,8 @@ from .order import (PHASES, VARIANTS, ChemicalOrder, antiphase_boundaries, antis
                     classify_phases, fcc_shell_offsets, local_order, site_neighbours, swap_defects,
                     translation_variants, warren_cowley)
 from .grains import Grains, find_grains, site_pairs
-from .bond_order import (BondOrder, bond_order, global_steinhardt, neighbour_bonds, normalized_order,
-                         steinhardt)
+from .bond_order import (CUTOFF_FACTOR, FCC_Q4, FCC_Q6, REFERENCE, BondOrder, bond_order, global_steinhardt,
+                         neighbour_bonds, normalized_order, steinhardt)
 from .folder import analyze_folder
 
 _PLOTS = ("strain_map_figure", "order_map_figure", "phase_map_figure", "rdf_figure")
@@ -39,6 +39,7 @@ __all__ = ["RDF", "coordination", "nearest_neighbour_distance", "neighbour_list"
            "rotation_from_gradient", "strain_from_gradient", "strain_map", "to_crystal_frame", "voigt",
            "PHASES", "VARIANTS", "ChemicalOrder", "antiphase_boundaries", "antisite_defects", "chemical_order",
            "classify_phases", "fcc_shell_offsets", "local_order", "site_neighbours", "swap_defects",
-           "translation_variants", "warren_cowley", "Grains", "find_grains", "site_pairs", "BondOrder",
+           "translation_variants", "warren_cowley", "Grains", "find_grains", "site_pairs", "CUTOFF_FACTOR",
+           "FCC_Q4", "FCC_Q6", "REFERENCE", "BondOrder",
            "bond_order", "global_steinhardt", "neighbour_bonds", "normalized_order", "steinhardt",
            "analyze_folder", *_PLOTS]

@@ -101,14 +101,17 @@ RefineEval refine_objective(const AtomSet& atoms, const std::vector<Mat3>& rotat
     std::vector<double> loss_k(std::size_t(K), 0.0), abs_k(std::size_t(K), 0.0);
     const std::size_t ng = want_grad ? std::size_t(3 * n + 2 * ns) : 0;
     const std::size_t nj = want_jtj ? std::size_t(6 * n) : 0;
-    std::vector<std::vector<double>> acc_g(static_cast<std::size_t>(nt)), acc_j(static_cast<std::size_t>(nt));
+    std::vector<std::vector<double>> acc_g(static_cast<std::size_t>(nt)), acc_j(static_cast<std::size_t>(nt)),
+        acc_m(static_cast<std::size_t>(nt));
 #pragma omp parallel num_threads(nt)
     {
         const int tid = omp_get_thread_num();
         std::vector<double>& g = acc_g[std::size_t(tid)];
         std::vector<double>& jt = acc_j[std::size_t(tid)];
+        std::vector<double>& meat = acc_m[std::size_t(tid)];
         g.assign(ng, 0.0);
         jt.assign(nj, 0.0);
+        meat.assign(nj, 0.0);
         std::vector<double> ex, ey, dxu, dyv, dxs, dys;
 #pragma omp for schedule(static)
         for (index_t k = 0; k < K; ++k) {
@@ -174,10 +177,26 @@ RefineEval refine_objective(const AtomSet& atoms, const std::vector<Mat3>& rotat
                     const double muu = A2 * edd * eyy, muv = A2 * exd * eyd, mvv = A2 * exx * fdd;
                     double* J = jt.data() + 6 * a;
                     const int ii[6] = {0, 0, 0, 1, 1, 2}, jj[6] = {0, 1, 2, 1, 2, 2};
+                    // the same with r^2 per pixel: not separable, one pass over the window
+                    double ruu = 0, ruv = 0, rvv = 0;
+                    for (index_t j = 0; j < mv; ++j) {
+                        const double* row = res + (w.v0 + j) * ndx + w.u0;
+                        const double eyj = ey[std::size_t(j)], dyj = dyv[std::size_t(j)];
+                        for (index_t i = 0; i < mu; ++i) {
+                            const double r2 = row[i] * row[i];
+                            const double gu = dxu[std::size_t(i)] * eyj, gv = ex[std::size_t(i)] * dyj;
+                            ruu += r2 * gu * gu;
+                            ruv += r2 * gu * gv;
+                            rvv += r2 * gv * gv;
+                        }
+                    }
+                    ruu *= A2, ruv *= A2, rvv *= A2;
+                    double* M = meat.data() + 6 * a;
                     for (int q = 0; q < 6; ++q) {
                         const double a0 = Rt(0, ii[q]), a1 = Rt(1, ii[q]);
                         const double b0 = Rt(0, jj[q]), b1 = Rt(1, jj[q]);
                         J[q] += a0 * muu * b0 + a0 * muv * b1 + a1 * muv * b0 + a1 * mvv * b1;
+                        M[q] += a0 * ruu * b0 + a0 * ruv * b1 + a1 * ruv * b0 + a1 * rvv * b1;
                     }
                 }
             }
@@ -202,9 +221,13 @@ RefineEval refine_objective(const AtomSet& atoms, const std::vector<Mat3>& rotat
     }
     if (want_jtj) {
         out.jtj.assign(nj, 0.0);
+        out.jtrrj.assign(nj, 0.0);
         for (int t = 0; t < nt; ++t)
             if (acc_j[std::size_t(t)].size() == nj)
-                for (std::size_t i = 0; i < nj; ++i) out.jtj[i] += acc_j[std::size_t(t)][i];
+                for (std::size_t i = 0; i < nj; ++i) {
+                    out.jtj[i] += acc_j[std::size_t(t)][i];
+                    out.jtrrj[i] += acc_m[std::size_t(t)][i];
+                }
     }
     return out;
 }

@@ -24,6 +24,8 @@ struct RefineEval {
     std::vector<double> grad_sigma;  // n_species, dL/dsigma_s (sigma in voxels)
     std::vector<double> grad_b;      // n_species, dL/dB_s (B in Å²), via sigma^2 = B/(8 pi^2 p^2) + blur^2
     std::vector<double> jtj;         // n x 6 (xx, xy, xz, yy, yz, zz) of sum dP/dr dP/dr^T, voxels
+    std::vector<double> jtrrj;       // n x 6, the same with each pixel weighted by its squared residual
+                                     // (the "meat" of a heteroscedasticity-consistent sandwich estimate)
 };
 
 // measured: K x ndy x ndx float32 (K = rotations.size()). scale <= 0 means the closed-form scale.

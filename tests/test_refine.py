@@ -131,6 +131,29 @@ def test_precision_matches_scatter(pt_case):
     assert np.all((ratio > 1 / 1.5) & (ratio < 1.5)), ratio
 
 
+def test_precision_under_poisson_noise_sandwich_vs_curvature():
+    # Poisson noise is larger on the atoms than on the background: the sandwich estimate follows the
+    # scatter of refined positions over independent noise realisations, one noise level does not.
+    p = simulate.fept_particle(7.0, orientation="random", seed=2)
+    ang = simulate.angles_range(-70, 70, 15)
+    errs, sand, curv = [], [], []
+    for seed in range(6):
+        s = simulate.tilt_series(p.positions, p.species, ang, (48, 48), PS, dose=5e4, seed=10 + seed, threads=1)
+        kw = dict(refine_heights=False, refine_b=False, iterations=100, threads=1)
+        r = refine(p.positions, p.species, s.tilts, s.angles, PS, **kw)
+        errs.append(r.positions - p.positions)
+        sand.append(r.precision)
+        curv.append(refine(p.positions, p.species, s.tilts, s.angles, PS, precision="curvature", **kw).precision)
+    actual = np.sqrt(np.mean(np.array(errs) ** 2))
+    ratio_s = actual / np.sqrt(np.mean(np.array(sand) ** 2))
+    ratio_c = actual / np.sqrt(np.mean(np.array(curv) ** 2))
+    print(f"actual/sandwich {ratio_s:.2f}, actual/curvature {ratio_c:.2f}")
+    assert 0.75 < ratio_s < 1.33
+    assert ratio_c > 1.3  # one noise level is too optimistic here
+    with pytest.raises(ValueError, match="precision"):
+        refine(p.positions, p.species, s.tilts, s.angles, PS, precision="bootstrap")
+
+
 # ------------------------------------------------------------------------------- bounds, threads
 def test_bounds_honoured(pt_case):
     pos, sp, model, tilts = pt_case

@@ -67,7 +67,10 @@ void register_refine(py::module_& m) {
                   d["grad_sigmas"] = to_array<double>(r.grad_sigma, {py::ssize_t(ns)});
                   d["grad_b_factors"] = to_array<double>(r.grad_b, {py::ssize_t(ns)});
               }
-              if (want_jtj) d["jtj"] = to_array<double>(r.jtj, {py::ssize_t(a.n), 6});
+              if (want_jtj) {
+                  d["jtj"] = to_array<double>(r.jtj, {py::ssize_t(a.n), 6});
+                  d["jtrrj"] = to_array<double>(r.jtrrj, {py::ssize_t(a.n), 6});
+              }
               return d;
           },
           py::arg("positions"), py::arg("species"), py::arg("heights"), py::arg("b_factors"), py::arg("blur"),
@@ -76,7 +79,8 @@ void register_refine(py::module_& m) {
           py::arg("threads") = 0,
           "Loss sum (s P - b)^2 / 2 of Gaussian atoms against a tilt series, sum |s P - b|, and gradients.\n"
           "positions in voxels, b_factors in Å^2, blur and pixel_size in Å; scale <= 0 = closed form.\n"
-          "grad_positions per voxel; jtj = per-atom (xx, xy, xz, yy, yz, zz) of sum dP/dr dP/dr^T (voxels).");
+          "grad_positions per voxel; jtj = per-atom (xx, xy, xz, yy, yz, zz) of sum dP/dr dP/dr^T (voxels);\n"
+          "jtrrj = the same with each pixel weighted by its squared residual (s P - b)^2.");
 }
 
 }  // namespace aet::bind

@@ -86,6 +86,7 @@ _SPEC = {
         ("refine_b", True, "refine per-species B-factors"),
         ("iterations", 50, "refinement iterations"),
         ("cutoff", 5.0, "Gaussian cut-off, in sigmas"),
+        ("precision", "sandwich", "per-atom precision estimate: \"sandwich\" (per-pixel noise) or \"curvature\""),
     ]),
 }
 
@@ -96,6 +97,7 @@ _CHOICES = {
     ("preprocess", "denoise"): ("none", "nlm", "tv", "wavelet", "bm3d"),
     ("preprocess", "background"): ("none", "constant", "plane"),
     ("reconstruct", "support"): ("auto", "box"),
+    ("refine", "precision"): ("sandwich", "curvature"),
 }
 _NONE_STRINGS = {("preprocess", "denoise"): "none", ("preprocess", "background"): "none",
                  ("reconstruct", "support"): "auto", ("trace", "threshold"): "auto"}

@@ -16,11 +16,16 @@ Parameters seen by L-BFGS-B: position offsets from the start in Å (bounds ``±m
 coordinate), heights relative to their start (``H / H_0`` > 0) and ``B`` in Å² (bounds [0.1, 50]);
 the objective is divided by ``sum b^2 / 2`` so that its scale does not depend on the data.
 
-Precision: per atom, the Gauss-Newton 3x3 block ``J_i^T J_i`` (derivatives of ``s P`` with respect
-to that atom's coordinates only, summed over all pixels of all angles) and the noise variance from
-the residual, ``sigma^2 = sum r^2 / (n_pixels - n_params)``, give
-``precision_i = sqrt(diag(sigma^2 (J_i^T J_i)^{-1}))`` in Å. It ignores correlations with
-neighbouring atoms and with H, B and s (a lower bound where atoms overlap in projection).
+Precision: per atom, the Gauss-Newton 3x3 block ``A_i = J_i^T J_i`` (derivatives of ``s P`` with
+respect to that atom's coordinates, summed over all pixels of all angles) and, by default, the
+heteroscedasticity-consistent "sandwich" ``cov_i = A_i^{-1} (J_i^T diag(r^2) J_i) A_i^{-1} N/(N - p)``
+with ``r`` the residual of every pixel, give ``precision_i = sqrt(diag(cov_i))`` in Å. Poisson noise
+is larger on the atoms than on the background, so one noise level for all pixels
+(``precision="curvature"``: ``sigma^2 A_i^{-1}`` with ``sigma^2 = sum r^2 / (N - p)``) is too
+optimistic (by about 1.8x on simulated FePt); the sandwich matched the spread of refined positions
+over independent noise realisations to within a few per cent (tests/test_refine.py). Both ignore
+correlations with neighbouring atoms and with H, B and s, and neither sees systematic errors
+(misalignment, a wrong atom model): they are the precision the noise allows, not an accuracy.
 """
 from __future__ import annotations
 
@@ -30,7 +35,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from . import _core
-from ._validate import as_angles, as_positions, as_tilts, at_least, positive, resolve_threads
+from ._validate import as_angles, as_positions, as_tilts, at_least, one_of, positive, resolve_threads
 from ase.data import atomic_numbers
 
 from .project import AtomModel, atom_model
@@ -91,7 +96,7 @@ def _flag(value, name: str) -> bool:
 def refine(positions, species, tilts, angles, pixel_size, *, model: AtomModel | None = None,
            max_shift: float = 1.0, refine_positions: bool = True, refine_heights: bool = True,
            refine_b: bool = True, iterations: int = 50, scale=None, cutoff: float = 5.0,
-           threads=None) -> RefinementResult:
+           precision: str = "sandwich", threads=None) -> RefinementResult:
     """Refine atom positions, heights and B-factors against a tilt series.
 
     Parameters
@@ -118,6 +123,10 @@ def refine(positions, species, tilts, angles, pixel_size, *, model: AtomModel | 
         None solves the global scale in closed form at every evaluation; a number fixes it.
     cutoff : float
         Atoms are evaluated within ``cutoff`` sigmas.
+    precision : {"sandwich", "curvature"}
+        How the per-atom precision is estimated (see the module documentation): ``"sandwich"``
+        weights every pixel by its own squared residual (right for Poisson noise, which is larger
+        on the atoms than on the background); ``"curvature"`` assumes one noise level everywhere.
     threads : int, optional
 
     Returns
@@ -146,6 +155,7 @@ def refine(positions, species, tilts, angles, pixel_size, *, model: AtomModel | 
     iterations = at_least(iterations, 1, "iterations", integer=True)
     fixed_scale = 0.0 if scale is None else positive(scale, "scale")
     cutoff = positive(cutoff, "cutoff")
+    precision_method = one_of(precision, ("sandwich", "curvature"), "precision")
     nt = resolve_threads(threads)
 
     n, ns = pos0.shape[0], len(model.symbols)
@@ -237,16 +247,19 @@ def refine(positions, species, tilts, angles, pixel_size, *, model: AtomModel | 
     n_params = (3 * n if rp else 0) + (ns if rh else 0) + (ns if rb else 0) + (1 if scale is None else 0)
     dof = max(1, t.size - n_params)
     noise_var = 2.0 * final["loss"] / dof
-    jtj = final["jtj"] * (s_eff / ps) ** 2  # derivatives of s P per Å
+    # Per-atom 3x3 blocks of J^T J and of J^T diag(r^2) J, derivatives of s P per Å.
     idx = np.array([[0, 1, 2], [1, 3, 4], [2, 4, 5]])
-    blocks = jtj[:, idx]  # (n, 3, 3)
+    A = (final["jtj"] * (s_eff / ps) ** 2)[:, idx]
+    M = (final["jtrrj"] * (s_eff / ps) ** 2)[:, idx] * (t.size / dof)  # HC1 small-sample factor
+    invertible = np.linalg.det(A) > 1e-300 * np.abs(A).max(initial=1.0) ** 3
     precision = np.full((n, 3), np.inf)
-    for i in range(n):
-        try:
-            cov = noise_var * np.linalg.inv(blocks[i])
-            precision[i] = np.sqrt(np.clip(np.diag(cov), 0, None))
-        except np.linalg.LinAlgError:
-            pass
+    if invertible.any():
+        Ai = np.linalg.inv(A[invertible])
+        if precision_method == "sandwich":
+            cov = Ai @ M[invertible] @ Ai
+        else:
+            cov = noise_var * Ai
+        precision[invertible] = np.sqrt(np.clip(np.diagonal(cov, axis1=1, axis2=2), 0, None))
     out_model = replace(model, heights=np.asarray(h, np.float64).copy(), b_factors=np.asarray(b, np.float64).copy())
     return RefinementResult(positions=np.ascontiguousarray(pos, np.float64), labels=labels, model=out_model,
                             scale=final_scale, r1_before=float(r1_before),

@@ -76,7 +76,7 @@ def test_config_check_command(tmp_path, capsys):
 # --------------------------------------------------------------------------------- arguments
 def test_help_on_every_subcommand():
     for sub in ([], ["run"], ["simulate"], ["demo"], ["config"], ["preprocess"], ["align"], ["reconstruct"],
-                ["trace"], ["classify"], ["refine"], ["export"]):
+                ["trace"], ["classify"], ["refine"], ["export"], ["analyze"], ["track"], ["batch"]):
         r = subprocess.run([sys.executable, "-m", "aetcore", *sub, "--help"], capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
         assert "usage:" in r.stdout

@@ -159,3 +159,29 @@ def test_export_poscar_and_cif(done, tmp_path):
         np.testing.assert_allclose(np.diag(a.cell), a.positions.max(axis=0) + 8.0, atol=1e-4)
     with pytest.raises(ValueError, match="no atoms.xyz"):
         workflow.export(tmp_path)
+
+
+def test_analyze_and_track_write_into_the_folder_and_report(done, tmp_path):
+    import shutil
+    from scipy.spatial.transform import Rotation
+    out = tmp_path / "res"
+    shutil.copytree(done[0], out)
+    assert main(["analyze", "--out", str(out), "--quiet"]) == 0
+    s = json.loads((out / "analysis" / "summary.json").read_text())
+    assert s["atoms"] == len(read(out / "atoms.xyz"))
+    assert 3.7 < s["lattice"]["lattice_constant_A"] < 4.0  # simulated FePt: 3.86 Å
+    html = (out / "report.html").read_text()
+    assert "Analysis" in html and "Reconstruction" in html.replace("reconstruction", "Reconstruction")
+    # a second time point: the same model turned by 5 degrees and moved
+    a = read(out / "atoms.xyz")
+    R = Rotation.from_euler("z", 5, degrees=True).as_matrix()
+    b = a.copy()
+    b.positions = a.positions @ R.T + [0.3, -0.2, 0.1]
+    from aetcore.io import write_xyz
+    write_xyz(tmp_path / "t1.xyz", b)
+    assert main(["track", str(out / "atoms.xyz"), str(tmp_path / "t1.xyz"), "--out", str(tmp_path / "trk"),
+                 "--quiet"]) == 0
+    t = json.loads((tmp_path / "trk" / "track" / "summary.json").read_text())
+    assert "Tracking" in (tmp_path / "trk" / "report.html").read_text()
+    assert t["registration"][1]["rotation_deg"] == pytest.approx(5.0, abs=0.01)
+    assert t["correspondence"][0]["pairs"] == len(a) and t["correspondence"][0]["species_changed"] == 0

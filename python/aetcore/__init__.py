@@ -7,7 +7,10 @@ Modules, one per step: :mod:`aetcore.preprocess` (frames, distortion, denoising,
 volumes and atoms), :mod:`aetcore.reconstruct` (GENFIRE, RESIRE, SIRT, WBP),
 :mod:`aetcore.trace` (atoms from a volume), :mod:`aetcore.classify` (species),
 :mod:`aetcore.refine` (atomic model against the projections), :mod:`aetcore.scoring` (atoms against the truth),
-:mod:`aetcore.simulate` (nanoparticles and tilt series), :mod:`aetcore.metrics` (errors, FSC).
+:mod:`aetcore.simulate` (nanoparticles and tilt series), :mod:`aetcore.metrics` (errors, FSC),
+:mod:`aetcore.analysis` (strain, chemical order, grains, bond order), :mod:`aetcore.track` (4D),
+:mod:`aetcore.workflow` (``aetcore.run``: the ``aet run`` chain and its results folder),
+:mod:`aetcore.batch` (``aetcore.batch``: many datasets on Dask), :mod:`aetcore.report` (report.html).
 """
 from importlib.metadata import PackageNotFoundError, version as _version
 
@@ -17,6 +20,7 @@ from .reconstruct import Reconstruction, genfire, resire, sirt, wbp
 from .classify import classify as classify_species
 from .pipeline import atoms_from_tilts
 from .workflow import run
+from .batch import batch
 from .refine import refine as refine_atoms
 from .scoring import match_atoms
 from .trace import trace_atoms
@@ -26,7 +30,7 @@ try:
 except PackageNotFoundError:  # pragma: no cover
     __version__ = "0+unknown"
 
-__all__ = ["run", "align", "preprocess", "atoms_from_tilts", "classify", "refine", "classify_species", "refine_atoms", "geometry", "metrics", "project", "reconstruct", "scoring", "simulate", "trace", "match_atoms",
+__all__ = ["run", "batch", "align", "preprocess", "atoms_from_tilts", "classify", "refine", "classify_species", "refine_atoms", "geometry", "metrics", "project", "reconstruct", "scoring", "simulate", "trace", "match_atoms",
            "trace_atoms", "project_volume",
            "backproject_volume", "project_atoms", "render_atoms", "Reconstruction", "genfire",
            "resire", "sirt", "wbp", "__version__"]

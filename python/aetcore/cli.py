@@ -1,7 +1,9 @@
 """The ``aet`` command line: ``aet run`` (tilt series to atoms and a report), one command per step
 (``aet preprocess``, ``align``, ``reconstruct``, ``trace``, ``classify``, ``refine``) to redo a step
-of a results folder with new settings, ``aet export`` (POSCAR, CIF), ``aet simulate`` (a test data
-set), ``aet demo`` (simulate, reconstruct and score) and ``aet config --defaults``.
+of a results folder with new settings, ``aet analyze`` (strain, chemical order, grains),
+``aet track`` (4D: atoms and nuclei through time), ``aet batch`` (many datasets on Dask),
+``aet export`` (POSCAR, CIF), ``aet simulate`` (a test data set), ``aet demo`` (simulate, run the
+whole chain and score it) and ``aet config --defaults``.
 
 Errors in arguments or input files end the command with exit status 2 and one line naming the
 argument or file and what is wrong.
@@ -199,6 +201,28 @@ def cmd_step(args) -> int:
     return 0
 
 
+def cmd_analyze(args) -> int:
+    from .analysis import analyze_folder
+    s = analyze_folder(args.out, lattice=args.lattice, lattice_constant=args.lattice_constant,
+                       strain_sigma=args.strain_sigma, planes=tuple(args.planes), chemical=args.chemical,
+                       min_grain_size=args.min_grain_size, threads=args.threads)
+    if not args.quiet:
+        print(f"analysed {s['atoms']} atoms; wrote {Path(args.out) / 'analysis'} and the report's "
+              f"Analysis section ({Path(args.out) / 'report.html'})")
+    return 0
+
+
+def cmd_track(args) -> int:
+    from .track import track_folders
+    s = track_folders(args.models, args.out, order_key=args.order_key, register=not args.no_register,
+                      threshold=args.threshold, core_threshold=args.core_threshold, min_size=args.min_size,
+                      threads=args.threads)
+    if not args.quiet:
+        print(f"tracked {len(args.models)} time points; wrote {Path(args.out) / 'track'} and the report's "
+              f"Tracking section ({Path(args.out) / 'report.html'})")
+    return 0
+
+
 def cmd_export(args) -> int:
     from .workflow import export
     files = export(args.out, args.format, vacuum=args.vacuum)
@@ -273,6 +297,53 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int, default=None, help="random seed")
         _verbosity(p)
         p.set_defaults(func=cmd_step)
+
+    p = sub.add_parser("analyze", help="strain, chemical order, grains and bond order of a results folder",
+                       description="Analyse DIR/atoms.xyz: neighbours and RDF, lattice fit, displacement and "
+                                   "strain (Gaussian-smoothed), L1_0/L1_2 chemical order, Warren-Cowley, "
+                                   "anti-sites and anti-phase boundaries, grains, Steinhardt bond order. "
+                                   "Writes DIR/analysis/ (CSV, HDF5, PNG) and an Analysis section of "
+                                   "DIR/report.html.")
+    p.add_argument("--out", required=True, metavar="DIR", help="a results folder with atoms.xyz")
+    p.add_argument("--lattice", default="fcc", choices=("fcc", "bcc", "sc", "diamond", "hcp"),
+                   help="lattice of the fit (default fcc)")
+    p.add_argument("--lattice-constant", type=_positive_float("lattice constant"), default=None, metavar="A",
+                   help="bulk lattice constant in Å for absolute strain (default: fitted, strain relative "
+                        "to the particle's mean lattice)")
+    p.add_argument("--strain-sigma", type=_positive_float("strain sigma"), default=10.0, metavar="Å",
+                   help="Gaussian smoothing of the strain, Å (default 10 = 1 nm)")
+    p.add_argument("--planes", nargs="+", choices=("x", "y", "z"), default=["z"],
+                   help="normals of the maps through the centre (default z)")
+    p.add_argument("--chemical", choices=("auto", "on", "off"), default="auto",
+                   help="chemical order analysis (auto: binary alloys on fcc)")
+    p.add_argument("--min-grain-size", type=_int_at_least(1), default=10, metavar="N",
+                   help="smallest grain listed, atoms (default 10)")
+    p.add_argument("--threads", type=_int_at_least(1), default=None, metavar="N")
+    _verbosity(p)
+    p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("track", help="follow atoms and nuclei through the time points of one particle (4D)",
+                       description="Register the models of successive time points (ICP), pair their atoms, "
+                                   "find nuclei by bond-orientational order and follow them (growth, "
+                                   "fluctuation, dissolution, merging, division). Writes OUT/track/ (CSV, "
+                                   "HDF5, PNG) and a Tracking section of OUT/report.html.")
+    p.add_argument("models", nargs="+", metavar="MODEL",
+                   help="results folders (with atoms.xyz) or .xyz files, one per time, in time order")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--order-key", default=None, metavar="NAME",
+                   help="per-atom array of the XYZ files to use as the order parameter (default: the "
+                        "normalised bond-orientational order)")
+    p.add_argument("--threshold", type=float, default=0.5, help="order parameter of a nucleus atom (default 0.5)")
+    p.add_argument("--core-threshold", type=float, default=0.7, help="order parameter of a core atom (default 0.7)")
+    p.add_argument("--min-size", type=_int_at_least(1), default=13, metavar="N",
+                   help="smallest nucleus, atoms (default 13)")
+    p.add_argument("--no-register", action="store_true", help="the models are already in one frame")
+    p.add_argument("--threads", type=_int_at_least(1), default=None, metavar="N")
+    _verbosity(p)
+    p.set_defaults(func=cmd_track)
+
+    from .batch import add_batch_parser
+    add_batch_parser(sub)
 
     p = sub.add_parser("export", help="write the atomic model as POSCAR and CIF (for DFT)",
                        description="Write DIR/atoms.xyz as DIR/atoms.vasp (POSCAR) and DIR/atoms.cif through "

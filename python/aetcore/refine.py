@@ -33,6 +33,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.optimize import minimize
+from tqdm.auto import tqdm
 
 from . import _core
 from ._validate import as_angles, as_positions, as_tilts, at_least, one_of, positive, resolve_threads
@@ -96,7 +97,7 @@ def _flag(value, name: str) -> bool:
 def refine(positions, species, tilts, angles, pixel_size, *, model: AtomModel | None = None,
            max_shift: float = 1.0, refine_positions: bool = True, refine_heights: bool = True,
            refine_b: bool = True, iterations: int = 50, scale=None, cutoff: float = 5.0,
-           precision: str = "sandwich", threads=None) -> RefinementResult:
+           precision: str = "sandwich", threads=None, progress: bool = False) -> RefinementResult:
     """Refine atom positions, heights and B-factors against a tilt series.
 
     Parameters
@@ -128,6 +129,8 @@ def refine(positions, species, tilts, angles, pixel_size, *, model: AtomModel | 
         weights every pixel by its own squared residual (right for Poisson noise, which is larger
         on the atoms than on the background); ``"curvature"`` assumes one noise level everywhere.
     threads : int, optional
+    progress : bool
+        Show a progress bar over the iterations.
 
     Returns
     -------
@@ -222,15 +225,21 @@ def refine(positions, species, tilts, angles, pixel_size, *, model: AtomModel | 
     if x0:
         x0 = np.concatenate(x0)
 
+        bar = tqdm(total=iterations, desc="refine", disable=None if progress else True, leave=False)
+
         def callback(xk):
+            bar.update(1)
             if "x" in last and np.array_equal(last["x"], xk):
                 history.append(last["loss"])
             else:
                 p_, h_, b_ = unpack(xk)
                 history.append(evaluate(p_, h_, b_, False)["loss"])
 
-        res = minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=bounds, callback=callback,
-                       options={"maxiter": iterations, "ftol": 1e-15, "gtol": 1e-12, "maxcor": 20})
+        try:
+            res = minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=bounds, callback=callback,
+                           options={"maxiter": iterations, "ftol": 1e-15, "gtol": 1e-12, "maxcor": 20})
+        finally:
+            bar.close()
         pos, h, b = unpack(np.clip(res.x, [lo if lo is not None else -np.inf for lo, _ in bounds],
                                    [hi if hi is not None else np.inf for _, hi in bounds]))
         message, nit = str(res.message), int(res.nit)

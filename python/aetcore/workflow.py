@@ -304,7 +304,7 @@ def _do_reconstruct(r: _Run) -> None:
              "resolution": None}
     if r.cfg["reconstruct"]["half_set_fsc"] and tilts.shape[0] >= 4:
         def half(t, a, **kw):
-            return genfire(t, a, pixel_size=r.pixel_size, threads=r.threads, seed=r.seed, progress=False,
+            return genfire(t, a, pixel_size=r.pixel_size, threads=r.threads, seed=r.seed, progress=r.progress,
                            volume_shape=rec.volume.shape, **opts)
         freq, corr, res = half_set_fsc(tilts, angles, half, pixel_size=r.pixel_size, threads=r.threads)
         arrays.update(fsc_freq=freq, fsc_corr=corr)
@@ -361,7 +361,7 @@ def _do_refine(r: _Run) -> None:
                {"enabled": False, "r1_before": None, "r1_after": None}, time.perf_counter() - t0)
         return
     ref = refine(positions, symbols, al["tilts"], al["angles"], r.pixel_size, threads=r.threads,
-                 **step_options(r.cfg, "refine", drop=("enabled",)))
+                 progress=r.progress, **step_options(r.cfg, "refine", drop=("enabled",)))
     r.save("refine", {"positions": ref.positions, "precision": ref.precision, "loss_history": ref.loss_history},
            {"enabled": True, "r1_before": ref.r1_before, "r1_after": ref.r1_after,
             "heights": dict(zip(ref.model.symbols, ref.model.heights.tolist())),
@@ -549,13 +549,17 @@ def run(tilts_path, angles_path, pixel_size: float, species: Sequence[str], out,
     seed = cfg["reconstruct"]["seed"] if seed is None else seed
     r = _Run(out, state, cfg, threads, seed, progress)
     r.write_state()
+    from tqdm.auto import tqdm
     t0 = time.perf_counter()
-    for step in STEPS:
+    bar = tqdm(STEPS, desc="aet run", disable=None if progress else True, unit="step")
+    for step in bar:
+        bar.set_postfix_str(step)
         if resume and r.valid(step):
             r.resumed.append(step)
             log.info("%s: finished earlier, kept (resume)", step)
             continue
         _DO[step](r)
+    bar.close()
     summary = _finish(r)
     log.info("done in %.1f s", time.perf_counter() - t0)
     return summary

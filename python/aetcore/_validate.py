@@ -166,3 +166,15 @@ def as_generator(seed) -> np.random.Generator:
     if seed is None or (isinstance(seed, Integral) and not isinstance(seed, bool)):
         return np.random.default_rng(seed)
     raise TypeError(f"seed: expected None, an int or a numpy.random.Generator, got {type(seed).__name__}")
+
+
+def as_folder(folder, name: str = "folder"):
+    """An existing directory as a Path; TypeError for a non-path, ValueError if it does not exist."""
+    import os
+    from pathlib import Path
+    if not isinstance(folder, (str, os.PathLike)):
+        raise TypeError(f"{name}: expected a path (str or os.PathLike), got {type(folder).__name__}")
+    f = Path(folder)
+    if not f.is_dir():
+        raise ValueError(f"{name}: {f} is not an existing directory")
+    return f

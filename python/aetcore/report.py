@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._validate import as_folder
+
 from ._validate import as_angles, as_positions, as_volume, positive, real_array
 from .io import atomic_path
 
@@ -47,12 +49,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # --------------------------------------------------------------------------------------------
 
 def _folder(folder) -> Path:
-    if not isinstance(folder, (str, os.PathLike)):
-        raise TypeError(f"folder: expected a path (str or os.PathLike), got {type(folder).__name__}")
-    f = Path(folder)
-    if not f.is_dir():
-        raise ValueError(f"folder: {f} is not an existing directory")
-    return f
+    return as_folder(folder)
 
 
 def _check_name(value, what: str) -> str:

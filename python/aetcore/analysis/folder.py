@@ -16,12 +16,11 @@ file is written whole or not at all.
 from __future__ import annotations
 
 import html
-import os
 from pathlib import Path
 
 import numpy as np
 
-from .._validate import at_least, one_of, positive
+from .._validate import as_folder, at_least, one_of, positive
 from ..io import atomic_path, write_json
 from .bond_order import bond_order
 from .grains import find_grains, site_pairs
@@ -36,11 +35,7 @@ ANALYSIS_DIR = "analysis"
 
 
 def _folder(folder) -> Path:
-    if not isinstance(folder, (str, os.PathLike)):
-        raise TypeError(f"folder: expected a path (str or os.PathLike), got {type(folder).__name__}")
-    f = Path(folder)
-    if not f.is_dir():
-        raise ValueError(f"folder: {f} is not an existing directory")
+    f = as_folder(folder)
     if not (f / "atoms.xyz").is_file():
         raise ValueError(f"folder: {f} has no atoms.xyz (write one with 'aet run')")
     return f

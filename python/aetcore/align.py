@@ -74,23 +74,35 @@ def _fourier_shift_1d(p: np.ndarray, s: np.ndarray) -> np.ndarray:
 
 
 def _xcorr_peak_1d(ref: np.ndarray, p: np.ndarray, upsample: int) -> np.ndarray:
-    """Sub-pixel shift s[k] with p[k] ~ shift(ref, s[k]): upsampled FFT cross-correlation plus a
-    parabolic fit of the peak. ref (L,), p (n, L); zero-padded inputs are expected."""
-    L = p.shape[-1]
+    """Sub-pixel shift s[k] with p[k] ~ shift(ref, s[k]): coarse FFT cross-correlation peak, the
+    correlation evaluated by a DFT on a grid of 1/upsample sample over 1.5 samples around it, and a
+    parabolic fit of the maximum. ref (L,), p (n, L); zero-padded inputs are expected."""
+    n, L = p.shape
     X = np.conj(np.fft.fft(ref))[None, :] * np.fft.fft(p, axis=-1)
-    M = L * upsample
-    Xp = np.zeros((p.shape[0], M), np.complex128)
-    h = L // 2
-    Xp[:, :h] = X[:, :h]
-    Xp[:, M - (L - h):] = X[:, h:]
-    c = np.real(np.fft.ifft(Xp, axis=-1))
-    i = np.argmax(c, axis=1)
-    r = np.arange(p.shape[0])
-    cm, c0, cp = c[r, (i - 1) % M], c[r, i], c[r, (i + 1) % M]
+    c = np.real(np.fft.ifft(X, axis=-1))
+    i = np.argmax(c, axis=1).astype(np.float64)
+    i = np.where(i > L / 2, i - L, i)
+    r = np.arange(n)
+    if upsample > 1:
+        size = int(np.ceil(1.5 * upsample)) | 1
+        m = (np.arange(size) - size // 2) / upsample
+        grid = i[:, None] + m[None, :]                                          # (n, size)
+        f = np.fft.fftfreq(L)
+        E = np.exp(2j * np.pi * f[None, :, None] * grid[:, None, :])            # (n, L, size)
+        up = np.real(np.einsum("kf,kfs->ks", X, E))
+        j = np.argmax(up, axis=1)
+        jm, jp = np.clip(j - 1, 0, size - 1), np.clip(j + 1, 0, size - 1)
+        cm, c0, cp = up[r, jm], up[r, j], up[r, jp]
+        step = 1.0 / upsample
+        base = grid[r, j]
+    else:
+        ii = i.astype(int)
+        cm, c0, cp = c[r, (ii - 1) % L], c[r, ii % L], c[r, (ii + 1) % L]
+        step = 1.0
+        base = i
     den = cm - 2 * c0 + cp
-    frac = np.where(np.abs(den) > 0, 0.5 * (cm - cp) / np.where(den == 0, 1, den), 0.0)
-    pos = (i + np.clip(frac, -0.5, 0.5)) / upsample
-    return np.where(pos > L / 2, pos - L, pos)
+    frac = np.where(den < 0, 0.5 * (cm - cp) / np.where(den < 0, den, -1.0), 0.0)
+    return base + np.clip(frac, -0.5, 0.5) * step
 
 
 def _pad(p: np.ndarray) -> np.ndarray:
@@ -266,7 +278,7 @@ def common_line(tilts, *, upsample: int = 20, iterations: int = 4) -> np.ndarray
 def _support_box(b: np.ndarray, margin: int):
     """Row and column slices of the box holding every image's object (smoothed |mean| above 2 % of
     its peak, union over the images), grown by `margin` pixels and clipped to the image."""
-    env = np.abs(ndimage.gaussian_filter(b, (0, 2, 2))).max(axis=0)
+    env = ndimage.gaussian_filter(np.abs(b).max(axis=0), 2.0)
     on = env > 0.02 * env.max()
     ys, xs = np.flatnonzero(on.any(axis=1)), np.flatnonzero(on.any(axis=0))
     ny, nx = b.shape[1:]
@@ -290,17 +302,18 @@ class _MomentConsistency:
         b = _subtract_background(t)
         n, ny, nx = t.shape
         margin = int(np.ceil(np.tan(np.radians(min(search, 45.0))) * 0.5 * nx)) + 4
-        rows, cols = _support_box(b.astype(np.float32), margin)
+        rows, cols = _support_box(b, margin)
         box = b[:, rows, cols]
         h = box.shape[1]
         self.L = 2 * h                                      # zero padding: shifts never wrap content
-        self.F = np.fft.rfft(box, n=self.L, axis=1)         # (n, L//2 + 1, w): every column's spectrum
+        self.F = np.fft.rfft(box, n=self.L, axis=1).astype(np.complex64)   # (n, L//2 + 1, w): columns' spectra
         self.f = np.fft.rfftfreq(self.L)
         self.u = (np.arange(cols.start, cols.stop) - nx // 2).astype(np.float64)
         self.w = np.arange(self.L) - (ny // 2 - rows.start)  # row coordinate v (= y - ny//2) of each index
         self.w = np.where(self.w >= self.L - (ny // 2 - rows.start) - h // 2, self.w - self.L, self.w)
         R = euler_matrices(ang)
         self.basis = R[:, :, 0]            # detector u = (R_k^T r)_x = r . (R_k e_x)
+        self.pinv = np.linalg.pinv(self.basis)
         self.upsample = upsample
 
     def profiles(self, angle: float):
@@ -308,8 +321,10 @@ class _MomentConsistency:
         (sense of scipy.ndimage.rotate), as functions of the sheared row coordinate, (n, L)."""
         a = np.radians(angle)
         ph = np.exp(2j * np.pi * np.outer(self.f, self.u) * np.tan(a))      # column u moved by -u tan(a)
-        m0 = np.fft.irfft(np.einsum("kfu,fu->kf", self.F, ph), n=self.L, axis=1)
-        mu = np.fft.irfft(np.einsum("kfu,fu->kf", self.F, ph * self.u), n=self.L, axis=1)
+        W = np.stack([ph, ph * self.u], axis=-1).astype(np.complex64)      # (nf, w, 2)
+        S = np.matmul(self.F.transpose(1, 0, 2), W).transpose(1, 0, 2).astype(np.complex128)   # (n, nf, 2)
+        m0 = np.fft.irfft(S[:, :, 0], n=self.L, axis=1)
+        mu = np.fft.irfft(S[:, :, 1], n=self.L, axis=1)
         # along a rotated row at v', the rotated x-coordinate is u / cos(a) + v' tan(a)
         m1 = mu / np.cos(a) + (self.w * np.sin(a))[None, :] * m0
         return m0, m1
@@ -324,8 +339,7 @@ class _MomentConsistency:
         a1 = _fourier_shift_1d(m1, dy)
         # order 0: every image has the same row-sum profile; order 1: m1(v, k) = r(v) . (R_k e_x)
         r0 = a0 - a0.mean(axis=0)
-        coef, *_ = np.linalg.lstsq(self.basis, a1, rcond=None)
-        r1 = a1 - self.basis @ coef
+        r1 = a1 - self.basis @ (self.pinv @ a1)
         # -2 log likelihood, Gaussian residuals of unknown variance per order (scale-free)
         return float(np.log((r0 ** 2).sum() + 1e-300) + np.log((r1 ** 2).sum() + 1e-300))
 
@@ -465,11 +479,52 @@ def _reconstructor(reconstruct, recon_iterations, pixel_size, threads):
     raise ValueError(f"reconstruct: expected 'sirt', 'genfire' or a callable, got {reconstruct!r}")
 
 
-def _register(ref: np.ndarray, img: np.ndarray, upsample: int) -> np.ndarray:
-    """Shift (dy, dx) that moves `img` onto `ref` (scipy.ndimage.shift sign)."""
-    from skimage.registration import phase_cross_correlation
-    s, _, _ = phase_cross_correlation(ref, img, upsample_factor=upsample, normalization=None)
-    return np.asarray(s, np.float64)
+def _register_batch(refs: np.ndarray, imgs: np.ndarray, upsample: int, threads: int) -> np.ndarray:
+    """Shifts (n, 2) (dy, dx) that move each `imgs[k]` onto `refs[k]` (scipy.ndimage.shift sign):
+    plain cross-correlation (means removed), coarse FFT peak, DFT-upsampled neighbourhood and a
+    parabolic fit of the peak (:func:`aetcore.preprocess._upsampled_peak`), all images at once."""
+    from .preprocess import _cross_power, _spectra, _upsampled_peak
+    nx = refs.shape[-1]
+    R = _cross_power(_spectra(refs, threads), _spectra(imgs, threads), None)
+    return _upsampled_peak(R, nx, upsample, threads)
+
+
+def _bin_images(t: np.ndarray, b: int) -> np.ndarray:
+    """Mean of b x b blocks, (n, ny // b, nx // b) float32 (trailing rows/columns dropped)."""
+    if b == 1:
+        return np.ascontiguousarray(t, dtype=np.float32)
+    n, ny, nx = t.shape
+    nyb, nxb = ny // b, nx // b
+    return np.ascontiguousarray(t[:, :nyb * b, :nxb * b].reshape(n, nyb, b, nxb, b).mean(axis=(2, 4)),
+                                dtype=np.float32)
+
+
+def _bin_offset(n: int, b: int) -> float:
+    """Full-resolution shift that puts the origin ``n // 2`` on the binned origin ``(n // b) // 2``:
+    binned pixel i covers full pixels b i .. b i + b - 1, centred at b i + (b - 1) / 2."""
+    return b * ((n // b) // 2) + (b - 1) / 2 - n // 2
+
+
+class _SIRT:
+    """SIRT ``x <- x + C P^T R (b - P x)`` from zero, with the row and column sums ``1/R``, ``1/C``
+    of the projector computed once for a geometry (reused by every projection-matching round)."""
+
+    def __init__(self, ang, shape, det, threads):
+        from .project import backproject_volume
+        self._bp = backproject_volume
+        self.ang, self.shape, self.det, self.threads = ang, shape, det, threads
+        rows = project_volume(np.ones(shape, np.float32), ang, detector_shape=det, threads=threads)
+        cols = backproject_volume(np.ones((len(ang),) + det, np.float32), ang, shape, threads=threads)
+        self.R = np.where(rows > 1e-6, 1.0 / np.maximum(rows, 1e-6), 0.0).astype(np.float32)
+        self.C = np.where(cols > 1e-6, 1.0 / np.maximum(cols, 1e-6), 0.0).astype(np.float32)
+
+    def __call__(self, t, iterations):
+        self.x = np.zeros(self.shape, np.float32)
+        for _ in range(iterations):
+            r = t - project_volume(self.x, self.ang, detector_shape=self.det, threads=self.threads)
+            r *= self.R
+            self.x += self.C * self._bp(r, self.ang, self.shape, threads=self.threads)
+        return self.x
 
 
 def _ncc(a: np.ndarray, b: np.ndarray) -> float:
@@ -478,63 +533,90 @@ def _ncc(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum() + 1e-300))
 
 
-def _refine_angles(vol, images, ang, det, span, threads):
+def _refine_angles(vol, images, ang, det, span, threads, smooth: float = 1.0):
+    """Per image, the tilt angle theta (within +-span deg) whose re-projection of `vol` best
+    correlates with the image; both are smoothed by a `smooth`-pixel Gaussian first, so the
+    interpolation blur of the projector, which changes with the angle (none at exactly 0 deg), does
+    not decide the comparison."""
     out = ang.copy()
+    imgs = ndimage.gaussian_filter(np.asarray(images, np.float64), (0, smooth, smooth))
     for k in range(ang.shape[0]):
         def cost(d, k=k):
             a = ang[k:k + 1].copy()
             a[0, 1] += d
             p = project_volume(vol, a, detector_shape=det, threads=threads)[0]
-            return -_ncc(p, images[k])
+            return -_ncc(ndimage.gaussian_filter(p.astype(np.float64), smooth), imgs[k])
         res = optimize.minimize_scalar(cost, bounds=(-span, span), method="bounded",
                                        options={"xatol": 0.01})
         out[k, 1] += float(res.x) if res.fun <= cost(0.0) else 0.0
-    # a common offset of all tilt angles only rotates the reconstruction: keep the mean
-    out[:, 1] -= (out[:, 1] - ang[:, 1]).mean()
+    # a common offset of all tilt angles only rotates the reconstruction: keep the mean. A change
+    # linear in theta (a scale of the tilt range) is what the missing wedge biases: the limited-angle
+    # reconstruction is elongated along z, so every re-projection fits best at a smaller |theta|;
+    # keep the scale too
+    d = out[:, 1] - ang[:, 1]
+    G = np.stack([np.ones_like(d), ang[:, 1]], axis=1)
+    out[:, 1] = ang[:, 1] + d - G @ np.linalg.lstsq(G, d, rcond=None)[0]
     return out
 
 
 def projection_matching(tilts, angles, *, reconstruct="sirt", iterations: int = 5, upsample: int = 20,
                         refine_angles: bool = False, angle_range: float = 1.0, shifts=None,
                         rotation: float = 0.0, recon_iterations: int = 30, pixel_size: float = 1.0,
-                        tol: float = 0.05, threads=None) -> Alignment:
+                        tol: float = 0.05, bin=None, threads=None) -> Alignment:
     """Align by projection matching: reconstruct, re-project, register, repeat.
 
-    Each iteration reconstructs the currently aligned series, re-projects it
-    (:func:`aetcore.project.project_volume`) and registers every image to its re-projection by
-    cross-correlation upsampled `upsample` times (:func:`skimage.registration.phase_cross_correlation`
-    with ``normalization=None``). The part of the updates explained by a 3D translation of the
-    object (the gauge) is removed, so the centre-of-mass convention of the starting shifts is kept.
-    Stops after `iterations` or when the RMS update is below `tol` px. Shifts are always applied to
-    the input in one interpolation (never compounded).
+    Each round applies the current shifts to the input (one cubic interpolation, never
+    compounded), bins the images `bin` x `bin` (block means; the origin ``n // 2`` is kept on the
+    binned origin), reconstructs them, re-projects the volume
+    (:func:`aetcore.project.project_volume`) and registers every binned image to its re-projection
+    (plain cross-correlation, DFT-upsampled `upsample` times around the coarse peak, then a
+    parabolic fit of the peak). The updates, scaled back to full-resolution pixels, lose the part
+    explained by a 3D translation of the object (the gauge), so the centre-of-mass convention of the
+    starting shifts is kept. Stops after `iterations` rounds or when the RMS update is below `tol`
+    pixels.
+
+    With ``reconstruct="sirt"`` every round runs `recon_iterations` SIRT iterations from zero (a SIRT
+    continued from the previous round's volume keeps the previous misalignment in the volume and
+    stalls: from a start 0.8 px RMS off it stopped at 0.27 px, against 0.08 px restarted).
 
     Parameters
     ----------
     tilts : (n, ny, nx) array
     angles : (n,) or (n, 3) array, degrees
     reconstruct : "sirt", "genfire" or callable
-        A callable takes ``(tilts, angles_n3)`` and returns a (nz, ny, nx) volume.
+        A callable takes ``(tilts, angles_n3)`` (binned images) and returns a (nz, ny, nx) volume.
     iterations : int
+        Maximum number of rounds.
     upsample : int
     refine_angles : bool
         After the shifts converge, refine each tilt angle theta by a bounded 1D search over
         ``±angle_range`` degrees maximising the normalised correlation of the image with the
-        re-projection at that angle (mean change removed: a common offset is a gauge), then run one
-        more round of shift matching with the refined angles.
+        re-projection at that angle (both smoothed by a 1-pixel Gaussian), removes from the changes
+        their least-squares part ``c0 + c1 theta`` (a common offset is a gauge; a change of scale
+        is what the missing wedge biases: the elongated limited-angle reconstruction fits every
+        image best at a smaller ``|theta|``), then runs more rounds of shift matching with the
+        refined angles. Experimental: on a 16 Å FePt particle at 0.4 Å/px (41 angles, 5e4 e/Å^2)
+        it did not recover random angle errors: ±1.5 deg uniform (0.88 deg RMS) became 1.21 deg RMS
+        (0.66 deg even with a volume reconstructed at the true angles).
     shifts : None or (n, 2) array
-        Starting shifts (dy, dx) (applied after `rotation`).
+        Starting shifts (dy, dx) (applied after `rotation`), full-resolution pixels.
     rotation : float
         In-plane rotation (degrees) applied first, as in :class:`Alignment`.
     recon_iterations : int
-        Iterations of the built-in reconstructions.
+        Iterations of the built-in reconstructions (first round for "sirt").
     pixel_size : float
     tol : float
-        Convergence threshold on the RMS shift update, px.
+        Convergence threshold on the RMS shift update, full-resolution pixels.
+    bin : None or int
+        Binning of the matching rounds; None: the smallest power of two that brings the larger
+        image side to at most 96 pixels (1 for 64 x 64, 4 for 256 x 256).
     threads : int, optional
 
     Returns
     -------
     Alignment
+        ``volume`` is the last reconstruction (binned: voxel size ``bin * pixel_size``);
+        ``residuals`` compare each binned aligned image with its re-projection.
     """
     t0 = time.perf_counter()
     t = _check_tilts(tilts)
@@ -549,6 +631,16 @@ def projection_matching(tilts, angles, *, reconstruct="sirt", iterations: int = 
     threads = resolve_threads(threads)
     if not isinstance(refine_angles, (bool, np.bool_)):
         raise TypeError(f"refine_angles: expected a bool, got {type(refine_angles).__name__}")
+    ny, nx = t.shape[1:]
+    if bin is None:
+        b = 1
+        while max(ny, nx) / b > 96:
+            b *= 2
+    else:
+        b = _int_at_least(bin, 1, "bin")
+        if min(ny, nx) // b < 8:
+            raise ValueError(f"bin: expected a binning that leaves at least 8 x 8 pixels, got {b} for "
+                             f"{ny} x {nx} images")
     if shifts is None:
         sh = np.zeros((n, 2))
     else:
@@ -559,50 +651,66 @@ def projection_matching(tilts, angles, *, reconstruct="sirt", iterations: int = 
             raise ValueError("shifts: expected finite values")
     if not np.isfinite(rotation):
         raise ValueError(f"rotation: expected a finite angle in degrees, got {rotation}")
-    recon = _reconstructor(reconstruct, recon_iterations, pixel_size, threads)
+    recon = None if reconstruct == "sirt" else _reconstructor(reconstruct, recon_iterations, pixel_size * b,
+                                                               threads)
     src = rotate_images(t, rotation) if rotation else t
-    det = t.shape[1:]
+    det = (ny // b, nx // b)
+    vshape = (det[1], det[0], det[1])
+    off = np.array([_bin_offset(ny, b), _bin_offset(nx, b)])
     history = []
     refined = False
+    state = {}
+
+    def binned(sh):
+        return _bin_images(apply_alignment(src, sh + off[None, :]), b)
 
     def rounds(sh, a, max_rounds):
-        vol = None
+        sirt = _SIRT(a, vshape, det, threads) if recon is None else None
         for _ in range(max_rounds):
-            cur = apply_alignment(src, sh)
-            vol = np.ascontiguousarray(recon(cur, a), dtype=np.float32)
+            cur = binned(sh)
+            if sirt is not None:
+                vol = sirt(cur, recon_iterations)
+            else:
+                vol = np.ascontiguousarray(recon(cur, a), dtype=np.float32)
             proj = project_volume(vol, a, detector_shape=det, threads=threads)
-            delta = np.array([_register(proj[k], cur[k], upsample) for k in range(n)])
+            delta = b * _register_batch(proj, cur, upsample, threads)
             delta = _remove_translation(delta, a)
             sh = sh + delta
+            state.update(vol=vol, proj=proj)
             rms = float(np.sqrt((delta ** 2).sum(axis=1).mean()))
             history.append(rms)
             if rms < tol:
                 break
-        return sh, vol
+        return sh
 
-    sh, vol = rounds(sh, ang, iterations)
+    sh = rounds(sh, ang, iterations)
     if refine_angles:
-        cur = apply_alignment(src, sh)
-        ang = _refine_angles(vol, cur, ang, det, angle_range, threads)
+        ang = _refine_angles(state["vol"], binned(sh), ang, det, angle_range, threads)
         refined = True
-        sh, vol = rounds(sh, ang, max(1, iterations // 2))
+        sh = rounds(sh, ang, max(1, iterations // 2))
     aligned = apply_alignment(src, sh)
-    vol = np.ascontiguousarray(recon(aligned, ang), dtype=np.float32)
-    proj = project_volume(vol, ang, detector_shape=det, threads=threads).astype(np.float64)
-    a64 = aligned.astype(np.float64)
+    a64 = binned(sh).astype(np.float64)
+    proj = state["proj"].astype(np.float64)
     res = np.sqrt(((a64 - proj) ** 2).sum(axis=(1, 2)) / (a64 ** 2).sum(axis=(1, 2)))
     return Alignment(tilts=aligned, shifts=sh, rotation=float(rotation), angles=ang, angles_refined=refined,
-                     residuals=res, steps={"matching": sh.copy()}, history=history, volume=vol,
+                     residuals=res, steps={"matching": sh.copy()}, history=history, volume=state["vol"],
                      timings={"matching": time.perf_counter() - t0})
 
 
 # ------------------------------------------------------------------------------------------ align
 def align(tilts, angles, *, rotation: bool = True, com: bool = True, common_line: bool = True,
-          matching: bool = True, reconstruct="sirt", iterations: int = 5, upsample: int = 20,
+          matching: bool = False, reconstruct="sirt", iterations: int = 5, upsample: int = 20,
           refine_angles: bool = False, recon_iterations: int = 30, pixel_size: float = 1.0,
-          rotation_search: float = 5.0, threads=None) -> Alignment:
+          rotation_search: float = 5.0, bin=None, threads=None) -> Alignment:
     """Align a tilt series: tilt-axis rotation, then centre of mass (x), common line (y), then
-    projection matching (both), each stage starting from the previous shifts.
+    (optionally) projection matching (both), each stage starting from the previous shifts.
+
+    Projection matching is off by default: on simulated isolated particles (background subtracted,
+    linear ADF contrast) centre of mass + common line already recover the shifts to 0.002-0.01 px
+    RMS (modulo the gauge), and matching against a SIRT re-projection moved them to 0.007-0.02 px
+    (the reconstruction's own errors) at many times the cost. Turn it on when the centre of mass
+    is not reliable: neighbouring objects or contamination entering the field of view, an uneven
+    background, contrast that is not proportional to the projected mass.
 
     Parameters
     ----------
@@ -611,8 +719,9 @@ def align(tilts, angles, *, rotation: bool = True, com: bool = True, common_line
     rotation, com, common_line, matching : bool
         Which stages run (:func:`tilt_axis_rotation`, :func:`center_of_mass`,
         :func:`common_line`, :func:`projection_matching`).
-    reconstruct, iterations, upsample, refine_angles, recon_iterations, pixel_size, threads
-        Passed to :func:`projection_matching` (`upsample` also to :func:`common_line`).
+    reconstruct, iterations, upsample, refine_angles, recon_iterations, pixel_size, bin, threads
+        Passed to :func:`projection_matching` (`upsample` also to :func:`common_line`, `threads` also
+        to :func:`tilt_axis_rotation`).
     rotation_search : float
         Half-range of the tilt-axis rotation search, degrees.
 
@@ -652,7 +761,7 @@ def align(tilts, angles, *, rotation: bool = True, com: bool = True, common_line
     if matching:
         res = projection_matching(src, ang, reconstruct=reconstruct, iterations=iterations, upsample=upsample,
                                   refine_angles=refine_angles, shifts=sh, recon_iterations=recon_iterations,
-                                  pixel_size=pixel_size, threads=threads)
+                                  pixel_size=pixel_size, bin=bin, threads=threads)
         steps["matching"] = res.shifts - sh
         timings.update(res.timings)
         timings["total"] = time.perf_counter() - t_start

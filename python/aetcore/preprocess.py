@@ -571,8 +571,9 @@ def denoise(images, method: str = "nlm", strength: float = 1.0, *, sigma=None, t
     * ``"tv"``: ``denoise_tv_chambolle(weight=strength * sigma)``
     * ``"wavelet"``: ``denoise_wavelet(sigma=strength * sigma, method="BayesShrink", mode="soft")``;
       needs PyWavelets (``pip install PyWavelets``)
-    * ``"bm3d"``: ``bm3d.bm3d(sigma_psd=strength * sigma)``; needs ``pip install bm3d`` (its
-      licence is not a permissive open-source one: see its licence before use).
+    * ``"bm3d"``: ``bm3d.bm3d(sigma_psd=strength * sigma)``; needs ``pip install bm3d``, which is
+      optional and not installed with aetcore: the ``bm3d`` package (Tampere University,
+      https://pypi.org/project/bm3d/) is licensed for non-commercial use only (see its LICENSE).
 
     Extra keyword arguments go to the scikit-image / bm3d function.
 
@@ -615,9 +616,10 @@ def denoise(images, method: str = "nlm", strength: float = 1.0, *, sigma=None, t
         try:
             import bm3d as _bm3d
         except ImportError:
-            raise ImportError("denoise(method='bm3d') needs the optional 'bm3d' package: pip install bm3d "
-                              "(BM3D is not under a permissive open-source licence; see its licence before "
-                              "use). The methods 'nlm', 'tv' and 'wavelet' need nothing extra.") from None
+            raise ImportError("denoise(method='bm3d') needs the optional 'bm3d' package, which aetcore does not "
+                              "install: pip install bm3d (its licence allows non-commercial use only; see "
+                              "https://pypi.org/project/bm3d/). The methods 'nlm', 'tv' and 'wavelet' need "
+                              "nothing extra.") from None
     from skimage.restoration import denoise_nl_means, denoise_tv_chambolle, denoise_wavelet
 
     def one(i):

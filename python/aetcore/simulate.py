@@ -370,8 +370,8 @@ def _per_image_vectors(value, n: int, name: str) -> np.ndarray:
 
 def tilt_series(positions, species, angles, shape, pixel_size, *, model: AtomModel | None = None,
                 dose: float | None = None, read_noise: float = 0.0, background: float = 0.0,
-                shifts=None, max_shift: float = 5.0, n_frames: int = 1, drift=0.0, seed=None,
-                threads=None) -> SimulatedSeries:
+                shifts=None, max_shift: float = 5.0, n_frames: int = 1, drift=0.0, raster: bool = False,
+                seed=None, threads=None) -> SimulatedSeries:
     """Simulate an ADF-STEM tilt series of an atomic model.
 
     Every image (and frame) is an exact projection of the Gaussian atoms
@@ -419,6 +419,13 @@ def tilt_series(positions, species, angles, shape, pixel_size, *, model: AtomMod
         Drift per frame, pixels. A float is a speed: each angle drifts in its own random direction.
         A vector gives ``(dy, dx)`` per frame (for all angles or per angle). Frame ``f`` of angle
         ``k`` is shifted by ``shifts[k] + f * drift_k``.
+    raster : bool
+        Also drift during each frame, as in a raster scan whose rows take the whole frame period:
+        row ``y`` of frame ``f`` is acquired at ``f + y / ny`` frame periods and displaced by
+        ``shifts[k] + (f + y / ny) * drift_k`` (``frame_shifts`` is then the displacement of row 0).
+        Each frame is projected exactly at its row-0 displacement, then resampled row by row (cubic
+        spline, :func:`scipy.ndimage.map_coordinates`, zero outside) for the extra ``(y / ny) *
+        drift_k``, before any noise. The linear drift within a frame shears it.
     seed : None, int or numpy.random.Generator
     threads : int, optional
         Threads for the projector; None uses every core the process may use.
@@ -446,6 +453,8 @@ def tilt_series(positions, species, angles, shape, pixel_size, *, model: AtomMod
     background = float(background)
     max_shift = at_least(max_shift, 0.0, "max_shift")
     n_frames = at_least(n_frames, 1, "n_frames", integer=True)
+    if not isinstance(raster, (bool, np.bool_)):
+        raise TypeError(f"raster: expected True or False, got {type(raster).__name__}")
     threads = resolve_threads(threads)
     if model is not None and not isinstance(model, AtomModel):
         raise TypeError(f"model: expected an AtomModel or None, got {type(model).__name__}")
@@ -479,6 +488,17 @@ def tilt_series(positions, species, angles, shape, pixel_size, *, model: AtomMod
             else:  # detector offset (du, dv) = (dx, dy) px  <=>  object offset R_k (dx, dy, 0) p
                 offset = R[k] @ np.array([dx * ps, dy * ps, 0.0])
                 out[k, f] = project_atoms(pos + offset, sp, ang[k:k + 1], (ny, nx), ps, **kw)[0]
+    if raster and np.any(dr):
+        from scipy import ndimage
+        yy, xx = np.mgrid[0:ny, 0:nx].astype(np.float64)
+        frac = yy / ny
+        for k in range(n):
+            if not np.any(dr[k]):
+                continue
+            coords = [yy - frac * dr[k, 0], xx - frac * dr[k, 1]]
+            for f in range(n_frames):
+                out[k, f] = ndimage.map_coordinates(out[k, f].astype(np.float64), coords, order=3,
+                                                    mode="constant")
 
     scale = None
     if dose is not None:

@@ -69,7 +69,15 @@ def test_align_pt_shifts_without_gauge_and_reconstruction(pt):
     assert abs(res.rotation) < 0.05
     # Pt particle: centre of mass on the origin, so the shifts are determined absolutely
     assert _rms(res.shifts + mis.shifts) < 0.1
-    assert res.residuals is None and "matching" not in res.steps
+    assert "matching" not in res.steps and set(res.steps) == {"com", "common_line"}
+    # per-image consistency residuals: small when aligned; the one image moved 2 px in y stands out
+    assert res.residuals.shape == (len(ANGLES),) and res.residuals.max() < 0.01
+    off = res.tilts.copy()
+    off[9] = ndimage.shift(off[9], (2.0, 0.0), order=3, mode="nearest")
+    r = A.consistency_residuals(off, ANGLES)
+    assert int(np.argmax(r)) == 9 and r[9] > 10 * np.median(r)
+    raw = A.consistency_residuals(mis.tilts, ANGLES)
+    assert np.median(raw) > 5 * np.median(res.residuals)
     truth = simulate.ground_truth_volume(pos, sp, (64, 64, 64), PS)
     err = {}
     for name, t in (("aligned", res.tilts), ("perfect", ok.tilts), ("raw", mis.tilts)):

@@ -33,7 +33,7 @@ from .geometry import euler_matrices
 from .project import project_volume
 
 __all__ = ["Alignment", "align", "center_of_mass", "common_line", "tilt_axis_rotation",
-           "projection_matching", "apply_alignment", "rotate_images"]
+           "projection_matching", "apply_alignment", "rotate_images", "consistency_residuals"]
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -439,8 +439,15 @@ class Alignment:
         ZYZ Euler angles, degrees: the refined ones if angle refinement ran, else the input.
     angles_refined : bool
     residuals : (n,) float64 or None
-        Relative RMS difference ``||aligned_k - P_k x|| / ||aligned_k||`` to the re-projection of the
-        last reconstruction (None if projection matching did not run).
+        With projection matching: the relative RMS difference ``||aligned_k - P_k x|| / ||aligned_k||``
+        to the re-projection of the last reconstruction (binned as the matching rounds). Without
+        (:func:`align` with ``matching=False``): the consistency residual of each aligned image,
+        ``sqrt((||m0_k - mean m0||^2 + ||m1_k - fit_k||^2 / r_g^2) / ||mean m0||^2)``, from its
+        background-subtracted row sums ``m0_k(y)`` (the common line, equal for every image) and
+        row x-moments ``m1_k(y)`` (least-squares fit ``r(y) . R_k e_x`` over the images), see
+        :func:`tilt_axis_rotation`, ``r_g`` the object's radius of gyration across the axis (px);
+        about the relative noise of the profiles when the images are consistent, larger for an
+        image that is off.
     steps : dict
         Shifts found by each stage: ``"com"`` (dx), ``"common_line"`` (dy), ``"matching"`` ((n, 2)).
     history : list of float
@@ -728,7 +735,8 @@ def align(tilts, angles, *, rotation: bool = True, com: bool = True, common_line
     Returns
     -------
     Alignment
-        ``residuals`` is filled only when `matching` runs.
+        ``residuals``: against the re-projections when `matching` runs, else
+        :func:`consistency_residuals` of the aligned series.
     """
     t_start = time.perf_counter()
     t = _check_tilts(tilts)
@@ -769,5 +777,26 @@ def align(tilts, angles, *, rotation: bool = True, com: bool = True, common_line
                          angles_refined=res.angles_refined, residuals=res.residuals, steps=steps,
                          history=res.history, volume=res.volume, timings=timings)
     aligned = apply_alignment(src, sh)
+    res = consistency_residuals(aligned, ang)
     timings["total"] = time.perf_counter() - t_start
-    return Alignment(tilts=aligned, shifts=sh, rotation=rot, angles=ang, steps=steps, timings=timings)
+    return Alignment(tilts=aligned, shifts=sh, rotation=rot, angles=ang, residuals=res, steps=steps,
+                     timings=timings)
+
+
+def consistency_residuals(tilts, angles) -> np.ndarray:
+    """Per-image consistency residual of an aligned single-axis series (see :class:`Alignment`):
+    the row sums must be the same in every image and the row x-moments (about ``nx // 2``) must
+    follow ``r(y) . R_k e_x``; returns (n,) float64 relative RMS misfits."""
+    t = _check_tilts(tilts)
+    ang = as_angles(angles, t.shape[0])
+    b = _subtract_background(t)
+    u = np.arange(t.shape[2]) - t.shape[2] // 2
+    m0 = b.sum(axis=2)
+    m1 = b @ u
+    basis = euler_matrices(ang)[:, :, 0]
+    r0 = m0 - m0.mean(axis=0)
+    r1 = m1 - basis @ (np.linalg.pinv(basis) @ m1)
+    s0 = (m0.mean(axis=0) ** 2).sum()
+    px = b.sum(axis=1).mean(axis=0)                         # mean x-profile: the object's x-extent
+    rg2 = max(float((px * u ** 2).sum() / px.sum()), 1.0)    # squared radius of gyration, px^2
+    return np.sqrt(((r0 ** 2).sum(axis=1) + (r1 ** 2).sum(axis=1) / rg2) / s0)

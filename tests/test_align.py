@@ -134,13 +134,18 @@ def test_projection_matching_improves_a_perturbed_start(fept):
     start = np.stack([A.common_line(fept.tilts), A.center_of_mass(fept.tilts)], axis=1)
     start += np.random.default_rng(5).uniform(-1, 1, start.shape)
     e0 = _gauge_free_rms(start, truth, ANGLES)
-    res = A.projection_matching(fept.tilts, ANGLES, shifts=start, iterations=10, recon_iterations=10, tol=0.01)
+    # 2x binned (32^3 volume): 0.82 -> 0.090 px in 10 rounds (unbinned: 0.084 px, 3.5x slower);
+    # the rounds converge to about 0.09 px from the truth: the bias of the limited-angle SIRT
+    # re-projections (from the centre-of-mass + common-line start, 0.002 px, matching moves away)
+    res = A.projection_matching(fept.tilts, ANGLES, shifts=start, iterations=10, recon_iterations=10, tol=0.01,
+                                bin=2)
     e1 = _gauge_free_rms(res.shifts, truth, ANGLES)
     print("matching from a perturbed start: RMS", e0, "->", e1, "history", np.round(res.history, 3))
     assert e0 > 0.5
-    assert e1 < 0.1
+    assert e1 < 0.12
+    assert res.history[-1] < 0.2 * res.history[0]
     assert len(res.history) >= 1 and res.residuals.shape == (len(ANGLES),)
-    assert res.volume.shape == (64, 64, 64)
+    assert res.volume.shape == (32, 32, 32)
 
 
 def test_projection_matching_genfire_and_binning(fept):

@@ -38,7 +38,8 @@ _SPEC = {
         ("rotation_search", 5.0, "half-range of the tilt-axis rotation search, degrees"),
         ("com", True, "centre-of-mass alignment along x"),
         ("common_line", True, "common-line alignment along y"),
-        ("matching", True, "projection matching"),
+        ("matching", False, "projection matching (off: on simulated series it moved already-aligned "
+                            "images, bench/README.md)"),
         ("reconstruct", "sirt", "projection-matching reconstructor"),
         ("iterations", 5, "projection-matching iterations"),
         ("recon_iterations", 30, "reconstruction iterations inside each projection-matching step"),
@@ -64,8 +65,9 @@ _SPEC = {
     "trace": ("Atom tracing (aetcore.trace.trace_atoms).", [
         ("threshold", "auto", "minimum peak value (volume units) or \"auto\""),
         ("min_distance", 2.0, "minimum distance between atoms, Å"),
-        ("fit", "polynomial", "sub-voxel peak fit"),
-        ("max_drift", 1.0, "largest move of a fit from its voxel maximum, voxels"),
+        ("fit", "polynomial", "sub-voxel peak fit: \"polynomial\" (35-term quartic) or \"gaussian\" (slower, "
+                              "lower RMSD)"),
+        ("max_drift", 1.5, "largest move of a fit from its voxel maximum, voxels"),
         ("fit_radius", 2, "fit window half-width, voxels"),
         ("max_iterations", 50, "Newton steps per fit (status 3 when exhausted)"),
         ("reject_background", False, "reject maxima that look like background"),
@@ -98,6 +100,7 @@ _CHOICES = {
     ("preprocess", "background"): ("none", "constant", "plane"),
     ("reconstruct", "support"): ("auto", "box"),
     ("refine", "precision"): ("sandwich", "curvature"),
+    ("trace", "fit"): ("polynomial", "gaussian", "none"),
 }
 _NONE_STRINGS = {("preprocess", "denoise"): "none", ("preprocess", "background"): "none",
                  ("reconstruct", "support"): "auto", ("trace", "threshold"): "auto"}

@@ -151,7 +151,7 @@ def _background_rejects(vol: np.ndarray, vox: np.ndarray, inten: np.ndarray, mas
 
 
 def trace_atoms(volume, pixel_size, *, threshold=None, max_atoms=None, min_distance=2.0, fit="polynomial",
-                max_drift=1.0, fit_radius=2, max_iterations=50, support=None, reject_background=False,
+                max_drift=1.5, fit_radius=2, max_iterations=50, support=None, reject_background=False,
                 threads=None) -> TracedAtoms:
     """Trace atoms in a volume: local maxima, sub-voxel fits, minimum distance.
 
@@ -173,7 +173,10 @@ def trace_atoms(volume, pixel_size, *, threshold=None, max_atoms=None, min_dista
         Sub-voxel method (see the module documentation).
     max_drift : float
         Largest accepted distance, in voxels, between a fitted position and its voxel maximum; farther
-        fits get status 2.
+        fits get status 2 and keep the voxel maximum. 1.5 (default): on noisy light atoms (Fe next to
+        Pt) the voxel maximum is often a noise voxel more than one voxel from the peak the fit finds;
+        with 1.0, 4 % of the atoms of a 96^3 GENFIRE volume of FePt kept their voxel and the RMSD was
+        10.3 pm instead of 7.0 pm (5.3 pm with ``fit="gaussian"``).
     fit_radius : int
         Half-width of the fitting box in voxels (2: the 5x5x5 box, 125 voxels for 35 polynomial terms).
     max_iterations : int

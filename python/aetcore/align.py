@@ -569,15 +569,15 @@ def _refine_angles(vol, images, ang, det, span, threads, smooth: float = 1.0):
 def projection_matching(tilts, angles, *, reconstruct="sirt", iterations: int = 5, upsample: int = 20,
                         refine_angles: bool = False, angle_range: float = 1.0, shifts=None,
                         rotation: float = 0.0, recon_iterations: int = 30, pixel_size: float = 1.0,
-                        tol: float = 0.05, bin=None, threads=None) -> Alignment:
+                        tol: float = 0.05, bin=None, smooth: float = 3.0, threads=None) -> Alignment:
     """Align by projection matching: reconstruct, re-project, register, repeat.
 
     Each round applies the current shifts to the input (one cubic interpolation, never
     compounded), bins the images `bin` x `bin` (block means; the origin ``n // 2`` is kept on the
     binned origin), reconstructs them, re-projects the volume
-    (:func:`aetcore.project.project_volume`) and registers every binned image to its re-projection
-    (plain cross-correlation, DFT-upsampled `upsample` times around the coarse peak, then a
-    parabolic fit of the peak). The updates, scaled back to full-resolution pixels, lose the part
+    (:func:`aetcore.project.project_volume`) and registers every binned image to its re-projection,
+    both low-passed by a Gaussian of `smooth` (binned) pixels (plain cross-correlation,
+    DFT-upsampled `upsample` times around the coarse peak, then a parabolic fit of the peak). The updates, scaled back to full-resolution pixels, lose the part
     explained by a 3D translation of the object (the gauge), so the centre-of-mass convention of the
     starting shifts is kept. Stops after `iterations` rounds or when the RMS update is below `tol`
     pixels.
@@ -617,6 +617,13 @@ def projection_matching(tilts, angles, *, reconstruct="sirt", iterations: int = 
     bin : None or int
         Binning of the matching rounds; None: the smallest power of two that brings the larger
         image side to at most 96 pixels (1 for 64 x 64, 4 for 256 x 256).
+    smooth : float
+        Gaussian low-pass (standard deviation, binned pixels; 0 = none) of the images and the
+        re-projections before they are registered. The fine detail of a re-projection is what the
+        limited-angle reconstruction gets wrong; registering it biases the shifts. On a 16 Å FePt
+        particle (64^2, 41 angles, 2x binned, SIRT 40 iterations), from a start 0.82 px RMS off:
+        0.11 px without smoothing, 0.019 px with 3 px; from the centre-of-mass + common-line
+        shifts (0.0017 px): 0.036 px without, 0.018 px with.
     threads : int, optional
 
     Returns
@@ -635,6 +642,7 @@ def projection_matching(tilts, angles, *, reconstruct="sirt", iterations: int = 
     pixel_size = positive(pixel_size, "pixel_size")
     tol = positive(tol, "tol")
     angle_range = positive(angle_range, "angle_range")
+    smooth = at_least(smooth, 0.0, "smooth")
     threads = resolve_threads(threads)
     if not isinstance(refine_angles, (bool, np.bool_)):
         raise TypeError(f"refine_angles: expected a bool, got {type(refine_angles).__name__}")
@@ -680,7 +688,11 @@ def projection_matching(tilts, angles, *, reconstruct="sirt", iterations: int = 
             else:
                 vol = np.ascontiguousarray(recon(cur, a), dtype=np.float32)
             proj = project_volume(vol, a, detector_shape=det, threads=threads)
-            delta = b * _register_batch(proj, cur, upsample, threads)
+            if smooth > 0:
+                delta = b * _register_batch(ndimage.gaussian_filter(proj, (0, smooth, smooth)),
+                                            ndimage.gaussian_filter(cur, (0, smooth, smooth)), upsample, threads)
+            else:
+                delta = b * _register_batch(proj, cur, upsample, threads)
             delta = _remove_translation(delta, a)
             sh = sh + delta
             state.update(vol=vol, proj=proj)
@@ -714,8 +726,8 @@ def align(tilts, angles, *, rotation: bool = True, com: bool = True, common_line
 
     Projection matching is off by default: on simulated isolated particles (background subtracted,
     linear ADF contrast) centre of mass + common line already recover the shifts to 0.002-0.01 px
-    RMS (modulo the gauge), and matching against a SIRT re-projection moved them to 0.007-0.02 px
-    (the reconstruction's own errors) at many times the cost. Turn it on when the centre of mass
+    RMS (modulo the gauge), and matching against SIRT re-projections moved them to about 0.02 px
+    (the limited-angle reconstruction's own errors) at many times the cost. Turn it on when the centre of mass
     is not reliable: neighbouring objects or contamination entering the field of view, an uneven
     background, contrast that is not proportional to the projected mass.
 

@@ -144,7 +144,7 @@ def test_projection_matching_improves_a_perturbed_start(fept):
     assert e0 > 0.5
     assert e1 < 0.05
     assert res.history[-1] < 0.2 * res.history[0]
-    unsmoothed = A.projection_matching(fept.tilts, ANGLES, shifts=start, iterations=10, recon_iterations=40,
+    unsmoothed = A.projection_matching(fept.tilts, ANGLES, shifts=start, iterations=6, recon_iterations=40,
                                        tol=0.01, bin=2, smooth=0)
     assert e1 < 0.5 * _gauge_free_rms(unsmoothed.shifts, truth, ANGLES)
     assert len(res.history) >= 1 and res.residuals.shape == (len(ANGLES),)

@@ -44,7 +44,8 @@ _SPEC = {
         ("iterations", 5, "projection-matching iterations"),
         ("recon_iterations", 30, "reconstruction iterations inside each projection-matching step"),
         ("upsample", 20, "sub-pixel upsampling of the registrations"),
-        ("refine_angles", False, "refine the tilt angles during projection matching"),
+        ("refine_angles", False, "refine the tilt angles during projection matching (experimental)"),
+        ("bin", "auto", "projection-matching binning factor, or \"auto\" (larger side <= 96 px)"),
     ]),
     "reconstruct": ("GENFIRE reconstruction (aetcore.reconstruct.genfire).", [
         ("oversampling", 3.0, "Fourier grid side / volume side"),
@@ -103,7 +104,7 @@ _CHOICES = {
     ("trace", "fit"): ("polynomial", "gaussian", "none"),
 }
 _NONE_STRINGS = {("preprocess", "denoise"): "none", ("preprocess", "background"): "none",
-                 ("reconstruct", "support"): "auto", ("trace", "threshold"): "auto"}
+                 ("reconstruct", "support"): "auto", ("trace", "threshold"): "auto", ("align", "bin"): "auto"}
 
 
 def default_config() -> dict:
@@ -157,6 +158,9 @@ def merge_config(user: dict, source: str = "config") -> dict:
             if (sec, k) == ("trace", "threshold"):
                 if not (v == "auto" or (isinstance(v, (int, float)) and not isinstance(v, bool))):
                     raise ValueError(f"{name}: expected a number or \"auto\", got {v!r}")
+            elif (sec, k) == ("align", "bin"):
+                if not (v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1)):
+                    raise ValueError(f"{name}: expected an integer >= 1 or \"auto\", got {v!r}")
             elif isinstance(d, bool):
                 if not isinstance(v, bool):
                     raise ValueError(f"{name}: expected true or false, got {v!r}")

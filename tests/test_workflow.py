@@ -185,3 +185,20 @@ def test_analyze_and_track_write_into_the_folder_and_report(done, tmp_path):
     assert "Tracking" in (tmp_path / "trk" / "report.html").read_text()
     assert t["registration"][1]["rotation_deg"] == pytest.approx(5.0, abs=0.01)
     assert t["correspondence"][0]["pairs"] == len(a) and t["correspondence"][0]["species_changed"] == 0
+
+
+def test_refine_step_with_angle_refinement_stores_the_angles(done, tmp_path):
+    import shutil
+    out = tmp_path / "res"
+    shutil.copytree(done[0], out)
+    (tmp_path / "a.toml").write_text("[align]\nmatching = false\n[reconstruct]\niterations = 30\n"
+                                     "half_set_fsc = false\n[refine]\niterations = 10\nrefine_angles = true\n"
+                                     "angle_rounds = 1\n")
+    assert main(["refine", "--out", str(out), "--config", str(tmp_path / "a.toml"), "--quiet"]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["tilt_angles_refined_by_refine"] is True
+    with h5py.File(out / "results.h5", "r") as f:
+        refined, nominal = f["refine/angles"][()], f["align/euler"][()]
+    assert refined.shape == nominal.shape == (15, 3)
+    assert 0 < np.abs(refined[:, 1] - nominal[:, 1]).max() < 2.0  # moved, within the range
+    assert abs(np.mean(refined[:, 1] - nominal[:, 1])) < 1e-9  # the common offset is a gauge

@@ -90,6 +90,9 @@ _SPEC = {
         ("iterations", 50, "refinement iterations"),
         ("cutoff", 5.0, "Gaussian cut-off, in sigmas"),
         ("precision", "sandwich", "per-atom precision estimate: \"sandwich\" (per-pixel noise) or \"curvature\""),
+        ("refine_angles", False, "also refine every image's tilt angle against the atomic model"),
+        ("angle_range", 2.0, "largest change of a tilt angle per round, degrees"),
+        ("angle_rounds", 3, "rounds of atoms / angles alternation"),
     ]),
 }
 

@@ -29,7 +29,8 @@ correlations with neighbouring atoms and with H, B and s, and neither sees syste
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import Optional
 
 import numpy as np
 from scipy.optimize import minimize
@@ -73,6 +74,11 @@ class RefinementResult:
         Residual standard deviation per pixel, projection units.
     message : str
         The minimiser's message.
+    angles : (n_angles, 3) float64
+        ZYZ Euler angles, degrees: the refined tilt angles with ``refine_angles=True``, else the
+        input.
+    angle_history : list of float
+        With ``refine_angles``: the RMS change of the tilt angles (degrees) in each round.
     """
 
     positions: np.ndarray
@@ -86,6 +92,8 @@ class RefinementResult:
     precision: np.ndarray
     noise_sigma: float
     message: str
+    angles: Optional[np.ndarray] = None
+    angle_history: list = field(default_factory=list)
 
 
 def _flag(value, name: str) -> bool:
@@ -97,7 +105,8 @@ def _flag(value, name: str) -> bool:
 def refine(positions, species, tilts, angles, pixel_size, *, model: AtomModel | None = None,
            max_shift: float = 1.0, refine_positions: bool = True, refine_heights: bool = True,
            refine_b: bool = True, iterations: int = 50, scale=None, cutoff: float = 5.0,
-           precision: str = "sandwich", threads=None, progress: bool = False) -> RefinementResult:
+           precision: str = "sandwich", refine_angles: bool = False, angle_range: float = 2.0,
+           angle_rounds: int = 3, threads=None, progress: bool = False) -> RefinementResult:
     """Refine atom positions, heights and B-factors against a tilt series.
 
     Parameters
@@ -128,6 +137,18 @@ def refine(positions, species, tilts, angles, pixel_size, *, model: AtomModel | 
         How the per-atom precision is estimated (see the module documentation): ``"sandwich"``
         weights every pixel by its own squared residual (right for Poisson noise, which is larger
         on the atoms than on the background); ``"curvature"`` assumes one noise level everywhere.
+    refine_angles : bool
+        Also refine the tilt angle ``theta`` of every image against the atomic model: rounds of
+        (refine the atoms at the current angles; per image, the ``theta`` within ``±angle_range``
+        degrees of the current one that minimises that image's squared error, the other atoms and
+        images fixed; the mean change removed, since a common offset only turns the model), then a
+        last refinement of the atoms from their start at the refined angles. The exact Gaussian-atom
+        forward model makes this far more sensitive than re-projections of a volume (see
+        :func:`aetcore.align.projection_matching`).
+    angle_range : float
+        Largest change of a tilt angle per round, degrees.
+    angle_rounds : int
+        Rounds of the alternation.
     threads : int, optional
     progress : bool
         Show a progress bar over the iterations.
@@ -159,7 +180,22 @@ def refine(positions, species, tilts, angles, pixel_size, *, model: AtomModel | 
     fixed_scale = 0.0 if scale is None else positive(scale, "scale")
     cutoff = positive(cutoff, "cutoff")
     precision_method = one_of(precision, ("sandwich", "curvature"), "precision")
+    do_angles = _flag(refine_angles, "refine_angles")
+    angle_range = positive(angle_range, "angle_range")
+    angle_rounds = at_least(angle_rounds, 1, "angle_rounds", integer=True)
     nt = resolve_threads(threads)
+    if do_angles:
+        kw = dict(model=model, max_shift=max_shift, refine_positions=rp, refine_heights=rh, refine_b=rb,
+                  iterations=iterations, scale=scale, cutoff=cutoff, precision=precision_method, threads=nt)
+        cur = a.copy()
+        history = []
+        for _ in tqdm(range(angle_rounds), desc="refine angles", disable=None if progress else True, leave=False):
+            r = refine(pos0, labels, t, cur, ps, **kw)
+            new = _refine_tilt_angles(r, t, cur, ps, angle_range, cutoff, nt)
+            history.append(float(np.sqrt(np.mean((new[:, 1] - cur[:, 1]) ** 2))))
+            cur = new
+        out = refine(pos0, labels, t, cur, ps, **kw)
+        return replace(out, angles=cur, angle_history=history)
 
     n, ns = pos0.shape[0], len(model.symbols)
     h0 = np.asarray(model.heights, np.float64).copy()
@@ -274,4 +310,32 @@ def refine(positions, species, tilts, angles, pixel_size, *, model: AtomModel | 
                             scale=final_scale, r1_before=float(r1_before),
                             r1_after=float(final["abs_residual"] / bsum),
                             loss_history=np.asarray(history, np.float64), n_iterations=nit,
-                            precision=precision, noise_sigma=float(np.sqrt(noise_var)), message=message)
+                            precision=precision, noise_sigma=float(np.sqrt(noise_var)), message=message,
+                            angles=a.copy())
+
+
+def _refine_tilt_angles(r: RefinementResult, t: np.ndarray, ang: np.ndarray, ps: float, span: float,
+                        cutoff: float, threads: int) -> np.ndarray:
+    """Per image, the theta within +-span of ``ang[k, 1]`` minimising the image's squared error
+    against the refined model `r` (fixed atoms, heights, B and scale); the mean change removed."""
+    from scipy.optimize import minimize_scalar
+    pos = np.ascontiguousarray(r.positions / ps)
+    h = np.ascontiguousarray(r.model.heights, np.float64)
+    b = np.ascontiguousarray(r.model.b_factors, np.float64)
+    labels = np.ascontiguousarray(r.labels, np.int32)
+    s = float(r.scale)
+    out = ang.copy()
+
+    def loss(k, d):
+        a = np.radians(ang[k:k + 1].copy())
+        a[0, 1] += np.radians(d)
+        return _core.refine_objective(pos, labels, h, b, r.model.blur, ps, a, t[k:k + 1], s, cutoff,
+                                      False, False, threads)["loss"]
+
+    for k in range(ang.shape[0]):  # one bounded 1D search per image (a handful of images)
+        res = minimize_scalar(lambda d: loss(k, d), bounds=(-span, span), method="bounded",
+                              options={"xatol": 1e-3})
+        if res.fun < loss(k, 0.0):
+            out[k, 1] += float(res.x)
+    out[:, 1] -= np.mean(out[:, 1] - ang[:, 1])  # a common offset turns the model: a gauge
+    return out

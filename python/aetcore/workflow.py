@@ -362,8 +362,10 @@ def _do_refine(r: _Run) -> None:
         return
     ref = refine(positions, symbols, al["tilts"], al["angles"], r.pixel_size, threads=r.threads,
                  progress=r.progress, **step_options(r.cfg, "refine", drop=("enabled",)))
-    r.save("refine", {"positions": ref.positions, "precision": ref.precision, "loss_history": ref.loss_history},
+    r.save("refine", {"positions": ref.positions, "precision": ref.precision, "loss_history": ref.loss_history,
+                      "angles": ref.angles},
            {"enabled": True, "r1_before": ref.r1_before, "r1_after": ref.r1_after,
+            "angles_refined": bool(r.cfg["refine"]["refine_angles"]), "angle_history": ref.angle_history,
             "heights": dict(zip(ref.model.symbols, ref.model.heights.tolist())),
             "b_factors": dict(zip(ref.model.symbols, ref.model.b_factors.tolist())),
             "iterations": ref.n_iterations, "message": ref.message}, time.perf_counter() - t0)
@@ -462,6 +464,7 @@ def _finish(r: _Run) -> dict:
         "resolution_A": rec_attrs.get("resolution"),
         "reconstruction": {k: rec_attrs.get(k) for k in ("iterations_run", "fourier_r", "rfree")},
         "alignment": {k: al_attrs.get(k) for k in ("rotation_deg", "angles_refined", "enabled")},
+        "tilt_angles_refined_by_refine": ref_attrs.get("angles_refined", False),
         "steps": done,
         "resumed_steps": list(r.resumed),
         "timings_s": timings,

@@ -605,6 +605,9 @@ def projection_matching(tilts, angles, *, reconstruct="sirt", iterations: int = 
         refined angles. Experimental: on a 16 Å FePt particle at 0.4 Å/px (41 angles, 5e4 e/Å^2)
         it did not recover random angle errors: ±1.5 deg uniform (0.88 deg RMS) became 1.21 deg RMS
         (0.66 deg even with a volume reconstructed at the true angles).
+        :func:`aetcore.refine.refine` with ``refine_angles=True`` refines the angles against the
+        traced atomic model instead (0.99 -> 0.04 deg RMS on such data; ``[refine] refine_angles``
+        of ``aet run``).
     shifts : None or (n, 2) array
         Starting shifts (dy, dx) (applied after `rotation`), full-resolution pixels.
     rotation : float

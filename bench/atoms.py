@@ -23,7 +23,8 @@ usage:
    rendered with aetcore.simulate.ground_truth_volume on a --speed-size^3 grid at 0.4 Å, plus mild
    Gaussian noise (2 % of the maximum). Each method runs in its own child process (this file with a
    hidden --_worker flag), which reports its own peak resident memory (VmHWM):
-     * aetcore.trace.trace_atoms + aetcore.classify.classify (defaults);
+     * aetcore.trace.trace_atoms + aetcore.classify.classify (defaults), and the same with
+       trace_atoms(fit="gaussian");
      * skimage peak_local_max (same parameters as above) + a per-peak 3D Gaussian fit
        (scipy.optimize.curve_fit on the 5x5x5 neighbourhood, a Python loop over peaks) + 2-means.
 
@@ -153,12 +154,12 @@ def gaussian_fit_peaks(volume, idx, half=2):
 
 
 # ------------------------------------------------------------------------------------ workers
-def _worker_aetcore(vol, p, threads, seed) -> dict:
+def _worker_aetcore(vol, p, threads, seed, fit="polynomial") -> dict:
     from aetcore.classify import classify
     from aetcore.trace import trace_atoms
     base = _maxrss_mb()
     t0 = time.perf_counter()
-    tr = trace_atoms(vol, p, threads=threads)
+    tr = trace_atoms(vol, p, threads=threads, fit=fit)
     t1 = time.perf_counter()
     cls = classify(vol, tr.positions, SPECIES, pixel_size=p, seed=seed)
     t2 = time.perf_counter()
@@ -188,7 +189,8 @@ def _worker_peer(vol, p, threads, seed) -> dict:
 
 def _worker_main(ns) -> int:
     vol = np.load(ns._input)
-    fn = {"aetcore": _worker_aetcore, "peer": _worker_peer}[ns._worker]
+    fn = {"aetcore": _worker_aetcore, "peer": _worker_peer,
+          "aetcore-gaussian": lambda *a: _worker_aetcore(*a, fit="gaussian")}[ns._worker]
     out = fn(vol, PIXEL_SIZE, ns.threads, ns.seed)
     res = out.pop("res")
     tmp = ns._output + ".part.npz"
@@ -302,7 +304,7 @@ def part_speed(ns, threads, R):
         inp = os.path.join(wd, "volume.npy")
         np.save(inp, vol)
         del vol
-        for kind in ("aetcore", "peer"):
+        for kind in ("aetcore", "aetcore-gaussian", "peer"):
             arrs, res = _run_worker(kind, inp, ns, wd)
             m = match_atoms(part.positions, part.species, arrs["positions"], arrs["species"])
             res.update(_score(m))
@@ -380,6 +382,8 @@ def format_table(R) -> str:
              f"{'species':>8}{'Fe rec':>8}{'wall s':>8}{'peak MB':>9}{'(before)':>9}")
     a, q = S["aetcore"], S["peer"]
     L.append(_row("aetcore trace_atoms + classify", a, f"{a['maxrss_mb']:>9.0f}{a['baseline_rss_mb']:>9.0f}"))
+    g = S["aetcore-gaussian"]
+    L.append(_row("aetcore, fit='gaussian'", g, f"{g['maxrss_mb']:>9.0f}{g['baseline_rss_mb']:>9.0f}"))
     L.append(_row("skimage maxima + curve_fit + 2-means", q, f"{q['maxrss_mb']:>9.0f}{q['baseline_rss_mb']:>9.0f}"))
     if "voxel_only" in q:
         v = q["voxel_only"]
@@ -407,7 +411,7 @@ def main(argv=None):
     ap.add_argument("--speed-size", type=int, default=256, help="speed volume side (default 256)")
     ap.add_argument("--skip-speed", action="store_true", help="skip part 2 (speed and memory)")
     ap.add_argument("--json", default=None, help="also write the results as JSON to this path")
-    ap.add_argument("--_worker", choices=["aetcore", "peer"], help=argparse.SUPPRESS)
+    ap.add_argument("--_worker", choices=["aetcore", "aetcore-gaussian", "peer"], help=argparse.SUPPRESS)
     ap.add_argument("--_input", help=argparse.SUPPRESS)
     ap.add_argument("--_output", help=argparse.SUPPRESS)
     ns = ap.parse_args(argv)

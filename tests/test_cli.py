@@ -148,7 +148,7 @@ def test_simulate_then_run_end_to_end(tmp_path, capsys):
     assert {"preprocess", "align", "reconstruct", "trace", "classify", "refine", "total"} <= set(s["timings_s"])
     assert json.loads((res / "run.json").read_text())["config"]["reconstruct"]["iterations"] == 30
     assert s["alignment"]["enabled"] is False
-    assert s["resolution_A"] is not None and 0.8 <= s["resolution_A"] < 5  # Nyquist is 0.8 Å
+    assert s["resolution_A"] is not None and 0.8 <= s["resolution_A"] <= s["resolution_fsc05_A"] < 5  # Nyquist 0.8 Å
     # the scores against the truth are sensible
     from aetcore.scoring import match_atoms
     m = match_atoms(truth.positions, truth.get_chemical_symbols(), atoms.positions, atoms.get_chemical_symbols())

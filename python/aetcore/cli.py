@@ -161,7 +161,9 @@ def _print_summary(args, s: dict) -> None:
     if s.get("r1_before") is not None:
         parts.append(f"R1 {s['r1_before']:.4f} -> {s['r1_after']:.4f}")
     if s.get("resolution_A") is not None:
-        parts.append(f"half-set FSC resolution {s['resolution_A']:.2f} Å")
+        bound = "≤ " if s.get("resolution_at_nyquist") else ""
+        parts.append(f"half-set FSC resolution {bound}{s['resolution_A']:.2f} Å (0.143), "
+                     f"{s['resolution_fsc05_A']:.2f} Å (0.5)")
     if s.get("resumed_steps"):
         parts.append("kept from before: " + ", ".join(s["resumed_steps"]))
     parts.append(f"{s['timings_s']['total']:.1f} s")

@@ -112,9 +112,10 @@ def run_demo(out="aet-demo", *, size: int = 96, pixel_size: float = 0.4, radius:
             "(after removing a translation of the whole particle)")
     say(f"GENFIRE: {s['reconstruction']['iterations_run']} iterations, relative error vs the true volume "
         f"{err:.3f} (after a {np.linalg.norm(offset) * pixel_size:.2f} Å registration), half-set FSC "
-        "resolution " + ("n/a" if s["resolution_A"] is None else f"{s['resolution_A']:.2f} Å"
-                         + (" (the Nyquist limit: the FSC never fell below 0.143)"
-                            if abs(s["resolution_A"] - 2 * pixel_size) < 1e-6 else "")))
+        "resolution " + ("n/a" if s["resolution_A"] is None else
+                         (f"≤ {s['resolution_A']:.2f} Å (Nyquist: the FSC never fell below 0.143)"
+                          if s["resolution_at_nyquist"] else f"{s['resolution_A']:.2f} Å (0.143)")
+                         + f", {s['resolution_fsc05_A']:.2f} Å at FSC 0.5"))
     say(f"atoms:   {len(atoms)} traced; recall {100 * m.recall:.2f} %, precision {100 * m.precision:.2f} %, "
         f"RMSD {m.rmsd_pm:.1f} pm, species accuracy {100 * m.species_accuracy:.2f} %, R1 "
         f"{s['r1_before']:.4f} -> {s['r1_after']:.4f} (median precision estimate "

@@ -289,7 +289,7 @@ def _do_align(r: _Run) -> None:
 def _do_reconstruct(r: _Run) -> None:
     from .config import step_options
     from .io import write_mrc
-    from .metrics import half_set_fsc
+    from .metrics import half_set_fsc, resolution_from_fsc
     from .reconstruct import genfire
     al, _ = r.load("align")
     t0 = time.perf_counter()
@@ -309,6 +309,10 @@ def _do_reconstruct(r: _Run) -> None:
         freq, corr, res = half_set_fsc(tilts, angles, half, pixel_size=r.pixel_size, threads=r.threads)
         arrays.update(fsc_freq=freq, fsc_corr=corr)
         attrs["resolution"] = float(res)
+        # the 0.143 crossing often lies at Nyquist for atomic-resolution data (the half maps share the
+        # positivity and support constraints); the 0.5 crossing is the conservative figure
+        attrs["resolution_fsc05"] = float(resolution_from_fsc(freq, corr, 0.5))
+        attrs["resolution_at_nyquist"] = bool(np.all(corr >= 0.143))
     r.save("reconstruct", arrays, attrs, time.perf_counter() - t0)
     write_mrc(r.out / "reconstruction.mrc", rec.volume, r.pixel_size)
     log.info("reconstruct: %d GENFIRE iterations, Fourier R %.4f, half-set FSC resolution %s (%.1f s)",
@@ -462,6 +466,8 @@ def _finish(r: _Run) -> dict:
         "heights": ref_attrs.get("heights"),
         "b_factors": ref_attrs.get("b_factors"),
         "resolution_A": rec_attrs.get("resolution"),
+        "resolution_fsc05_A": rec_attrs.get("resolution_fsc05"),
+        "resolution_at_nyquist": rec_attrs.get("resolution_at_nyquist"),
         "reconstruction": {k: rec_attrs.get(k) for k in ("iterations_run", "fourier_r", "rfree")},
         "alignment": {k: al_attrs.get(k) for k in ("rotation_deg", "angles_refined", "enabled")},
         "tilt_angles_refined_by_refine": ref_attrs.get("angles_refined", False),

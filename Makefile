@@ -7,7 +7,7 @@ PIP    := $(VENV)/bin/pip
 SOURCES := $(shell find cpp python -type f \( -name '*.cpp' -o -name '*.hpp' -o -name '*.py' \)) pyproject.toml CMakeLists.txt
 DEB_PACKAGES := libfftw3-dev libeigen3-dev
 
-.PHONY: demo test bench deps install clean
+.PHONY: demo test test-sanitize test-sanitize-quick bench deps install clean
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -32,6 +32,42 @@ demo: install
 
 test: install
 	$(PY) -m pytest -q tests
+	$(MAKE) --no-print-directory test-sanitize-quick
+
+# The C++ core built with AddressSanitizer + UndefinedBehaviorSanitizer (CMake option
+# AETCORE_SANITIZE) in its own directory; the tests load it in place of the installed module
+# (tests/sanitize/sanitized_core.py) with the sanitizer runtimes preloaded. Any finding aborts the run.
+CXX_SAN    ?= c++
+SAN_DIR    := build-sanitize
+SAN_CORE    = $(firstword $(wildcard $(SAN_DIR)/_core*.so))
+CORE_SOURCES := $(wildcard cpp/*.cpp cpp/*.hpp cpp/bindings/*.cpp cpp/bindings/*.hpp) CMakeLists.txt
+SAN_ENV = LD_PRELOAD="$$($(CXX_SAN) -print-file-name=libasan.so) $$($(CXX_SAN) -print-file-name=libubsan.so)" \
+	ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1:abort_on_error=1 \
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	AETCORE_SANITIZED_CORE="$(abspath $(SAN_CORE))" PYTHONPATH=tests/sanitize
+# Every test of the core: the projector, geometry, reconstructions, tracing, refinement, threads,
+# bad input, fuzzing, thread safety, determinism and memory checks.
+SAN_TESTS := tests/sanitize tests/test_projector.py tests/test_geometry.py tests/test_reconstruct.py \
+	tests/test_trace.py tests/test_refine.py tests/test_threads.py tests/test_bad_input.py tests/test_fuzz.py \
+	tests/test_thread_safety.py tests/test_determinism.py tests/test_memory.py
+# The reduced set `make test` runs after pytest (under a minute of tests on 2 cores, plus the
+# instrumented build): fuzzing, the bad-input matrix, memory checks and concurrent calls on the
+# instrumented core, and the projector and geometry tests. test-sanitize adds the slow
+# reconstruction, tracing and refinement tests (about 4 more minutes).
+SAN_QUICK := tests/sanitize tests/test_projector.py tests/test_geometry.py tests/test_fuzz.py tests/test_memory.py \
+	tests/test_bad_input.py tests/test_thread_safety.py
+
+$(SAN_DIR)/.stamp: $(CORE_SOURCES) | install
+	cmake -S . -B $(SAN_DIR) -DAETCORE_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER="$$(command -v $(CXX_SAN))" \
+	  -DPython_EXECUTABLE=$(abspath $(PY)) -Dpybind11_DIR="$$($(PY) -m pybind11 --cmakedir)" >/dev/null
+	cmake --build $(SAN_DIR) -j2
+	touch $@
+
+test-sanitize: install $(SAN_DIR)/.stamp
+	$(SAN_ENV) $(PY) -m pytest -q -p sanitized_core $(SAN_TESTS)
+
+test-sanitize-quick: install $(SAN_DIR)/.stamp
+	$(SAN_ENV) $(PY) -m pytest -q -p sanitized_core $(SAN_QUICK)
 
 bench: install
 	$(PIP) install -q ".[bench]"
@@ -40,4 +76,4 @@ bench: install
 	$(PY) bench/alignment.py
 
 clean:
-	rm -rf build .stamp-install
+	rm -rf build build-sanitize .stamp-install

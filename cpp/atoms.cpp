@@ -18,7 +18,8 @@ void project_atoms(const AtomSet& atoms, const std::vector<Mat3>& rotations, ind
                    index_t ndx, float* out, int threads) {
     const index_t K = index_t(rotations.size());
     const double two_pi_32 = std::pow(2.0 * M_PI, 1.5);
-#pragma omp parallel num_threads(resolve_threads(threads))
+    const int nt = resolve_threads(threads);
+#pragma omp parallel num_threads(nt)
     {
         std::vector<double> gx, gy;
 #pragma omp for schedule(dynamic, 1)
@@ -34,10 +35,8 @@ void project_atoms(const AtomSet& atoms, const std::vector<Mat3>& rotations, ind
                 const double u = Rt(0, 0) * r[0] + Rt(0, 1) * r[1] + Rt(0, 2) * r[2] + double(ndx / 2);
                 const double v = Rt(1, 0) * r[0] + Rt(1, 1) * r[1] + Rt(1, 2) * r[2] + double(ndy / 2);
                 const double ext = atoms.cutoff * sig;
-                const index_t u0 = std::max<index_t>(0, index_t(std::floor(u - ext)));
-                const index_t u1 = std::min<index_t>(ndx - 1, index_t(std::ceil(u + ext)));
-                const index_t v0 = std::max<index_t>(0, index_t(std::floor(v - ext)));
-                const index_t v1 = std::min<index_t>(ndy - 1, index_t(std::ceil(v + ext)));
+                const index_t u0 = clamp_floor(u - ext, 0, ndx), u1 = clamp_ceil(u + ext, -1, ndx - 1);
+                const index_t v0 = clamp_floor(v - ext, 0, ndy), v1 = clamp_ceil(v + ext, -1, ndy - 1);
                 if (u0 > u1 || v0 > v1) continue;
                 gx.resize(u1 - u0 + 1);
                 gy.resize(v1 - v0 + 1);
@@ -73,13 +72,10 @@ void render_atoms(const AtomSet& atoms, Shape3 s, float* vol, int threads) {
                 const double x = r[0] + double(s.nx / 2), y = r[1] + double(s.ny / 2),
                              z = r[2] + double(s.nz / 2);
                 const double ext = atoms.cutoff * sig;
-                const index_t za = std::max<index_t>(z0, index_t(std::floor(z - ext)));
-                const index_t zb = std::min<index_t>(z1 - 1, index_t(std::ceil(z + ext)));
+                const index_t za = clamp_floor(z - ext, z0, z1), zb = clamp_ceil(z + ext, z0 - 1, z1 - 1);
                 if (za > zb) continue;
-                const index_t xa = std::max<index_t>(0, index_t(std::floor(x - ext)));
-                const index_t xb = std::min<index_t>(s.nx - 1, index_t(std::ceil(x + ext)));
-                const index_t ya = std::max<index_t>(0, index_t(std::floor(y - ext)));
-                const index_t yb = std::min<index_t>(s.ny - 1, index_t(std::ceil(y + ext)));
+                const index_t xa = clamp_floor(x - ext, 0, s.nx), xb = clamp_ceil(x + ext, -1, s.nx - 1);
+                const index_t ya = clamp_floor(y - ext, 0, s.ny), yb = clamp_ceil(y + ext, -1, s.ny - 1);
                 if (xa > xb || ya > yb) continue;
                 gx.resize(xb - xa + 1);
                 gy.resize(yb - ya + 1);

@@ -37,10 +37,10 @@ inline Window atom_window(const AtomSet& atoms, index_t a, const Mat3& Rt, index
     w.u = Rt(0, 0) * r[0] + Rt(0, 1) * r[1] + Rt(0, 2) * r[2] + double(ndx / 2);
     w.v = Rt(1, 0) * r[0] + Rt(1, 1) * r[1] + Rt(1, 2) * r[2] + double(ndy / 2);
     const double ext = atoms.cutoff * w.sig;
-    w.u0 = std::max<index_t>(0, index_t(std::floor(w.u - ext)));
-    w.u1 = std::min<index_t>(ndx - 1, index_t(std::ceil(w.u + ext)));
-    w.v0 = std::max<index_t>(0, index_t(std::floor(w.v - ext)));
-    w.v1 = std::min<index_t>(ndy - 1, index_t(std::ceil(w.v + ext)));
+    w.u0 = clamp_floor(w.u - ext, 0, ndx);
+    w.u1 = clamp_ceil(w.u + ext, -1, ndx - 1);
+    w.v0 = clamp_floor(w.v - ext, 0, ndy);
+    w.v1 = clamp_ceil(w.v + ext, -1, ndy - 1);
     w.empty = w.u0 > w.u1 || w.v0 > w.v1;
     return w;
 }

@@ -180,12 +180,27 @@ struct PolyFitter {
     Poly quartic = make_poly(4), quadratic = make_poly(2);
     Eigen::MatrixXd pinv;  // 35 x (2r+1)^3
 
-    explicit PolyFitter(int r) : radius(r) {
-        if (2 * r + 1 >= 5) {
+    // Only boxes that fit inside the volume can be full, so the shared pseudo-inverse is made only
+    // then (a radius beyond the volume used to allocate it anyway). Small boxes keep the complete
+    // orthogonal decomposition; above 4096 rows its pseudoInverse() would build a rows x rows
+    // matrix (38 GB at radius 20), so the thin SVD (rows x 35) is used instead.
+    PolyFitter(int r, Shape3 s) : radius(r) {
+        const index_t side = 2 * index_t(r) + 1;
+        if (side >= 5 && side <= std::min({s.nz, s.ny, s.nx})) {
             Box b;
             for (int d = 0; d < 3; ++d) b.lo[d] = -r, b.hi[d] = r;
             b.full = true;
-            pinv = design(quartic, b).completeOrthogonalDecomposition().pseudoInverse();
+            const Eigen::MatrixXd A = design(quartic, b);
+            if (A.rows() <= 4096) {
+                pinv = A.completeOrthogonalDecomposition().pseudoInverse();
+            } else {
+                Eigen::BDCSVD<Eigen::MatrixXd> svd(A, Eigen::ComputeThinU | Eigen::ComputeThinV);
+                const Eigen::VectorXd sv = svd.singularValues();
+                const double tol = sv.size() ? sv[0] * 1e-12 * double(A.rows()) : 0.0;
+                Eigen::VectorXd inv(sv.size());
+                for (Eigen::Index i = 0; i < sv.size(); ++i) inv[i] = sv[i] > tol ? 1.0 / sv[i] : 0.0;
+                pinv = svd.matrixV() * inv.asDiagonal() * svd.matrixU().transpose();
+            }
         }
     }
 
@@ -375,7 +390,7 @@ std::vector<Peak> find_local_maxima(const float* vol, Shape3 s, float threshold,
 
 FitResult fit_polynomial(const float* vol, Shape3 shape, index_t index, int radius, double max_drift,
                          int max_iterations) {
-    return PolyFitter(radius).fit(vol, shape, index, max_drift, max_iterations);
+    return PolyFitter(radius, shape).fit(vol, shape, index, max_drift, max_iterations);
 }
 
 FitResult fit_gaussian(const float* vol, Shape3 s, index_t index, int radius, double max_drift,
@@ -464,7 +479,7 @@ TraceResult trace_atoms(const float* vol, Shape3 s, const TraceOptions& opt) {
     const index_t n = index_t(peaks.size());
     std::vector<FitResult> fits(static_cast<std::size_t>(n));
     {
-        PolyFitter poly(std::max(opt.radius, 1));
+        PolyFitter poly(std::max(opt.radius, 1), s);
 #pragma omp parallel for schedule(dynamic, 16) num_threads(nt)
         for (index_t k = 0; k < n; ++k) {
             const index_t i = peaks[std::size_t(k)].index;
@@ -479,14 +494,21 @@ TraceResult trace_atoms(const float* vol, Shape3 s, const TraceOptions& opt) {
     const double d = opt.min_distance;
     const index_t cap = opt.max_atoms > 0 ? opt.max_atoms : n;
     if (d > 0) {
-        std::unordered_map<std::int64_t, std::vector<index_t>> cells;
+        // Cells only narrow the search (every clash is decided on the exact distance), so a cell may
+        // be larger than d: at least 1e-6 voxels, and cell indices are clamped to +-2^40, which keeps
+        // the float-to-integer casts defined for any d and any fitted position. The key mixes the
+        // indices in unsigned arithmetic (wrap-around is defined; a collision only adds candidates).
+        std::unordered_map<std::uint64_t, std::vector<index_t>> cells;
         auto key = [](std::int64_t a, std::int64_t b, std::int64_t c) {
-            return ((a + (1 << 20)) << 42) ^ ((b + (1 << 20)) << 21) ^ (c + (1 << 20));
+            return std::uint64_t(a) * 0x9E3779B97F4A7C15ull ^ std::uint64_t(b) * 0xC2B2AE3D27D4EB4Full ^
+                   std::uint64_t(c);
         };
+        const double cell = std::max(d, 1e-6);
+        const index_t cmax = index_t(1) << 40;
         for (index_t k = 0; k < n && index_t(keep.size()) < cap; ++k) {
             const FitResult& f = fits[std::size_t(k)];
-            std::int64_t cz = std::int64_t(std::floor(f.z / d)), cy = std::int64_t(std::floor(f.y / d)),
-                         cx = std::int64_t(std::floor(f.x / d));
+            const std::int64_t cz = clamp_floor(f.z / cell, -cmax, cmax), cy = clamp_floor(f.y / cell, -cmax, cmax),
+                               cx = clamp_floor(f.x / cell, -cmax, cmax);
             bool clash = false;
             for (int a = -1; a <= 1 && !clash; ++a)
                 for (int b2 = -1; b2 <= 1 && !clash; ++b2)

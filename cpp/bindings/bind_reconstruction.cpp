@@ -1,4 +1,7 @@
+#include <algorithm>
+#include <cmath>
 #include <complex>
+#include <utility>
 #include "bindings.hpp"
 #include "fft_plans.hpp"
 #include "genfire.hpp"
@@ -11,13 +14,27 @@ void register_reconstruction(py::module_& m) {
           [](const carray<float>& tilts, const carray<double>& angles_rad, index_t n_grid, double radius,
              int upsample, int threads) {
               require_shape(tilts, "tilts", {angles_rad.shape(0), -1, -1});
+              if (tilts.shape(1) < 1 || tilts.shape(2) < 1)
+                  throw py::value_error("tilts: expected non-empty images, got " + std::to_string(tilts.shape(1)) +
+                                        " x " + std::to_string(tilts.shape(2)));
               if (n_grid < tilts.shape(1) || n_grid < tilts.shape(2))
                   throw py::value_error("n_grid: the grid must be at least as large as the images");
-              if (!(radius > 0)) throw py::value_error("radius: must be positive");
+              require_positive(radius, "radius");
+              if (upsample < 1 || upsample > 8) throw py::value_error("upsample: expected 1..8");
               auto rots = rotations_from(angles_rad);
+              const int nt = resolve_threads(threads);
+              {
+                  // Per thread: the padded image and its spectrum. Per projection: at most one record
+                  // (16 bytes, twice: per projection and merged) per grid node within `radius` of
+                  // its plane; then the merged output (24 bytes a point).
+                  const double N = double(n_grid), M = double(upsample) * N, kspan = 2.0 * (N / 2 - 1) + 1;
+                  const double depth = std::min(2.0 * std::sqrt(3.0) * radius + 1.0, std::max(kspan, 1.0));
+                  const double records = double(rots.size()) * std::max(kspan, 0.0) * std::max(kspan, 0.0) * depth;
+                  check_memory(nt * (4.0 * M * M + 8.0 * M * (M / 2 + 1)) + records * (32.0 + 24.0),
+                               "gridding the projections on a " + std::to_string(n_grid) + "^3 grid");
+              }
               GriddingOptions opt;
               opt.radius = radius;
-              if (upsample < 1 || upsample > 8) throw py::value_error("upsample: expected 1..8");
               opt.upsample = upsample;
               opt.threads = threads;
               GriddedData g;
@@ -43,6 +60,15 @@ void register_reconstruction(py::module_& m) {
 
     py::class_<GenfirePlan>(m, "GenfirePlan")
         .def(py::init([](index_t n_grid, index_t bz, index_t by, index_t bx, int threads) {
+                 if (n_grid < 1) throw py::value_error("n_grid: expected >= 1, got " + std::to_string(n_grid));
+                 for (auto [v, name] : {std::pair{bz, "bz"}, std::pair{by, "by"}, std::pair{bx, "bx"}})
+                     if (v < 1 || v > n_grid)
+                         throw py::value_error(std::string(name) + ": expected a box side in 1.." +
+                                               std::to_string(n_grid) + " (n_grid), got " + std::to_string(v));
+                 const int nt = resolve_threads(threads);
+                 const double N = double(n_grid);
+                 check_memory(8.0 * N * N * (N / 2 + 1) + nt * (8.0 * N * 32 + 12.0 * N) + 16.0 * N,
+                              "a GENFIRE plan on a " + std::to_string(n_grid) + "^3 grid");
                  py::gil_scoped_release nogil;
                  return new GenfirePlan(n_grid, Shape3{bz, by, bx}, threads);
              }),
@@ -51,9 +77,16 @@ void register_reconstruction(py::module_& m) {
         .def_property_readonly("threads", &GenfirePlan::threads)
         .def_property_readonly("nbytes", &GenfirePlan::bytes)
         .def("iterate",
-             [](GenfirePlan& p, carray<float> box, py::object support, bool positivity,
+             [](GenfirePlan& p, py::array box_in, py::object support, bool positivity,
                 const carray<std::int64_t>& idx, const carray<std::complex<float>>& val, index_t n_enforce,
                 const carray<std::int64_t>& free_idx, const carray<std::complex<float>>& free_val) {
+                 // The box is updated in place: a converted copy would leave the caller's array
+                 // unchanged (a silent wrong answer), so only the exact layout is accepted.
+                 if (!py::isinstance<carray<float>>(box_in) || !(box_in.flags() & py::array::c_style) ||
+                     !box_in.writeable())
+                     throw py::type_error("box: expected a writeable C-contiguous float32 array (updated in "
+                                          "place), got dtype " + std::string(py::str(box_in.dtype())));
+                 carray<float> box = py::reinterpret_borrow<carray<float>>(box_in);
                  const Shape3 b = p.box();
                  require_shape(box, "box", {b.nz, b.ny, b.nx});
                  require_shape(val, "values", {idx.shape(0)});
@@ -118,8 +151,13 @@ void register_reconstruction(py::module_& m) {
 
     m.def("fft_roundtrip_time",
           [](int n, int threads, int repeats) {
+              if (n < 1) throw py::value_error("n: expected >= 1, got " + std::to_string(n));
+              if (repeats < 1) throw py::value_error("repeats: expected >= 1, got " + std::to_string(repeats));
+              const int nt = resolve_threads(threads);
+              const double N = double(n);
+              check_memory(4.0 * N * N * N + 8.0 * N * N * (N / 2 + 1), "an FFT timing on a " + std::to_string(n) + "^3 grid");
               py::gil_scoped_release nogil;
-              return time_fft_roundtrip_3d(n, resolve_threads(threads), repeats);
+              return time_fft_roundtrip_3d(n, nt, repeats);
           },
           py::arg("n"), py::arg("threads") = 0, py::arg("repeats") = 3,
           "Median wall time (s) of one threaded FFTW r2c + c2r of an n^3 grid, planning excluded.");

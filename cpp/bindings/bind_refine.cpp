@@ -26,9 +26,13 @@ void register_refine(py::module_& m) {
               require_shape(heights, "heights", {-1});
               require_shape(b_factors, "b_factors", {heights.shape(0)});
               require_shape(measured, "tilts", {angles_rad.shape(0), -1, -1});
-              if (!(pixel_size > 0)) throw py::value_error("pixel_size: expected a positive number");
-              if (!(blur >= 0)) throw py::value_error("blur: expected a value >= 0");
-              if (!(cutoff > 0)) throw py::value_error("cutoff: expected a positive number");
+              require_positive(pixel_size, "pixel_size");
+              require_positive(blur, "blur", true);
+              require_positive(cutoff, "cutoff");
+              require_finite(positions.data(), positions.size(), "positions");
+              require_finite(heights.data(), heights.size(), "heights");
+              require_finite(b_factors.data(), b_factors.size(), "b_factors");
+              if (std::isnan(scale) || std::isinf(scale)) throw py::value_error("scale: expected a finite number");
               AtomSet a;
               a.positions = positions.data();
               a.species = species.data();
@@ -40,14 +44,24 @@ void register_refine(py::module_& m) {
                   const double s2 = b_factors.data()[q] / (8.0 * M_PI * M_PI * pixel_size * pixel_size) +
                                     (blur / pixel_size) * (blur / pixel_size);
                   if (!(s2 > 0)) throw py::value_error("b_factors/blur: every atom needs a positive width");
-                  a.sigmas.push_back(std::sqrt(s2));
+                  const double sig = std::sqrt(s2);
+                  if (!std::isfinite(heights.data()[q] * std::pow(2.0 * M_PI, 1.5) * sig * sig * sig) ||
+                      !std::isfinite(cutoff * sig))
+                      throw py::value_error("b_factors/blur: the width of species " + std::to_string(q) +
+                                            " overflows the atom's amplitude or window");
+                  a.sigmas.push_back(sig);
               }
               for (index_t i = 0; i < a.n; ++i)
                   if (a.species[i] < 0 || a.species[i] >= ns)
                       throw py::value_error("species: index " + std::to_string(a.species[i]) + " of atom " +
                                             std::to_string(i) + " is outside 0.." + std::to_string(ns - 1));
               auto rots = rotations_from(angles_rad);
+              const int nt = resolve_threads(threads);
               const index_t ndy = measured.shape(1), ndx = measured.shape(2);
+              check_memory(8.0 * double(measured.size()) +
+                               8.0 * nt * (double(want_grad) * (3.0 * a.n + 2.0 * ns) + double(want_jtj) * 6.0 * a.n) +
+                               8.0 * (9.0 * a.n + 4.0 * ns),
+                           "the refinement objective");
               RefineEval r;
               {
                   py::gil_scoped_release nogil;

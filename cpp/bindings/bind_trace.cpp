@@ -1,3 +1,5 @@
+#include <algorithm>
+#include <cmath>
 #include "bindings.hpp"
 #include "trace.hpp"
 
@@ -7,6 +9,8 @@ void register_trace(py::module_& m) {
     m.def("local_maxima",
           [](const carray<float>& vol, float threshold, int threads) {
               require_shape(vol, "volume", {-1, -1, -1});
+              if (std::isnan(threshold)) throw py::value_error("threshold: expected a number, got nan");
+              resolve_threads(threads);
               Shape3 s{vol.shape(0), vol.shape(1), vol.shape(2)};
               std::vector<Peak> peaks;
               {
@@ -38,7 +42,19 @@ void register_trace(py::module_& m) {
               if (radius < 1) throw py::value_error("radius: expected >= 1, got " + std::to_string(radius));
               if (max_iterations < 1)
                   throw py::value_error("max_iterations: expected >= 1, got " + std::to_string(max_iterations));
+              if (std::isnan(threshold)) throw py::value_error("threshold: expected a number, got nan");
+              if (max_atoms < 0) throw py::value_error("max_atoms: expected >= 0 (0: no cap), got " +
+                                                       std::to_string(max_atoms));
+              require_positive(min_distance, "min_distance", true);
+              require_positive(max_drift, "max_drift");
+              const int nt = resolve_threads(threads);
               Shape3 s{vol.shape(0), vol.shape(1), vol.shape(2)};
+              // The fit box (clipped to the volume): its design matrix, pseudo-inverse and thin SVD
+              // (35 columns), and per thread a design matrix, its QR and the box values.
+              const double side = 2.0 * radius + 1.0;
+              const double rows = std::min<double>(side, double(s.nz)) * std::min<double>(side, double(s.ny)) *
+                                  std::min<double>(side, double(s.nx));
+              check_memory(fit > 0 ? 8.0 * rows * (35.0 * (3.0 + 2.0 * nt) + nt) : 0.0, "the atom fit boxes");
               TraceOptions opt;
               opt.threshold = threshold;
               opt.max_atoms = max_atoms;

@@ -2,6 +2,7 @@
 #pragma once
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <cmath>
 #include <string>
 #include <vector>
 #include "common.hpp"
@@ -26,7 +27,35 @@ void require_shape(const carray<T>& a, const char* name, std::vector<py::ssize_t
                                   std::to_string(shape[i]) + ", got " + std::to_string(a.shape(i)));
 }
 
-// (K, 3) Euler angles in radians -> rotation matrices.
+// Throws ValueError naming `name` unless every value is finite.
+template <class T>
+void require_finite(const T* data, py::ssize_t n, const char* name) {
+    for (py::ssize_t i = 0; i < n; ++i)
+        if (!std::isfinite(double(data[i])))
+            throw py::value_error(std::string(name) + ": expected finite values, got " +
+                                  std::to_string(double(data[i])) + " at flat index " + std::to_string(i));
+}
+
+// Throws ValueError unless `value` is finite and > 0 (or >= 0 when `allow_zero`).
+inline void require_positive(double value, const char* name, bool allow_zero = false) {
+    if (!std::isfinite(value) || value < 0 || (!allow_zero && value == 0))
+        throw py::value_error(std::string(name) + ": expected a finite number " + (allow_zero ? ">= 0" : "> 0") +
+                              ", got " + std::to_string(value));
+}
+
+// Throws ValueError unless 0 <= value (a size or count).
+inline void require_size(index_t value, const char* name) {
+    if (value < 0) throw py::value_error(std::string(name) + ": expected a size >= 0, got " + std::to_string(value));
+}
+
+// Every large allocation of the core is estimated first: raises MemoryError (from
+// aetcore._memory.check_memory, with the need and what is available) when `bytes` exceed the memory
+// available now. Sizes are products of user input, so they are counted in double (no overflow).
+inline void check_memory(double bytes, const std::string& what) {
+    py::module_::import("aetcore._memory").attr("check_memory")(bytes, what);
+}
+
+// (K, 3) Euler angles in radians -> rotation matrices; refuses NaN and Inf.
 std::vector<Mat3> rotations_from(const carray<double>& angles_rad);
 
 void register_geometry(py::module_& m);

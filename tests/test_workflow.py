@@ -62,7 +62,9 @@ def test_results_h5_has_every_step_and_provenance(sim, done):
 
 
 def test_resume_keeps_finished_steps_and_redoes_changed_ones(sim, done, tmp_path):
-    out, s0 = done
+    import shutil
+    out = tmp_path / "res"
+    shutil.copytree(done[0], out)  # the other tests share `done`
     before = read(out / "atoms.xyz")
     s = workflow.run(sim / "tilts.npy", sim / "angles.txt", 0.4, ("Fe", "Pt"), out, config=FAST, threads=2,
                      resume=True)
@@ -89,7 +91,9 @@ def test_interrupted_run_leaves_whole_files_and_resumes(sim, tmp_path):
     cmd = [sys.executable, "-m", "aetcore", "run", str(sim / "tilts.npy"), "--angles", str(sim / "angles.txt"),
            "--pixel-size", "0.4", "--species", "Fe,Pt", "--out", str(out), "--config", str(tmp_path / "slow.toml"),
            "--threads", "1", "--quiet"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT's default action, even where the test runner inherited it ignored (a background job)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     t0 = time.time()
     while not (out / "steps" / "align.h5").exists():
         assert proc.poll() is None, proc.stderr.read()
@@ -118,8 +122,7 @@ def test_one_step_with_new_settings(sim, done, tmp_path, capsys):
     import shutil
     out = tmp_path / "res"
     shutil.copytree(done[0], out)
-    (tmp_path / "t.toml").write_text("[align]\nmatching = false\n[reconstruct]\niterations = 30\n"
-                                     "half_set_fsc = false\n[trace]\nmin_distance = 3.5\n")
+    (tmp_path / "t.toml").write_text("[trace]\nmin_distance = 3.5\n")  # merged over the folder's settings
     assert main(["trace", "--out", str(out), "--config", str(tmp_path / "t.toml"), "--quiet"]) == 0
     steps = sorted(p.stem for p in (out / "steps").iterdir())
     assert steps == ["align", "preprocess", "reconstruct", "trace"]  # classify and refine are now stale
@@ -191,9 +194,7 @@ def test_refine_step_with_angle_refinement_stores_the_angles(done, tmp_path):
     import shutil
     out = tmp_path / "res"
     shutil.copytree(done[0], out)
-    (tmp_path / "a.toml").write_text("[align]\nmatching = false\n[reconstruct]\niterations = 30\n"
-                                     "half_set_fsc = false\n[refine]\niterations = 10\nrefine_angles = true\n"
-                                     "angle_rounds = 1\n")
+    (tmp_path / "a.toml").write_text("[refine]\nrefine_angles = true\nangle_rounds = 1\n")
     assert main(["refine", "--out", str(out), "--config", str(tmp_path / "a.toml"), "--quiet"]) == 0
     s = json.loads((out / "summary.json").read_text())
     assert s["tilt_angles_refined_by_refine"] is True
@@ -202,3 +203,19 @@ def test_refine_step_with_angle_refinement_stores_the_angles(done, tmp_path):
     assert refined.shape == nominal.shape == (15, 3)
     assert 0 < np.abs(refined[:, 1] - nominal[:, 1]).max() < 2.0  # moved, within the range
     assert abs(np.mean(refined[:, 1] - nominal[:, 1])) < 1e-9  # the common offset is a gauge
+
+
+def test_step_config_is_merged_over_the_folders_and_checked(done, tmp_path, capsys):
+    import shutil
+    out = tmp_path / "res"
+    shutil.copytree(done[0], out)
+    (tmp_path / "bad.toml").write_text("[trace]\nmin_distanse = 3\n")
+    assert main(["trace", "--out", str(out), "--config", str(tmp_path / "bad.toml")]) == 2
+    assert "trace.min_distanse" in capsys.readouterr().err
+    (tmp_path / "c.toml").write_text("[classify]\nmethod = \"gmm\"\n")
+    assert main(["classify", "--out", str(out), "--config", str(tmp_path / "c.toml"), "--quiet"]) == 0
+    cfg = json.loads((out / "run.json").read_text())["config"]
+    assert cfg["classify"]["method"] == "gmm"
+    assert cfg["reconstruct"]["iterations"] == 30  # the folder's own setting, kept
+    assert sorted(p.stem for p in (out / "steps").iterdir()) == ["align", "classify", "preprocess",
+                                                                 "reconstruct", "trace"]

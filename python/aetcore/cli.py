@@ -294,7 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--dataset", metavar="NAME", help="HDF5 dataset holding the images")
         p.add_argument("--out", required=True, metavar="DIR", help="the results folder")
         p.add_argument("--config", metavar="FILE.toml",
-                       help="new settings (replaces the folder's configuration from here on)")
+                       help="new settings, merged over the folder's configuration (the file needs only what "
+                            "it changes)")
         p.add_argument("--threads", type=_int_at_least(1), default=None, metavar="N", help="default: all cores")
         p.add_argument("--seed", type=int, default=None, help="random seed")
         _verbosity(p)

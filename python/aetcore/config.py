@@ -16,7 +16,7 @@ except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib  # type: ignore
 
 __all__ = ["DEFAULTS", "default_config", "default_config_toml", "load_config", "merge_config",
-           "step_options"]
+           "read_toml", "step_options"]
 
 # section -> list of (key, default, comment)
 _SPEC = {
@@ -184,19 +184,23 @@ def merge_config(user: dict, source: str = "config") -> dict:
     return cfg
 
 
-def load_config(path=None) -> dict:
-    """The defaults, with the TOML file `path` (if given) merged over them."""
-    if path is None:
-        return default_config()
+def read_toml(path) -> dict:
+    """The raw tables of a TOML file (unknown keys not yet checked: see :func:`merge_config`)."""
     p = Path(path)
     try:
         with open(p, "rb") as f:
-            user = tomllib.load(f)
+            return tomllib.load(f)
     except FileNotFoundError:
         raise ValueError(f"{p}: no such configuration file") from None
     except tomllib.TOMLDecodeError as e:
         raise ValueError(f"{p}: not valid TOML: {e}") from e
-    return merge_config(user, str(p))
+
+
+def load_config(path=None) -> dict:
+    """The defaults, with the TOML file `path` (if given) merged over them."""
+    if path is None:
+        return default_config()
+    return merge_config(read_toml(path), str(path))
 
 
 def step_options(cfg: dict, section: str, drop=()) -> dict:

@@ -193,7 +193,7 @@ def _new_state(tilts_path, angles_path, pixel_size, species, frames, dataset) ->
 def _open_run(out, *, config=None, threads=None, seed=None, progress=False) -> _Run:
     """A folder made by an earlier ``aet run`` / ``aet preprocess``; `config` (a TOML path or a dict
     of overrides), if given, replaces the stored configuration."""
-    from .config import load_config, merge_config
+    from .config import merge_config, read_toml
     out = Path(out)
     p = out / "run.json"
     if not p.is_file():
@@ -206,11 +206,14 @@ def _open_run(out, *, config=None, threads=None, seed=None, progress=False) -> _
     cfg_stored = stored.pop("config")
     if config is None:
         cfg = merge_config(cfg_stored, str(p))
-    elif isinstance(config, dict):
-        merged = {s: dict(cfg_stored.get(s, {}), **config.get(s, {})) for s in set(cfg_stored) | set(config)}
-        cfg = merge_config(merged, "config")
     else:
-        cfg = load_config(config)
+        # the new settings are merged over the folder's: a file needs only what it changes
+        user, source = (config, "config") if isinstance(config, dict) else (read_toml(config), str(config))
+        if not isinstance(user, dict):
+            raise TypeError(f"config: expected a TOML path or a dict of tables, got {type(user).__name__}")
+        merge_config(user, source)  # unknown sections and keys named against the file
+        merged = {s: dict(cfg_stored.get(s, {}), **user.get(s, {})) for s in set(cfg_stored) | set(user)}
+        cfg = merge_config(merged, source)
     seed = cfg["reconstruct"]["seed"] if seed is None else seed
     return _Run(out, stored, cfg, threads, seed, progress)
 
@@ -578,8 +581,8 @@ def run_step(step: str, out, *, config=None, threads=None, seed=None, progress: 
              tilts_path=None, angles_path=None, pixel_size=None, species=None, frames: int = 1,
              dataset=None) -> dict:
     """Redo one step of a results folder (``aet <step> --out DIR``) with the folder's configuration,
-    or with `config` (a TOML file replacing it, or a dict of overrides merged over it); the steps
-    after it are removed, the folder's outputs rewritten from the steps that remain valid.
+    and `config` (a TOML file or a dict of tables) merged over it; the steps after it are removed, the
+    folder's outputs rewritten from the steps that remain valid.
 
     ``preprocess`` starts a folder: it takes `tilts_path`, `angles_path`, `pixel_size`, `species`,
     `frames` and `dataset` as :func:`run` does. Returns the summary.

@@ -13,6 +13,11 @@ bool ray_interval(const double b[3], const double d[3], const double lo[3], cons
     double tlo = -std::numeric_limits<double>::infinity();
     double thi = std::numeric_limits<double>::infinity();
     for (int a = 0; a < 3; ++a) {
+        // An empty box on an axis (a volume of one voxel there, with the interior margins of
+        // interior_range) holds no sample: without this check the swapped t bounds below made a
+        // non-empty interval of width 2 eps / |d| at grazing angles, and the interior loop then
+        // read and wrote a whole slice beyond the volume (found by fuzzing under ASan).
+        if (!(lo[a] < hi[a])) return false;
         if (std::abs(d[a]) < 1e-12) {
             if (!(b[a] > lo[a] && b[a] < hi[a])) return false;
             continue;

@@ -363,3 +363,24 @@ def test_core_refine_objective(pos, b, blur, ps, ang, meas, cutoff, grad, jtj):
              blur, ps, ang, meas, 0.0, cutoff, grad, jtj, 1)
     if r is not None and grad:
         assert r["grad_positions"].shape == (pos.shape[0], 3)
+
+
+# ------------------------------------------------------------------- regressions found by fuzzing
+@pytest.mark.parametrize("shape", [(1, 4, 5), (5, 4, 1), (1, 3, 1), (2, 3, 1), (1, 2, 2)])
+@pytest.mark.parametrize("theta", [89.99999, 90.0, -89.99999, 0.0001, 45.0])
+def test_thin_volumes_at_grazing_angles(shape, theta):
+    """A volume one voxel thick along x or z, tilted about y to within 1e-5 degrees of 90: the
+    single-axis fast path took its bounds-free interior loop over a slab of width 2e-6 / cos(theta)
+    and read (projection) and wrote (back-projection) a slice beyond the volume -- a heap overflow
+    under ASan (make test-sanitize), garbage otherwise. The fast path must equal the general
+    trilinear path (taken when phi is not exactly 0) and stay the adjoint of the back-projection."""
+    COUNTS["thin volumes"] += 1
+    vol = np.random.default_rng(1).random(shape, dtype=np.float32) + 0.5
+    fast = aetcore.project_volume(vol, [theta], threads=1)
+    general = aetcore.project_volume(vol, np.array([[1e-7, theta, -1e-7]]), threads=1)
+    np.testing.assert_allclose(fast, general, rtol=1e-4, atol=1e-4)
+    y = np.random.default_rng(2).random(fast.shape, dtype=np.float32)
+    back = aetcore.backproject_volume(y, [theta], shape, threads=1)
+    lhs = float((fast.astype(np.float64) * y).sum())
+    rhs = float((vol.astype(np.float64) * back).sum())
+    assert lhs == pytest.approx(rhs, rel=1e-5, abs=1e-6)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from numbers import Integral
+from numbers import Integral, Real
 from typing import Callable, Optional
 
 import numpy as np
@@ -127,12 +127,26 @@ def _rotation_affine(angle_deg: float, shape):
     return M, ctr - M @ ctr
 
 
+def _finite_angle(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name}: expected an angle in degrees, got {type(value).__name__}")
+    if not np.isfinite(value):
+        raise ValueError(f"{name}: expected a finite angle in degrees, got {value}")
+    return float(value)
+
+
+def _spline_order(order) -> int:
+    if isinstance(order, bool) or not isinstance(order, Integral) or not 0 <= order <= 5:
+        raise ValueError(f"order: expected a spline order 0..5, got {order!r}")
+    return int(order)
+
+
 def rotate_images(tilts, angle_deg: float, *, order: int = 3) -> np.ndarray:
     """Rotate every image by `angle_deg` degrees in-plane about ``(ny//2, nx//2)`` (same sense as
     :func:`scipy.ndimage.rotate` with ``reshape=False``); edges padded with the nearest value."""
     t = as_tilts(tilts)
-    if not np.isfinite(angle_deg):
-        raise ValueError(f"angle_deg: expected a finite angle in degrees, got {angle_deg}")
+    angle_deg = _finite_angle(angle_deg, "angle_deg")
+    order = _spline_order(order)
     if angle_deg == 0:
         return t.copy()
     M, off = _rotation_affine(float(angle_deg), t.shape[1:])
@@ -148,6 +162,8 @@ def apply_alignment(tilts, shifts, rotation: float = 0.0, *, order: int = 3) -> 
     `shifts` is (n, 2) ``(dy, dx)`` in pixels, scipy.ndimage.shift sign; edges take the nearest value.
     """
     t = as_tilts(tilts)
+    rotation = _finite_angle(rotation, "rotation")
+    order = _spline_order(order)
     sh = np.asarray(shifts, np.float64)
     if sh.shape != (t.shape[0], 2):
         raise ValueError(f"shifts: expected shape ({t.shape[0]}, 2) (dy, dx) per image, got shape {sh.shape}")
@@ -763,6 +779,11 @@ def align(tilts, angles, *, rotation: bool = True, com: bool = True, common_line
             raise TypeError(f"{name}: expected a bool, got {type(v).__name__}")
     upsample = _int_at_least(upsample, 1, "upsample")
     _reconstructor(reconstruct, 1, 1.0, 1)  # validate before any work
+    rotation_search = positive(rotation_search, "rotation_search")
+    if matching:
+        _int_at_least(iterations, 1, "iterations")
+        _int_at_least(recon_iterations, 1, "recon_iterations")
+        positive(pixel_size, "pixel_size")
     timings, steps = {}, {}
     rot = 0.0
     src = t

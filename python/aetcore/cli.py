@@ -38,6 +38,19 @@ def _positive_float(name):
     return parse
 
 
+def _non_negative_float(name):
+    def parse(s):
+        try:
+            v = float(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {s!r}") from None
+        if not (np.isfinite(v) and v >= 0):
+            raise argparse.ArgumentTypeError(f"expected a number >= 0, got {s!r}")
+        return v
+    parse.__name__ = name
+    return parse
+
+
 def _int_at_least(minimum):
     def parse(s):
         try:
@@ -369,7 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=_int_at_least(1), default=1, metavar="N", help="frames per angle (default 1)")
     p.add_argument("--drift", type=float, default=0.3, help="frame drift in px per frame (with --frames > 1)")
     p.add_argument("--shift", type=float, default=0.0, help="largest random image shift in px (default 0: aligned)")
-    p.add_argument("--dose", type=float, default=5e4, help="electrons per Å^2; 0 for noise-free (default 5e4)")
+    p.add_argument("--dose", type=_non_negative_float("dose"), default=5e4,
+                   help="electrons per Å^2; 0 for noise-free (default 5e4)")
     p.add_argument("--format", choices=("npy", "tif", "mrc"), default="npy", help="tilt-series file format")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=_int_at_least(1), default=None, metavar="N")

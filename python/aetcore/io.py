@@ -823,17 +823,18 @@ def write_xyz(path, atoms) -> None:
 
 
 def write_mrc(path, volume, voxel_size: float) -> None:
-    """Write a volume ``(nz, ny, nx)`` as float32 MRC with the voxel size (Å) in the header."""
+    """Write a volume ``(nz, ny, nx)`` as float32 MRC with the voxel size (Å) in the header. The
+    header's label names aetcore without a time stamp, so identical volumes give identical files."""
     import mrcfile
-    v = np.ascontiguousarray(volume, dtype=np.float32)
-    if v.ndim != 3:
-        raise ValueError(f"volume: expected (nz, ny, nx), got shape {v.shape}")
-    if not (np.isfinite(voxel_size) and voxel_size > 0):
-        raise ValueError(f"voxel_size: expected a positive number of Å, got {voxel_size}")
+    from ._validate import as_volume, positive
+    v = as_volume(volume)  # refuses complex values, NaN and Inf, wrong shapes, naming `volume`
+    voxel_size = positive(voxel_size, "voxel_size")
     with atomic_path(path) as tmp:
         with mrcfile.new(tmp, overwrite=True) as m:
             m.set_data(v)
-            m.voxel_size = float(voxel_size)
+            m.voxel_size = voxel_size
+            m.header.label[0] = b"aetcore".ljust(80)
+            m.header.nlabl = 1
 
 
 def write_npy(path, array) -> None:

@@ -799,6 +799,7 @@ def preprocess(frames_or_tilts, *, frames: bool = True, register: bool = True, s
             raise TypeError(f"{name}: expected True or False, got {type(v).__name__}")
     if denoise is not None:
         one_of(denoise, ("nlm", "tv", "wavelet", "bm3d"), "denoise")
+    denoise_strength = positive(denoise_strength, "denoise_strength")  # checked even when unused
     if background is not None:
         one_of(background, ("constant", "plane"), "background")
     threads = resolve_threads(threads)

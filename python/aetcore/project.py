@@ -121,13 +121,19 @@ class AtomModel:
 def _per_species(values, symbols, default, name) -> np.ndarray:
     if values is None:
         return np.array([default(s) for s in symbols], dtype=np.float64)
-    if isinstance(values, Mapping):
-        missing = [s for s in symbols if s not in values]
-        if missing:
-            raise ValueError(f"{name}: no value for species {missing}")
-        out = np.array([float(values[s]) for s in symbols], dtype=np.float64)
-    else:
-        out = np.asarray(values, dtype=np.float64).reshape(-1)
+    try:
+        if isinstance(values, Mapping):
+            missing = [s for s in symbols if s not in values]
+            if missing:
+                raise ValueError(f"{name}: no value for species {missing}")
+            out = np.array([float(values[s]) for s in symbols], dtype=np.float64)
+        else:
+            out = np.asarray(values, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as e:
+        if str(e).startswith(name):
+            raise
+        raise TypeError(f"{name}: expected numbers (a float, one per species or a dict by symbol), got "
+                        f"{values!r}") from None
         if out.size == 1:
             out = np.full(len(symbols), float(out[0]))
         if out.size != len(symbols):
@@ -169,6 +175,9 @@ def atom_model(symbols: Sequence[str], heights=None, b_factors=None, blur: float
     if np.any(b < 0):
         raise ValueError(f"b_factors: expected values >= 0 Å², got {b}")
     blur = at_least(blur, 0.0, "blur")
+    if blur > 1e3 or np.any(b > 1e6):  # Å, Å^2: far beyond any atom, and sigma^2 would overflow
+        raise ValueError(f"blur/b_factors: expected an atom width below 1000 Å, got blur {blur} Å and "
+                         f"B {b} Å^2")
     model = AtomModel(symbols, h, b, blur)
     if np.any(model.sigmas <= 0):
         raise ValueError("b_factors/blur: every atom needs a positive width (B > 0 or blur > 0)")

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from . import _core
 from ._memory import check_memory
-from ._validate import as_angles, as_generator, as_tilts, at_least, positive, resolve_threads
+from ._validate import as_angles, as_generator, as_tilts, as_volume, at_least, positive, resolve_threads
 from .project import backproject_volume, project_volume
 
 __all__ = ["Reconstruction", "genfire", "resire", "sirt", "wbp", "auto_support", "oversampled_size"]
@@ -103,7 +103,10 @@ def auto_support(volume: np.ndarray, *, smoothing: float = 2.0, dilation: int = 
     -------
     bool array of the volume's shape.
     """
-    smooth = ndimage.gaussian_filter(np.asarray(volume, np.float32), smoothing)
+    vol = as_volume(volume)
+    smoothing = positive(smoothing, "smoothing")
+    dilation = at_least(dilation, 0, "dilation", integer=True)
+    smooth = ndimage.gaussian_filter(vol, smoothing)
     mask = smooth > _otsu(smooth.ravel())
     mask = ndimage.binary_fill_holes(mask)
     if dilation > 0:
@@ -323,7 +326,11 @@ def _iterative_setup(tilts, angles, pixel_size, iterations, volume_shape, thread
     """The checks and derived values every iterative real-space method starts with."""
     t, a, ps = _check_common(tilts, angles, pixel_size)
     iterations = at_least(iterations, 1, "iterations", integer=True)
-    return t, a, ps, iterations, _volume_shape(t, volume_shape), resolve_threads(threads)
+    shape = _volume_shape(t, volume_shape)
+    # the iterate, its update, two volume-sized normalisers and a few series-sized work arrays
+    check_memory(4.0 * 4 * float(np.prod(shape, dtype=np.float64)) + 3.0 * t.nbytes,
+                 f"a real-space reconstruction of a {'x'.join(map(str, shape))} volume")
+    return t, a, ps, iterations, shape, resolve_threads(threads)
 
 
 def _residual(P, b):
@@ -376,7 +383,7 @@ def resire(tilts, angles, *, pixel_size: float = 1.0, iterations: int = 100, ste
     row = backproject_volume(project_volume(np.ones(shape, np.float32), a, detector_shape=det,
                                             threads=nthreads), a, shape, threads=nthreads)
     L = float(row.max()) / K
-    x = np.zeros(shape, np.float32) if initial is None else np.array(initial, np.float32)
+    x = np.zeros(shape, np.float32) if initial is None else np.array(as_volume(initial, "initial"))
     if x.shape != shape:
         raise ValueError(f"initial: expected shape {shape}, got {x.shape}")
     errors = _preconditioned_descent(t, a, shape, x, np.float32(step / (L * K)), np.float32(1.0), positivity,
@@ -455,6 +462,8 @@ def wbp(tilts, angles, *, pixel_size: float = 1.0, filter: str = "ram-lak", volu
     nthreads = resolve_threads(threads)
     nx = t.shape[2]
     npad = 1 << int(math.ceil(math.log2(2 * nx)))
+    check_memory(4.0 * float(np.prod(shape, dtype=np.float64)) + 4.0 * t.nbytes * npad / nx,
+                 f"WBP into a {'x'.join(map(str, shape))} volume")
     f = np.fft.rfftfreq(npad)  # cycles per pixel
     # Ramp with the exact discrete DC term of the Ram-Lak kernel (avoids a biased mean).
     ramp = 2 * np.abs(f)

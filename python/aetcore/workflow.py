@@ -218,6 +218,13 @@ def _open_run(out, *, config=None, threads=None, seed=None, progress=False) -> _
     return _Run(out, stored, cfg, threads, seed, progress)
 
 
+def _out_folder(out) -> Path:
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out: {out} exists and is not a folder")
+    return out
+
+
 def _config(config) -> dict:
     from .config import load_config, merge_config
     if isinstance(config, dict):
@@ -555,7 +562,7 @@ def run(tilts_path, angles_path, pixel_size: float, species: Sequence[str], out,
         refinement, the half-set FSC resolution (Å), time per step (s), the steps resumed.
     """
     cfg = _config(config)
-    out = Path(out)
+    out = _out_folder(out)
     state = _new_state(tilts_path, angles_path, pixel_size, species, frames, dataset)
     out.mkdir(parents=True, exist_ok=True)
     seed = cfg["reconstruct"]["seed"] if seed is None else seed
@@ -589,7 +596,7 @@ def run_step(step: str, out, *, config=None, threads=None, seed=None, progress: 
     """
     if step not in STEPS:
         raise ValueError(f"step: expected one of {', '.join(STEPS)}, got {step!r}")
-    out = Path(out)
+    out = _out_folder(out)
     if step == "preprocess":
         if tilts_path is None or angles_path is None or pixel_size is None or species is None:
             raise ValueError("preprocess: needs the tilt series, --angles, --pixel-size and --species")

@@ -59,9 +59,9 @@ SAN_QUICK := tests/sanitize tests/test_projector.py tests/test_geometry.py tests
 	tests/test_bad_input.py tests/test_thread_safety.py
 
 $(SAN_DIR)/.stamp: $(CORE_SOURCES) | install
-	cmake -S . -B $(SAN_DIR) -DAETCORE_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER="$$(command -v $(CXX_SAN))" \
+	$(VENV)/bin/cmake -S . -B $(SAN_DIR) -DAETCORE_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER="$$(command -v $(CXX_SAN))" \
 	  -DPython_EXECUTABLE=$(abspath $(PY)) -Dpybind11_DIR="$$($(PY) -m pybind11 --cmakedir)" >/dev/null
-	cmake --build $(SAN_DIR) -j2
+	$(VENV)/bin/cmake --build $(SAN_DIR) -j2
 	touch $@
 
 test-sanitize: install $(SAN_DIR)/.stamp

@@ -42,3 +42,16 @@ def shared_case(name):
     vol = np.ascontiguousarray(np.transpose(model, (2, 1, 0)), np.float32)
     tilts = np.ascontiguousarray(np.transpose(proj, (2, 1, 0)), np.float32)
     return vol, tilts, np.asarray(angles, np.float64), support
+
+
+def gauge_free_rms(found, truth, angles):
+    """RMS (px) of found - truth (alignment shifts (dy, dx) per image) after removing the
+    object-translation mode (dy = t_y, dx = t_x cos(theta) - t_z sin(theta)), the gauge of alignment
+    (independent of aetcore.scoring.alignment_error)."""
+    th = np.radians(angles)
+    d = np.asarray(found, np.float64) - np.asarray(truth, np.float64)
+    ay = np.ones((len(th), 1))
+    ax = np.stack([np.cos(th), -np.sin(th)], axis=1)
+    ry = d[:, 0] - ay @ np.linalg.lstsq(ay, d[:, 0], rcond=None)[0]
+    rx = d[:, 1] - ax @ np.linalg.lstsq(ax, d[:, 1], rcond=None)[0]
+    return float(np.sqrt((ry ** 2 + rx ** 2).mean()))

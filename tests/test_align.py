@@ -15,21 +15,14 @@ from scipy import ndimage
 from aetcore import align as A
 from aetcore import reconstruct, simulate
 
-from conftest import relative_error
+from conftest import gauge_free_rms, relative_error
 
 SHAPE = (64, 64)
 PS = 0.4
 ANGLES = simulate.angles_range(-70, 70, 41)
 
 
-def _gauge_free_rms(found, truth, angles):
-    th = np.radians(angles)
-    d = found - truth
-    ay = np.ones((len(th), 1))
-    ax = np.stack([np.cos(th), -np.sin(th)], axis=1)
-    ry = d[:, 0] - ay @ np.linalg.lstsq(ay, d[:, 0], rcond=None)[0]
-    rx = d[:, 1] - ax @ np.linalg.lstsq(ax, d[:, 1], rcond=None)[0]
-    return float(np.sqrt((ry ** 2 + rx ** 2).mean()))
+_gauge_free_rms = gauge_free_rms
 
 
 def _rms(d):

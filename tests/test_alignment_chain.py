@@ -17,6 +17,7 @@ Both go through atoms_from_tilts and are scored with match_atoms (which register
 translation, so the object-translation gauge of align does not matter).
 """
 import numpy as np
+from conftest import gauge_free_rms
 import pytest
 from scipy import ndimage
 
@@ -48,16 +49,7 @@ def case():
     return p, mis, frames, ok
 
 
-def _gauge_free_rms(found, truth, angles):
-    """RMS (px) of found - truth after removing the object-translation mode (dy = t_y,
-    dx = t_x cos(theta) - t_z sin(theta)), the gauge of align."""
-    th = np.radians(angles)
-    d = found - truth
-    ay = np.ones((len(th), 1))
-    ax = np.stack([np.cos(th), -np.sin(th)], axis=1)
-    ry = d[:, 0] - ay @ np.linalg.lstsq(ay, d[:, 0], rcond=None)[0]
-    rx = d[:, 1] - ax @ np.linalg.lstsq(ax, d[:, 1], rcond=None)[0]
-    return float(np.sqrt((ry ** 2 + rx ** 2).mean()))
+_gauge_free_rms = gauge_free_rms
 
 
 def _score(p, tilts):

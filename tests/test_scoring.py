@@ -309,4 +309,23 @@ def test_literature_protocol_bad_input():
 
 
 def test_public_names():
-    assert set(scoring.__all__) == {"MatchResult", "LiteratureScore", "match_atoms", "literature_protocol"}
+    assert set(scoring.__all__) == {"MatchResult", "LiteratureScore", "match_atoms", "literature_protocol",
+                                   "alignment_error"}
+
+
+def test_alignment_error_removes_the_object_translation_only():
+    from conftest import gauge_free_rms
+    from aetcore.scoring import alignment_error
+    rng = np.random.default_rng(3)
+    th = np.linspace(-70, 70, 31)
+    mis = rng.uniform(-3, 3, (31, 2))
+    # a perfect alignment up to a translation (X, Y, Z) of the object: zero error
+    X, Y, Z = 0.7, -1.2, 2.0
+    gauge = np.stack([-Y * np.ones(31), -(X * np.cos(np.radians(th)) - Z * np.sin(np.radians(th)))], axis=1)
+    assert alignment_error(-mis + gauge, mis, th) < 1e-12
+    # with errors: the independent helper of the tests agrees
+    found = -mis + gauge + rng.normal(0, 0.1, (31, 2))
+    assert alignment_error(found, mis, th) == pytest.approx(gauge_free_rms(found, -mis, th), rel=1e-9)
+    assert 0.1 < alignment_error(found, mis, th) < 0.18  # 0.1 px per axis: sqrt(2) x 0.1 px
+    with pytest.raises(ValueError, match="shifts"):
+        alignment_error(found[:5], mis, th)

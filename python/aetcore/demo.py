@@ -101,14 +101,9 @@ def run_demo(out="aet-demo", *, size: int = 96, pixel_size: float = 0.4, radius:
                                                      "refine") if t.get(k) is not None)
     if series.shifts is not None:
         # the true shifts move the content away from the centre; alignment should undo them
-        resid = shifts + np.asarray(series.shifts)
-        # a translation (X, Y, Z) of the whole particle is harmless: it moves image k by
-        # dy = -Y and dx = -(X cos(theta_k) - Z sin(theta_k)); remove its least-squares fit
-        th = np.radians(ang)
-        resid[:, 0] -= resid[:, 0].mean()
-        basis = np.stack([np.cos(th), np.sin(th)], axis=1)
-        resid[:, 1] -= basis @ np.linalg.lstsq(basis, resid[:, 1], rcond=None)[0]
-        say(f"alignment: rotation {s['alignment']['rotation_deg']:.2f}°, shift error {np.sqrt(np.mean(resid ** 2)):.3f} px RMS "
+        from .scoring import alignment_error
+        err_px = alignment_error(shifts, series.shifts, ang)
+        say(f"alignment: rotation {s['alignment']['rotation_deg']:.2f}°, shift error {err_px:.3f} px RMS "
             "(after removing a translation of the whole particle)")
     say(f"GENFIRE: {s['reconstruction']['iterations_run']} iterations, relative error vs the true volume "
         f"{err:.3f} (after a {np.linalg.norm(offset) * pixel_size:.2f} Å registration), half-set FSC "

@@ -22,7 +22,7 @@ from scipy.spatial import cKDTree
 
 from ._validate import as_positions, positive
 
-__all__ = ["MatchResult", "LiteratureScore", "match_atoms", "literature_protocol"]
+__all__ = ["MatchResult", "LiteratureScore", "match_atoms", "literature_protocol", "alignment_error"]
 
 _MAX_REGISTER_ITERATIONS = 100
 
@@ -404,3 +404,38 @@ def literature_protocol(truth_positions, traced_positions, *, max_distance=1.5) 
     diff = traced[found] - truth[idx[found]]
     rmsd = 100.0 * float(np.sqrt(diff.var(axis=0, ddof=1).sum()))
     return LiteratureScore(fraction, rmsd)
+
+
+def alignment_error(shifts, misalignment, angles) -> float:
+    """RMS error (pixels) of alignment shifts against a known misalignment.
+
+    Parameters
+    ----------
+    shifts : (n, 2) array
+        ``(dy, dx)`` the alignment applied (:class:`aetcore.align.Alignment`), pixels.
+    misalignment : (n, 2) array
+        ``(dy, dx)`` that had moved the images (e.g. ``SimulatedSeries.shifts``); perfect alignment
+        applies ``-misalignment``.
+    angles : (n,) array
+        Tilt angles, degrees (single-axis series).
+
+    Returns
+    -------
+    float
+        RMS over images of ``shifts + misalignment`` after removing its least-squares part that a
+        translation ``(X, Y, Z)`` of the whole object explains (``dy = -Y``,
+        ``dx = -(X cos(theta) - Z sin(theta))``): alignment fixes the object only up to such a
+        translation (the centre of mass convention), which moves the reconstruction but not its atoms
+        relative to each other.
+    """
+    s = np.asarray(shifts, np.float64)
+    m = np.asarray(misalignment, np.float64)
+    th = np.radians(np.asarray(angles, np.float64).reshape(-1))
+    if s.ndim != 2 or s.shape[1] != 2 or m.shape != s.shape or th.shape[0] != s.shape[0]:
+        raise ValueError(f"shifts, misalignment, angles: expected (n, 2), (n, 2) and (n,), got {s.shape}, "
+                         f"{m.shape} and {th.shape}")
+    r = s + m
+    r[:, 0] -= r[:, 0].mean()
+    basis = np.stack([np.cos(th), np.sin(th)], axis=1)
+    r[:, 1] -= basis @ np.linalg.lstsq(basis, r[:, 1], rcond=None)[0]
+    return float(np.sqrt(np.mean(np.sum(r ** 2, axis=1))))

@@ -86,6 +86,17 @@ def load_step(path) -> tuple[dict, dict]:
     return arrays, attrs
 
 
+def _step_meta(path) -> dict:
+    """The ``meta`` attribute of a step file alone (no datasets read)."""
+    import h5py
+    p = Path(path)
+    try:
+        with h5py.File(p, "r") as f:
+            return json.loads(f.attrs["meta"])
+    except (OSError, KeyError, ValueError) as e:
+        raise ValueError(f"{p}: not a readable aetcore step file ({e})") from e
+
+
 def _hash(*parts) -> str:
     from .io import _jsonable
     h = hashlib.sha256()
@@ -136,10 +147,9 @@ class _Run:
         if not p.exists():
             return False
         try:
-            _, attrs = load_step(p)
+            return _step_meta(p).get("key") == self.key(step)
         except ValueError:
             return False
-        return attrs.get("key") == self.key(step)
 
     def load(self, step: str) -> tuple[dict, dict]:
         p = _step_path(self.out, step)
@@ -391,16 +401,17 @@ _DO = {"preprocess": _do_preprocess, "align": _do_align, "reconstruct": _do_reco
 
 
 # ----------------------------------------------------------------------------------------- outputs
-def _atoms(r: _Run):
-    """The atomic model of the folder (refined if the refine step is valid) as ase.Atoms."""
+def _atoms(r: _Run, steps: dict):
+    """The atomic model of the folder (refined if the refine step is valid) as ase.Atoms, from the
+    loaded valid `steps` ({step: (arrays, attrs)})."""
     from ase import Atoms
-    tr, _ = r.load("trace")
-    cl, cl_attrs = r.load("classify")
+    tr, _ = steps["trace"]
+    cl, _ = steps["classify"]
     keep = cl["labels"] >= 0
     symbols = np.asarray(r.species)[cl["labels"][keep]]
     info = {"pixel_size": r.pixel_size, "non_atoms": int((~keep).sum())}
-    if r.valid("refine"):
-        ref, ref_attrs = r.load("refine")
+    if "refine" in steps:
+        ref, ref_attrs = steps["refine"]
         positions, precision = ref["positions"], ref["precision"]
         for k in ("r1_before", "r1_after"):
             if ref_attrs.get(k) is not None:
@@ -430,12 +441,12 @@ def _finish(r: _Run) -> dict:
     from .io import _jsonable, atomic_path, write_json, write_xyz
     t0 = time.perf_counter()
     done = [s for s in STEPS if r.valid(s)]
-    atoms = _atoms(r) if {"trace", "classify"} <= set(done) else None
+    steps = {s: load_step(_step_path(r.out, s)) for s in done}
+    atoms = _atoms(r, steps) if {"trace", "classify"} <= set(done) else None
     if atoms is not None:
         write_xyz(r.out / "atoms.xyz", atoms)
     elif (r.out / "atoms.xyz").exists():
         (r.out / "atoms.xyz").unlink()  # made from steps that have been redone since: stale
-    steps = {s: load_step(_step_path(r.out, s)) for s in done}
     with atomic_path(r.out / "results.h5") as tmp:
         with h5py.File(tmp, "w") as f:
             for s, (arrays, attrs) in steps.items():

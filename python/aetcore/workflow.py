@@ -29,6 +29,7 @@ import os
 import platform
 import sys
 import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
@@ -49,52 +50,60 @@ def _step_path(out: Path, step: str) -> Path:
     return out / "steps" / f"{step}.h5"
 
 
+def _write_group(g, arrays: dict, attrs: dict) -> None:
+    """`arrays` (None skipped; str arrays as bytes) as datasets of the HDF5 group `g`, `attrs` as its
+    JSON attribute ``meta``: the layout of a step file and of each step's group in results.h5."""
+    from .io import _jsonable
+    for k, v in arrays.items():
+        if v is None:
+            continue
+        v = np.asarray(v)
+        g.create_dataset(k, data=v.astype("S") if v.dtype.kind == "U" else v,
+                         compression="gzip" if v.size > 4096 else None)
+    g.attrs["meta"] = json.dumps(attrs, default=_jsonable)
+
+
 def save_step(path, arrays: dict, attrs: dict) -> None:
     """Write one step's products atomically: `arrays` (name -> ndarray, None skipped) as datasets and
     `attrs` (JSON-serialisable) as one JSON attribute ``meta``."""
     import h5py
-    from .io import _jsonable, atomic_path
+    from .io import atomic_path
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
-            for k, v in arrays.items():
-                if v is None:
-                    continue
-                v = np.asarray(v)
-                if v.dtype.kind == "U":
-                    v = v.astype("S")
-                f.create_dataset(k, data=v, compression="gzip" if v.size > 4096 else None)
-            f.attrs["meta"] = json.dumps(attrs, default=_jsonable)
+            _write_group(f, arrays, attrs)
 
 
-def load_step(path) -> tuple[dict, dict]:
-    """Read a step file written by :func:`save_step`: ``(arrays, attrs)``."""
+@contextmanager
+def _step_file(path):
+    """A step file open for reading; any failure to read it is a ValueError naming the file."""
     import h5py
     p = Path(path)
     try:
         with h5py.File(p, "r") as f:
-            arrays = {}
-            for k in f:
-                v = f[k][()]
-                if isinstance(v, np.ndarray) and v.dtype.kind == "S":
-                    v = v.astype("U")
-                arrays[k] = v
-            attrs = json.loads(f.attrs["meta"])
+            yield f
     except (OSError, KeyError, ValueError) as e:
         raise ValueError(f"{p}: not a readable aetcore step file ({e})") from e
+
+
+def load_step(path) -> tuple[dict, dict]:
+    """Read a step file written by :func:`save_step`: ``(arrays, attrs)``."""
+    with _step_file(path) as f:
+        arrays = {}
+        for k in f:
+            v = f[k][()]
+            if isinstance(v, np.ndarray) and v.dtype.kind == "S":
+                v = v.astype("U")
+            arrays[k] = v
+        attrs = json.loads(f.attrs["meta"])
     return arrays, attrs
 
 
 def _step_meta(path) -> dict:
     """The ``meta`` attribute of a step file alone (no datasets read)."""
-    import h5py
-    p = Path(path)
-    try:
-        with h5py.File(p, "r") as f:
-            return json.loads(f.attrs["meta"])
-    except (OSError, KeyError, ValueError) as e:
-        raise ValueError(f"{p}: not a readable aetcore step file ({e})") from e
+    with _step_file(path) as f:
+        return json.loads(f.attrs["meta"])
 
 
 def _hash(*parts) -> str:
@@ -450,12 +459,7 @@ def _finish(r: _Run) -> dict:
     with atomic_path(r.out / "results.h5") as tmp:
         with h5py.File(tmp, "w") as f:
             for s, (arrays, attrs) in steps.items():
-                g = f.create_group(s)
-                for k, v in arrays.items():
-                    v = np.asarray(v)
-                    g.create_dataset(k, data=v.astype("S") if v.dtype.kind == "U" else v,
-                                     compression="gzip" if v.size > 4096 else None)
-                g.attrs["meta"] = json.dumps(attrs, default=_jsonable)
+                _write_group(f.create_group(s), arrays, attrs)
             if atoms is not None:
                 g = f.create_group("atoms")
                 g.create_dataset("positions", data=atoms.positions)

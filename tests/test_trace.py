@@ -235,3 +235,27 @@ def test_default_drift_limit_keeps_noisy_light_atoms_fitted():
     assert all(r[0] == 1.0 for r in res.values())
     assert res["polynomial", None][1] < 10.0 < res["polynomial", 1.0][1]
     assert res["gaussian", None][1] < 5.0
+
+
+def test_fit_beyond_the_border_keeps_its_voxel_and_classify_accepts_it():
+    # An atom centred 0.9 voxel outside the volume (x = -0.9): its voxel maximum is x = 0 and the
+    # Gaussian fit, within max_drift, lands beyond the border (the raw core returns x = -0.9). Trace keeps the voxel (status 4), so the set it hands
+    # to classify lies inside the volume; `aet run` died on such atoms in 2 of 4 raw series before.
+    from aetcore.classify import classify
+
+    shape = (16, 16, 16)
+    z, y, x = np.meshgrid(*[np.arange(n, dtype=np.float64) for n in shape], indexing="ij")
+    centres = [(8.0, 8.0, -0.9), (8.0, 4.0, 8.0), (4.0, 11.0, 11.0), (11.0, 11.0, 4.0)]
+    vol = sum(np.exp(-((z - cz) ** 2 + (y - cy) ** 2 + (x - cx) ** 2) / (2 * 1.2 ** 2)) for cz, cy, cx in centres)
+    vol = vol.astype(np.float32)
+    raw = trace_atoms(vol, 0.5, min_distance=1.0, max_drift=3.0, fit="gaussian")
+    assert len(raw) == 4
+    edge = np.argmin(raw.positions_voxels[:, 2])
+    assert raw.status[edge] == 4 and STATUS[4] == "left the volume"
+    np.testing.assert_array_equal(raw.positions_voxels[edge], raw.voxel[edge])
+    assert raw.voxel[edge][2] == 0
+    inner = np.delete(np.arange(4), edge)
+    assert np.all(raw.status[inner] == 0)
+    assert np.all((raw.positions_voxels > -0.5) & (raw.positions_voxels < np.array(shape) - 0.5))
+    cls = classify(vol, raw.positions, ["Pt"], pixel_size=0.5)
+    assert cls.labels.shape == (4,)

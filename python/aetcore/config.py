@@ -20,9 +20,11 @@ __all__ = ["DEFAULTS", "default_config", "default_config_toml", "load_config", "
 
 # section -> list of (key, default, comment)
 _SPEC = {
-    "preprocess": ("Frame registration and clean-up (aetcore.preprocess.preprocess); runs when --frames > 1, "
-                   "or always if `always` is true.", [
-        ("always", False, "also pre-process a single-frame tilt series (background, normalisation)"),
+    "preprocess": ("Frame registration and clean-up (aetcore.preprocess.preprocess); runs on every series "
+                   "unless `always` is false, then only when --frames > 1.", [
+        ("always", True, "also pre-process a single-frame tilt series (detector offset and background, "
+                         "normalisation): every detector has an offset, and leaving it in cost 12 points of "
+                         "recall and 32 of precision on a raw FePt series"),
         ("register", True, "register the frames of each angle before averaging (else a plain mean)"),
         ("shear", True, "correct raster shear between frames"),
         ("reference", "first", "frame registration reference: \"first\" or \"mean\""),

@@ -950,7 +950,7 @@ def summary_html(summary=None, *, stats=None, resolution=None, rotation=None) ->
     ----------
     summary : dict, optional
         The dict ``aet run`` writes to ``summary.json`` (:func:`aetcore.workflow.run`); used keys:
-        ``atoms``, ``counts``, ``r1_before``, ``r1_after``, ``non_atoms``, ``reconstruction``
+        ``atoms``, ``counts``, ``r1_before``, ``r1_after``, ``non_atoms``, ``fits_left_volume``, ``reconstruction``
         (``iterations_run``, ``fourier_r``, ``rfree``), ``alignment`` (``rotation_deg``),
         ``timings_s``, ``input`` (``pixel_size``, ``n_angles``, ``image_shape``). Missing keys
         are left out.
@@ -989,6 +989,8 @@ def summary_html(summary=None, *, stats=None, resolution=None, rotation=None) ->
         quality.append(["atoms", _fmt(s["atoms"])])
     if s.get("non_atoms") is not None:
         quality.append(["non-atoms rejected", _fmt(s["non_atoms"])])
+    if s.get("fits_left_volume"):
+        quality.append(["fits that left the volume (kept at their voxel)", _fmt(s["fits_left_volume"])])
     if "r1_before" in s or "r1_after" in s:
         quality.append(["R1 before refinement", _fmt(s.get("r1_before"))])
         quality.append(["R1 after refinement", _fmt(s.get("r1_after"))])

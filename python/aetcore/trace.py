@@ -21,8 +21,9 @@ Fits (in the C++ core, in parallel):
 
 Each fit has a status (:data:`STATUS`): 0 converged, 1 not a maximum (polynomial Hessian not negative
 definite, or a non-positive Gaussian height or width), 2 drifted more than ``max_drift`` voxels from the
-voxel maximum, 3 did not converge (or too few voxels to fit). Atoms whose fit failed keep the position of
-their voxel maximum.
+voxel maximum, 3 did not converge (or too few voxels to fit), 4 the fit left the volume (beyond half a voxel
+outside its border). Atoms whose fit failed keep the position of their voxel maximum, so every traced atom
+lies inside the volume and the next step (classification) accepts the whole set.
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ from ._validate import as_volume, at_least, positive, resolve_threads
 __all__ = ["trace_atoms", "local_maxima", "TracedAtoms", "STATUS", "DEFAULT_THRESHOLD_FRACTION"]
 
 #: Meaning of the ``status`` codes of :class:`TracedAtoms`.
-STATUS = {0: "converged", 1: "not a maximum", 2: "drifted", 3: "did not converge"}
+STATUS = {0: "converged", 1: "not a maximum", 2: "drifted", 3: "did not converge", 4: "left the volume"}
 
 #: ``threshold=None`` means this fraction of the volume's maximum.
 DEFAULT_THRESHOLD_FRACTION = 0.1
@@ -231,6 +232,15 @@ def trace_atoms(volume, pixel_size, *, threshold=None, max_atoms=None, min_dista
         mask = mask != 0
     reject_background = bool(reject_background)
     vox, pos, inten, status = _core.trace_atoms(vol, thr, cap, dmin / p, _FITS[fit], drift, radius, nt, iters)
+    if vox.shape[0]:
+        # a fit near the border may land beyond it (noisy edge voxels); such an atom keeps its voxel
+        # maximum, which is inside, with status 4, so that trace never hands classify an atom it refuses
+        gone = np.any((pos < -0.5) | (pos > np.array(vol.shape, np.float64) - 0.5), axis=1)
+        if gone.any():
+            pos = pos.copy()
+            pos[gone] = vox[gone]
+            status = status.copy()
+            status[gone] = 4
     if mask is not None and vox.shape[0]:
         keep = mask[vox[:, 0], vox[:, 1], vox[:, 2]]
         if reject_background:

@@ -358,9 +358,11 @@ def _do_trace(r: _Run) -> None:
     if len(tr) < len(r.species):
         raise ValueError(f"reconstruction: only {len(tr)} atoms were traced, fewer than the "
                          f"{len(r.species)} species")
+    left = int(np.sum(tr.status == 4))
     r.save("trace", {"positions": tr.positions, "voxel": tr.voxel, "peak": tr.intensity, "status": tr.status},
-           {"n_atoms": len(tr)}, time.perf_counter() - t0)
-    log.info("trace: %d atoms (%.1f s)", len(tr), r.timings["trace"])
+           {"n_atoms": len(tr), "left_volume": left}, time.perf_counter() - t0)
+    log.info("trace: %d atoms, %d fits left the volume and kept their voxel (%.1f s)", len(tr), left,
+             r.timings["trace"])
 
 
 def _do_classify(r: _Run) -> None:
@@ -486,6 +488,7 @@ def _finish(r: _Run) -> dict:
         "atoms": None if atoms is None else len(atoms),
         "counts": counts,
         "non_atoms": None if atoms is None else atoms.info["non_atoms"],
+        "fits_left_volume": steps["trace"][1].get("left_volume") if "trace" in steps else None,
         "r1_before": ref_attrs.get("r1_before"),
         "r1_after": ref_attrs.get("r1_after"),
         "heights": ref_attrs.get("heights"),

@@ -40,7 +40,7 @@ test: install
 CXX_SAN    ?= c++
 SAN_DIR    := build-sanitize
 SAN_CORE    = $(firstword $(wildcard $(SAN_DIR)/_core*.so))
-CORE_SOURCES := $(wildcard cpp/*.cpp cpp/*.hpp cpp/bindings/*.cpp cpp/bindings/*.hpp) CMakeLists.txt
+CORE_SOURCES := $(wildcard cpp/src/*.cpp cpp/src/*.hpp cpp/include/aetcore/*.hpp cpp/bindings/*.cpp cpp/bindings/*.hpp) CMakeLists.txt
 SAN_ENV = LD_PRELOAD="$$($(CXX_SAN) -print-file-name=libasan.so) $$($(CXX_SAN) -print-file-name=libubsan.so)" \
 	ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1:abort_on_error=1 \
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \

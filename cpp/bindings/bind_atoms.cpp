@@ -1,5 +1,5 @@
 #include <cmath>
-#include "atoms.hpp"
+#include <aetcore/atoms.hpp>
 #include "bindings.hpp"
 
 namespace aet::bind {

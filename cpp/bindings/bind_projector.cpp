@@ -1,5 +1,5 @@
 #include "bindings.hpp"
-#include "projector.hpp"
+#include <aetcore/projector.hpp>
 
 namespace aet::bind {
 

@@ -3,9 +3,9 @@
 #include <complex>
 #include <utility>
 #include "bindings.hpp"
-#include "fft_plans.hpp"
-#include "genfire.hpp"
-#include "gridding.hpp"
+#include <aetcore/fft_plans.hpp>
+#include <aetcore/genfire.hpp>
+#include <aetcore/gridding.hpp>
 
 namespace aet::bind {
 

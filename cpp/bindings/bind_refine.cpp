@@ -1,6 +1,6 @@
 #include <cmath>
 #include "bindings.hpp"
-#include "refine.hpp"
+#include <aetcore/refine.hpp>
 
 namespace aet::bind {
 

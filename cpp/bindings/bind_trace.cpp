@@ -1,7 +1,7 @@
 #include <algorithm>
 #include <cmath>
 #include "bindings.hpp"
-#include "trace.hpp"
+#include <aetcore/trace.hpp>
 
 namespace aet::bind {
 

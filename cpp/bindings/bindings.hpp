@@ -5,8 +5,8 @@
 #include <cmath>
 #include <string>
 #include <vector>
-#include "common.hpp"
-#include "geometry.hpp"
+#include <aetcore/common.hpp>
+#include <aetcore/geometry.hpp>
 
 namespace py = pybind11;
 

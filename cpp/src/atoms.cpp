@@ -1,4 +1,4 @@
-#include "atoms.hpp"
+#include <aetcore/atoms.hpp>
 #include <algorithm>
 #include <cmath>
 

@@ -1,4 +1,4 @@
-#include "fft_plans.hpp"
+#include <aetcore/fft_plans.hpp>
 #include <algorithm>
 #include <chrono>
 #include <cstring>

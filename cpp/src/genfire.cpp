@@ -1,4 +1,4 @@
-#include "genfire.hpp"
+#include <aetcore/genfire.hpp>
 #include <algorithm>
 #include <cmath>
 #include <cstring>

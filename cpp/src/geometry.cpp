@@ -1,4 +1,4 @@
-#include "geometry.hpp"
+#include <aetcore/geometry.hpp>
 #include <cmath>
 
 namespace aet {

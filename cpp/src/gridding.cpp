@@ -1,4 +1,4 @@
-#include "gridding.hpp"
+#include <aetcore/gridding.hpp>
 #include <algorithm>
 #include <cmath>
 #include <cstring>

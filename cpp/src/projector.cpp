@@ -1,4 +1,4 @@
-#include "projector.hpp"
+#include <aetcore/projector.hpp>
 #include <algorithm>
 #include <cmath>
 #include <limits>

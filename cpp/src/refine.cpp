@@ -1,4 +1,4 @@
-#include "refine.hpp"
+#include <aetcore/refine.hpp>
 #include <algorithm>
 #include <cmath>
 

@@ -1,5 +1,5 @@
 // Atom tracing: local maxima, sub-voxel fits, minimum distance. See trace.hpp.
-#include "trace.hpp"
+#include <aetcore/trace.hpp>
 
 #include <Eigen/Dense>
 #include <algorithm>

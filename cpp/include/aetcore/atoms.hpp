@@ -6,8 +6,8 @@
 #pragma once
 #include <cstdint>
 #include <vector>
-#include "common.hpp"
-#include "geometry.hpp"
+#include <aetcore/common.hpp>
+#include <aetcore/geometry.hpp>
 
 namespace aet {
 

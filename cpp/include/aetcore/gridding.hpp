@@ -8,9 +8,9 @@
 #pragma once
 #include <cstdint>
 #include <vector>
-#include "common.hpp"
-#include "fft_plans.hpp"
-#include "geometry.hpp"
+#include <aetcore/common.hpp>
+#include <aetcore/fft_plans.hpp>
+#include <aetcore/geometry.hpp>
 
 namespace aet {
 

@@ -5,8 +5,8 @@
 // sample falls on a voxel centre and the projection is exactly vol.sum(axis=0).
 #pragma once
 #include <vector>
-#include "common.hpp"
-#include "geometry.hpp"
+#include <aetcore/common.hpp>
+#include <aetcore/geometry.hpp>
 
 namespace aet {
 

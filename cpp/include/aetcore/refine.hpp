@@ -8,9 +8,9 @@
 // without the scale). Everything is float64 inside. Lengths in voxels.
 #pragma once
 #include <vector>
-#include "atoms.hpp"
-#include "common.hpp"
-#include "geometry.hpp"
+#include <aetcore/atoms.hpp>
+#include <aetcore/common.hpp>
+#include <aetcore/geometry.hpp>
 
 namespace aet {
 

@@ -6,7 +6,7 @@
 #pragma once
 #include <cstdint>
 #include <vector>
-#include "common.hpp"
+#include <aetcore/common.hpp>
 
 namespace aet {
 

@@ -7,6 +7,7 @@
 #include <vector>
 #include <aetcore/common.hpp>
 #include <aetcore/geometry.hpp>
+#include <aetcore/memory.hpp>
 
 namespace py = pybind11;
 
@@ -48,12 +49,9 @@ inline void require_size(index_t value, const char* name) {
     if (value < 0) throw py::value_error(std::string(name) + ": expected a size >= 0, got " + std::to_string(value));
 }
 
-// Every large allocation of the core is estimated first: raises MemoryError (from
-// aetcore._memory.check_memory, with the need and what is available) when `bytes` exceed the memory
-// available now. Sizes are products of user input, so they are counted in double (no overflow).
-inline void check_memory(double bytes, const std::string& what) {
-    py::module_::import("aetcore._memory").attr("check_memory")(bytes, what);
-}
+// Every large allocation is estimated first by the core's aet::check_memory (aetcore/memory.hpp),
+// which throws aet::MemoryError; module.cpp translates it to Python's MemoryError.
+using aet::check_memory;
 
 // (K, 3) Euler angles in radians -> rotation matrices; refuses NaN and Inf.
 std::vector<Mat3> rotations_from(const carray<double>& angles_rad);

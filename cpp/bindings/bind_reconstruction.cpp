@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <cmath>
 #include <complex>
+#include <memory>
 #include <utility>
 #include "bindings.hpp"
 #include <aetcore/fft_plans.hpp>
@@ -14,25 +15,8 @@ void register_reconstruction(py::module_& m) {
           [](const carray<float>& tilts, const carray<double>& angles_rad, index_t n_grid, double radius,
              int upsample, int threads) {
               require_shape(tilts, "tilts", {angles_rad.shape(0), -1, -1});
-              if (tilts.shape(1) < 1 || tilts.shape(2) < 1)
-                  throw py::value_error("tilts: expected non-empty images, got " + std::to_string(tilts.shape(1)) +
-                                        " x " + std::to_string(tilts.shape(2)));
-              if (n_grid < tilts.shape(1) || n_grid < tilts.shape(2))
-                  throw py::value_error("n_grid: the grid must be at least as large as the images");
-              require_positive(radius, "radius");
-              if (upsample < 1 || upsample > 8) throw py::value_error("upsample: expected 1..8");
+              // radius, upsample, the image and grid sizes are checked by the core (grid_projections)
               auto rots = rotations_from(angles_rad);
-              const int nt = resolve_threads(threads);
-              {
-                  // Per thread: the padded image and its spectrum. Per projection: at most one record
-                  // (16 bytes, twice: per projection and merged) per grid node within `radius` of
-                  // its plane; then the merged output (24 bytes a point).
-                  const double N = double(n_grid), M = double(upsample) * N, kspan = 2.0 * (N / 2 - 1) + 1;
-                  const double depth = std::min(2.0 * std::sqrt(3.0) * radius + 1.0, std::max(kspan, 1.0));
-                  const double records = double(rots.size()) * std::max(kspan, 0.0) * std::max(kspan, 0.0) * depth;
-                  check_memory(nt * (4.0 * M * M + 8.0 * M * (M / 2 + 1)) + records * (32.0 + 24.0),
-                               "gridding the projections on a " + std::to_string(n_grid) + "^3 grid");
-              }
               GriddingOptions opt;
               opt.radius = radius;
               opt.upsample = upsample;
@@ -54,21 +38,12 @@ void register_reconstruction(py::module_& m) {
               std::copy(g.radius.begin(), g.radius.end(), r.mutable_data());
               return py::make_tuple(idx, val, w, r);
           },
-          py::arg("tilts"), py::arg("angles_rad"), py::arg("n_grid"), py::arg("radius") = 0.3,
-          py::arg("upsample") = 1, py::arg("threads") = 0,
+          py::arg("tilts"), py::arg("angles_rad"), py::arg("n_grid"), py::arg("radius") = GriddingOptions().radius,
+          py::arg("upsample") = GriddingOptions().upsample, py::arg("threads") = 0,
           "Grid projections into the half spectrum of an n_grid^3 volume: (index, value, weight, |k|).");
 
     py::class_<GenfirePlan>(m, "GenfirePlan")
         .def(py::init([](index_t n_grid, index_t bz, index_t by, index_t bx, int threads) {
-                 if (n_grid < 1) throw py::value_error("n_grid: expected >= 1, got " + std::to_string(n_grid));
-                 for (auto [v, name] : {std::pair{bz, "bz"}, std::pair{by, "by"}, std::pair{bx, "bx"}})
-                     if (v < 1 || v > n_grid)
-                         throw py::value_error(std::string(name) + ": expected a box side in 1.." +
-                                               std::to_string(n_grid) + " (n_grid), got " + std::to_string(v));
-                 const int nt = resolve_threads(threads);
-                 const double N = double(n_grid);
-                 check_memory(8.0 * N * N * (N / 2 + 1) + nt * (8.0 * N * 32 + 12.0 * N) + 16.0 * N,
-                              "a GENFIRE plan on a " + std::to_string(n_grid) + "^3 grid");
                  py::gil_scoped_release nogil;
                  return new GenfirePlan(n_grid, Shape3{bz, by, bx}, threads);
              }),
@@ -98,13 +73,7 @@ void register_reconstruction(py::module_& m) {
                      require_shape(sup_arr, "support", {b.nz, b.ny, b.nx});
                      sup = sup_arr.data();
                  }
-                 const index_t N = p.n_grid(), limit = N * N * (N / 2 + 1);
-                 for (auto* arr : {&idx, &free_idx}) {
-                     const std::int64_t* d = arr->data();
-                     for (py::ssize_t i = 0; i < arr->shape(0); ++i)
-                         if (d[i] < 0 || d[i] >= limit) throw py::value_error("index: outside the half spectrum");
-                 }
-                 if (n_enforce < 0 || n_enforce > idx.shape(0)) throw py::value_error("n_enforce: out of range");
+                 // indices and n_enforce are checked by the core (GenfirePlan::iterate)
                  FourierErrors e;
                  float* bp = box.mutable_data();
                  {
@@ -148,6 +117,145 @@ void register_reconstruction(py::module_& m) {
                  return out;
              },
              py::arg("spectrum"), "The box part of the inverse transform / N^3 (for tests).");
+
+    py::class_<GenfireOptions>(m, "GenfireOptions",
+                               "Every option of GENFIRE with its default (aetcore/genfire.hpp): the one home of the "
+                               "defaults of aetcore.genfire and of the [reconstruct] section of `aet config`.")
+        .def(py::init<>())
+        .def_readwrite("oversampling", &GenfireOptions::oversampling, "Fourier grid side / volume side (>= 1)")
+        .def_readwrite("iterations", &GenfireOptions::iterations, "maximum number of iterations")
+        .def_readwrite("positivity", &GenfireOptions::positivity, "clip negative voxels every iteration")
+        .def_readwrite("interpolation_radius", &GenfireOptions::interpolation_radius, "gridding radius, grid steps")
+        .def_readwrite("plane_upsampling", &GenfireOptions::plane_upsampling, "extra zero-padding of the images (1..8)")
+        .def_readwrite("extension", &GenfireOptions::extension, "fraction of the iterations of resolution extension")
+        .def_readwrite("momentum", &GenfireOptions::momentum, "momentum, in [0, 1)")
+        .def_readwrite("rfree_fraction", &GenfireOptions::rfree_fraction, "fraction held out for R-free, [0, 0.5)")
+        .def_readwrite("patience", &GenfireOptions::patience, "early stop after this many iterations without improvement")
+        .def_readwrite("tol", &GenfireOptions::tol, "relative improvement that counts for patience")
+        .def_readwrite("seed", &GenfireOptions::seed, "seed of the R-free draw (std::mt19937_64)")
+        .def_readwrite("threads", &GenfireOptions::threads, "OpenMP threads; <= 0: every core")
+        .def_readwrite("support_iterations", &GenfireOptions::support_iterations,
+                       "iterations of the low-resolution pass of the automatic support")
+        .def_readwrite("support_frequency", &GenfireOptions::support_frequency,
+                       "the low-resolution pass enforces |k| up to this fraction of the largest")
+        .def_readwrite("support_margin", &GenfireOptions::support_margin, "automatic support: dilation, Å")
+        .def("validate", [](const GenfireOptions& o) { validate(o); },
+             "Raise ValueError naming the first option out of its range.")
+        .def("__repr__", [](const GenfireOptions& o) {
+            return "GenfireOptions(oversampling=" + std::to_string(o.oversampling) +
+                   ", iterations=" + std::to_string(o.iterations) + ", seed=" + std::to_string(o.seed) + ", ...)";
+        });
+
+    m.def("genfire_grid_size", &genfire_grid_size, py::arg("n"), py::arg("oversampling"),
+          "The oversampled Fourier grid side for a volume of largest side n: ceil(oversampling n) rounded up "
+          "to an even 7-smooth number.");
+    m.def("next_smooth", &next_smooth, py::arg("n"), py::arg("even_only") = false,
+          "The smallest 7-smooth number (2^a 3^b 5^c 7^d) >= n (even if asked).");
+    m.def("genfire_rfree_split",
+          [](index_t n, double fraction, std::uint64_t seed) {
+              if (n < 0) throw py::value_error("n: expected >= 0, got " + std::to_string(n));
+              if (!(fraction >= 0 && fraction < 0.5)) throw py::value_error("rfree_fraction: expected [0, 0.5)");
+              auto f = genfire_rfree_split(n, fraction, seed);
+              carray<bool> out(py::ssize_t(f.size()));
+              std::copy(f.begin(), f.end(), out.mutable_data());
+              return out;
+          },
+          py::arg("n"), py::arg("fraction"), py::arg("seed"),
+          "The held-out mask of GENFIRE's R-free split of n points (std::mt19937_64(seed), partial Fisher-Yates).");
+
+    py::class_<Genfire>(m, "Genfire",
+                        "A GENFIRE reconstruction: the constructor grids the projections, splits R-free and plans "
+                        "the FFTs once; low_resolution() and run() iterate (aetcore/genfire.hpp).")
+        .def(py::init([](const carray<float>& tilts, const carray<double>& euler_rad, index_t nz, index_t ny,
+                         index_t nx, const GenfireOptions& opt) {
+                 require_shape(tilts, "tilts", {-1, -1, -1});
+                 require_shape(euler_rad, "angles", {tilts.shape(0), 3});
+                 const Shape3 s{nz, ny, nx};  // options, sizes, values and memory: checked by the core
+                 const float* t = tilts.data();
+                 const double* e = euler_rad.data();
+                 const index_t K = tilts.shape(0), iy = tilts.shape(1), ix = tilts.shape(2);
+                 py::gil_scoped_release nogil;
+                 return new Genfire(t, K, iy, ix, e, s, opt);
+             }),
+             py::arg("tilts"), py::arg("euler_rad"), py::arg("nz"), py::arg("ny"), py::arg("nx"), py::arg("options"))
+        .def_property_readonly("grid_size", &Genfire::grid_size)
+        .def_property_readonly("measured_points", &Genfire::measured_points)
+        .def_property_readonly("free_points", &Genfire::free_points)
+        .def_property_readonly("seconds_gridding", &Genfire::seconds_gridding)
+        .def_property_readonly("seconds_planning", &Genfire::seconds_planning)
+        .def_property_readonly("options", &Genfire::options)
+        .def("low_resolution",
+             [](Genfire& g) {
+                 std::vector<float> v;
+                 {
+                     py::gil_scoped_release nogil;
+                     v = g.low_resolution();
+                 }
+                 const Shape3 s = g.shape();
+                 carray<float> out({py::ssize_t(s.nz), py::ssize_t(s.ny), py::ssize_t(s.nx)});
+                 std::copy(v.begin(), v.end(), out.mutable_data());
+                 return out;
+             },
+             "The low-resolution pass of the automatic support (whole box as support).")
+        .def("run",
+             [](Genfire& g, py::object support, py::object initial, py::object callback) {
+                 const Shape3 s = g.shape();
+                 carray<std::uint8_t> sup_arr;
+                 carray<float> init_arr;
+                 const std::uint8_t* sup = nullptr;
+                 const float* init = nullptr;
+                 if (!support.is_none()) {
+                     sup_arr = support.cast<carray<std::uint8_t>>();
+                     require_shape(sup_arr, "support", {s.nz, s.ny, s.nx});
+                     sup = sup_arr.data();
+                 }
+                 if (!initial.is_none()) {
+                     init_arr = initial.cast<carray<float>>();
+                     require_shape(init_arr, "initial", {s.nz, s.ny, s.nx});
+                     init = init_arr.data();
+                 }
+                 // The callback runs with the GIL re-acquired; a Python exception (or Ctrl-C) stops the
+                 // iteration and is raised again once the GIL is back.
+                 std::unique_ptr<py::error_already_set> failure;
+                 GenfireProgress progress;
+                 if (!callback.is_none()) {
+                     progress = [&](int it, double err, double rf) {
+                         py::gil_scoped_acquire gil;
+                         try {
+                             py::object r = callback(it, err, rf);
+                             if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+                             return r.is_none() || r.cast<bool>();
+                         } catch (py::error_already_set& e) {
+                             failure = std::make_unique<py::error_already_set>(std::move(e));
+                             return false;
+                         }
+                     };
+                 }
+                 GenfireResult r;
+                 {
+                     py::gil_scoped_release nogil;
+                     r = g.run(sup, init, progress);
+                 }
+                 if (failure) throw std::move(*failure);
+                 carray<float> vol({py::ssize_t(s.nz), py::ssize_t(s.ny), py::ssize_t(s.nx)});
+                 std::copy(r.volume.begin(), r.volume.end(), vol.mutable_data());
+                 carray<double> errors(py::ssize_t(r.errors.size())), rfree(py::ssize_t(r.rfree.size()));
+                 std::copy(r.errors.begin(), r.errors.end(), errors.mutable_data());
+                 std::copy(r.rfree.begin(), r.rfree.end(), rfree.mutable_data());
+                 py::dict d;
+                 d["volume"] = vol;
+                 d["errors"] = errors;
+                 d["rfree"] = rfree;
+                 d["grid_size"] = r.grid_size;
+                 d["measured_points"] = r.measured_points;
+                 d["free_points"] = r.free_points;
+                 d["cancelled"] = r.cancelled;
+                 d["seconds_iterations"] = r.seconds_iterations;
+                 return d;
+             },
+             py::arg("support") = py::none(), py::arg("initial") = py::none(), py::arg("callback") = py::none(),
+             "Iterate: support (bool/uint8 mask) or None for the whole box; initial volume or None for zeros; "
+             "callback(iteration, error, rfree) -> None/True to go on, False to stop. Returns a dict.");
 
     m.def("fft_roundtrip_time",
           [](int n, int threads, int repeats) {

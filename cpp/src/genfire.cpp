@@ -1,18 +1,34 @@
 #include <aetcore/genfire.hpp>
+#include <aetcore/memory.hpp>
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
+#include <string>
+#include <utility>
 
 namespace aet {
 namespace {
 inline index_t wrap(index_t k, index_t n) { return ((k % n) + n) % n; }
 }  // namespace
 
+void GenfirePlan::check(index_t n_grid, Shape3 box) {
+    if (n_grid < 1) throw std::invalid_argument("n_grid: expected >= 1, got " + std::to_string(n_grid));
+    for (auto [v, name] : {std::pair{box.nz, "bz"}, std::pair{box.ny, "by"}, std::pair{box.nx, "bx"}})
+        if (v < 1 || v > n_grid)
+            throw std::invalid_argument(std::string(name) + ": expected a box side in 1.." + std::to_string(n_grid) +
+                                        " (n_grid), got " + std::to_string(v));
+}
+
+double GenfirePlan::memory_bytes(index_t n_grid, int threads) {
+    const double N = double(n_grid), nt = double(resolve_threads(threads));
+    return 8.0 * N * N * (N / 2 + 1) + nt * (8.0 * N * 32 + 12.0 * N) + 16.0 * N;
+}
+
 GenfirePlan::GenfirePlan(index_t n_grid, Shape3 box, int threads)
     : N_(n_grid), nh_(n_grid / 2 + 1), box_(box), threads_(resolve_threads(threads)) {
-    if (box.nz > N_ || box.ny > N_ || box.nx > N_)
-        throw std::invalid_argument("GenfirePlan: the box is larger than the grid");
+    check(n_grid, box);
+    check_memory(memory_bytes(n_grid, threads_), "a GENFIRE plan on a " + std::to_string(n_grid) + "^3 grid");
     // 32 adjacent columns (256 bytes a row) per gather: measured fastest for N = 180..384.
     tile_ = int(std::min<index_t>(32, nh_));
     spec_ = FftwBuffer<fftwf_complex>(std::size_t(N_ * N_ * nh_));
@@ -155,6 +171,16 @@ FourierErrors GenfirePlan::iterate(float* box, const std::uint8_t* support, bool
                                    const std::int64_t* idx, const cfloat* val, index_t n_points,
                                    index_t n_enforce, const std::int64_t* free_idx,
                                    const cfloat* free_val, index_t n_free) {
+    const std::int64_t limit = std::int64_t(N_) * N_ * nh_;
+    if (n_points < 0 || n_free < 0) throw std::invalid_argument("index: expected a count >= 0");
+    if (n_enforce < 0 || n_enforce > n_points)
+        throw std::invalid_argument("n_enforce: expected 0.." + std::to_string(n_points) + ", got " +
+                                    std::to_string(n_enforce));
+    for (const auto& [p, n] : {std::pair{idx, n_points}, std::pair{free_idx, n_free}})
+        for (index_t i = 0; i < n; ++i)
+            if (p[i] < 0 || p[i] >= limit)
+                throw std::invalid_argument("index: " + std::to_string(p[i]) + " is outside the half spectrum (0.." +
+                                            std::to_string(limit - 1) + ")");
     forward(box);
     cfloat* S = spectrum();
     double num = 0, den = 0, fnum = 0, fden = 0;

@@ -1,8 +1,11 @@
 #include <aetcore/gridding.hpp>
+#include <aetcore/memory.hpp>
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <numeric>
+#include <stdexcept>
+#include <string>
 
 namespace aet {
 namespace {
@@ -17,9 +20,37 @@ inline index_t wrap(index_t k, index_t n) { return ((k % n) + n) % n; }
 
 }  // namespace
 
+void validate(const GriddingOptions& opt) {
+    if (!(opt.radius > 0) || !std::isfinite(opt.radius))
+        throw std::invalid_argument("radius: expected a finite number > 0, got " + std::to_string(opt.radius));
+    if (opt.upsample < 1 || opt.upsample > 8)
+        throw std::invalid_argument("upsample: expected 1..8, got " + std::to_string(opt.upsample));
+    resolve_threads(opt.threads);
+}
+
+double gridding_memory_bytes(index_t K, index_t n_grid, const GriddingOptions& opt) {
+    // Per thread: the padded image and its spectrum. Per projection: at most one record (16 bytes,
+    // twice: per projection and merged) per grid node within `radius` of its plane; then the merged
+    // output (24 bytes a point).
+    const double nt = double(resolve_threads(opt.threads));
+    const double N = double(n_grid), M = double(std::max(opt.upsample, 1)) * N, kspan = 2.0 * (N / 2 - 1) + 1;
+    const double depth = std::min(2.0 * std::sqrt(3.0) * opt.radius + 1.0, std::max(kspan, 1.0));
+    const double records = double(K) * std::max(kspan, 0.0) * std::max(kspan, 0.0) * depth;
+    return nt * (4.0 * M * M + 8.0 * M * (M / 2 + 1)) + records * (32.0 + 24.0);
+}
+
 GriddedData grid_projections(const float* tilts, index_t K, index_t ny, index_t nx,
                              const std::vector<Mat3>& rotations, index_t N,
                              const GriddingOptions& opt) {
+    if (K < 0 || rotations.size() != std::size_t(K))
+        throw std::invalid_argument("angles: expected one per image (" + std::to_string(K) + "), got " +
+                                    std::to_string(rotations.size()));
+    if (ny < 1 || nx < 1)
+        throw std::invalid_argument("tilts: expected non-empty images, got " + std::to_string(ny) + " x " +
+                                    std::to_string(nx));
+    if (N < ny || N < nx) throw std::invalid_argument("n_grid: the grid must be at least as large as the images");
+    validate(opt);
+    check_memory(gridding_memory_bytes(K, N, opt), "gridding the projections on a " + std::to_string(N) + "^3 grid");
     const index_t nh = N / 2 + 1;
     const double r = opt.radius;
     const int nt = resolve_threads(opt.threads);

@@ -20,6 +20,12 @@ struct GriddingOptions {
     int threads = 0;          // <= 0: all cores
 };
 
+// Throws std::invalid_argument naming the option (radius, upsample, threads) unless it is in range.
+void validate(const GriddingOptions& opt);
+
+// Bytes grid_projections needs for K images on an n_grid^3 grid (counted in double: no overflow).
+double gridding_memory_bytes(index_t K, index_t n_grid, const GriddingOptions& opt);
+
 struct GriddedData {
     index_t n = 0;                      // grid side N
     std::vector<std::int64_t> index;    // linear index into the half spectrum, ascending
@@ -28,7 +34,7 @@ struct GriddedData {
     std::vector<float> radius;          // |k| of the grid point, in grid steps
 };
 
-// tilts: K images of ny x nx (origin at ny/2, nx/2); each is zero-padded to (upsample N)^2 before its
+// tilts: K images of ny x nx (ny, nx >= 1, the grid side n_grid >= both; checked, as are the options) (origin at ny/2, nx/2); each is zero-padded to (upsample N)^2 before its
 // FFT, so its samples fall every 1/upsample grid step of the slice plane.
 GriddedData grid_projections(const float* tilts, index_t K, index_t ny, index_t nx,
                              const std::vector<Mat3>& rotations, index_t n_grid,

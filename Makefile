@@ -36,7 +36,7 @@ test: install
 
 # The C++ core built with AddressSanitizer + UndefinedBehaviorSanitizer (CMake option
 # AETCORE_SANITIZE) in its own directory; the tests load it in place of the installed module
-# (tests/sanitize/sanitized_core.py) with the sanitizer runtimes preloaded. Any finding aborts the run.
+# (tests/properties/sanitize/sanitized_core.py) with the sanitizer runtimes preloaded. Any finding aborts the run.
 CXX_SAN    ?= c++
 SAN_DIR    := build-sanitize
 SAN_CORE    = $(firstword $(wildcard $(SAN_DIR)/_core*.so))
@@ -44,19 +44,21 @@ CORE_SOURCES := $(wildcard cpp/src/*.cpp cpp/src/*.hpp cpp/include/aetcore/*.hpp
 SAN_ENV = LD_PRELOAD="$$($(CXX_SAN) -print-file-name=libasan.so) $$($(CXX_SAN) -print-file-name=libubsan.so)" \
 	ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1:abort_on_error=1 \
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-	AETCORE_SANITIZED_CORE="$(abspath $(SAN_CORE))" PYTHONPATH=tests/sanitize
+	AETCORE_SANITIZED_CORE="$(abspath $(SAN_CORE))" PYTHONPATH=tests/properties/sanitize
 # Every test of the core: the projector, geometry, reconstructions, tracing, refinement, threads,
 # bad input, fuzzing, thread safety, determinism and memory checks.
-SAN_TESTS := tests/sanitize tests/test_projector.py tests/test_geometry.py tests/test_reconstruct.py \
-	tests/test_trace.py tests/test_refine.py tests/test_threads.py tests/test_bad_input.py tests/test_fuzz.py \
-	tests/test_thread_safety.py tests/test_determinism.py tests/test_memory.py
+SAN_TESTS := tests/properties/sanitize tests/model/test_projector.py tests/model/test_geometry.py \
+	tests/steps/test_reconstruct.py tests/steps/test_trace.py tests/steps/test_refine.py \
+	tests/properties/test_threads.py tests/properties/test_bad_input.py tests/properties/test_fuzz.py \
+	tests/properties/test_thread_safety.py tests/properties/test_determinism.py tests/properties/test_memory.py
 # The reduced set `make test` runs after pytest: fuzzing, the bad-input matrix, memory checks and
 # concurrent calls on the instrumented core, and the projector and geometry tests. Measured on the
 # shared 2-core machine: 30 s (1236 tests), plus the instrumented build when the C++ changed (3 min
 # idle, 8 min under load). test-sanitize, every core test, took 4 min 43 s (1282 tests); with
 # `make test` (~5 min) and the build that would still fit 30 min, but not "well under" it.
-SAN_QUICK := tests/sanitize tests/test_projector.py tests/test_geometry.py tests/test_fuzz.py tests/test_memory.py \
-	tests/test_bad_input.py tests/test_thread_safety.py
+SAN_QUICK := tests/properties/sanitize tests/model/test_projector.py tests/model/test_geometry.py \
+	tests/properties/test_fuzz.py tests/properties/test_memory.py tests/properties/test_bad_input.py \
+	tests/properties/test_thread_safety.py
 
 $(SAN_DIR)/.stamp: $(CORE_SOURCES) | install
 	$(VENV)/bin/cmake -S . -B $(SAN_DIR) -DAETCORE_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER="$$(command -v $(CXX_SAN))" \

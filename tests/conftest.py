@@ -23,7 +23,7 @@ def rng():
 def shared_case(name):
     """A case from ../shared/data mapped onto CONVENTIONS.md: (volume, tilts, angles, support).
 
-    The mapping (pinned by tests/test_shared_data.py): both the volume and the projections are
+    The mapping (pinned by tests/steps/test_shared_data.py): both the volume and the projections are
     transposed (2, 1, 0) from MATLAB's [x, y, z] / [x, y, k]; the Euler angles are used as given.
     """
     d = SHARED / name

@@ -9,8 +9,8 @@ from ase import Atoms
 from ase.io import read
 
 from aetcore.analysis import analyze_folder, chemical_order, fit_lattice
-from aetcore.io import write_xyz
-from aetcore.simulate import FEPT_LATTICE_CONSTANT as A, fept_particle
+from aetcore.io.writers import write_xyz
+from aetcore.model.simulate import FEPT_LATTICE_CONSTANT as A, fept_particle
 
 EPS = np.diag([0.01, 0.0, 0.0])  # 1 % along x
 
@@ -113,7 +113,7 @@ def test_duplicate_atom_is_left_out_of_the_chemistry(tmp_path):
 
 
 def test_single_species_model_skips_the_chemistry(tmp_path):
-    from aetcore.simulate import pt_particle
+    from aetcore.model.simulate import pt_particle
     x, species = pt_particle(9.0, orientation="random", thermal=0.03, seed=2)
     write_xyz(tmp_path / "atoms.xyz", Atoms(symbols=list(species), positions=x))
     s = analyze_folder(tmp_path, report=False)

@@ -6,8 +6,9 @@ from scipy.spatial.transform import Rotation
 
 from aetcore.analysis import (chemical_order, classify_phases, find_grains, fit_lattice, local_order,
                               partial_coordination, site_neighbours, site_pairs, warren_cowley)
-from aetcore.analysis.order import SIGNATURES, VARIANTS, antiphase_boundaries, fcc_shell_offsets, translation_variants
-from aetcore.simulate import FEPT_LATTICE_CONSTANT as A, fept_particle
+from aetcore.analysis.order import (SIGNATURES, VARIANTS, antiphase_boundaries, fcc_shell_offsets,
+                                    translation_variants)
+from aetcore.model.simulate import FEPT_LATTICE_CONSTANT as A, fept_particle
 
 
 def sites_of(positions, **kw):

@@ -6,7 +6,7 @@ from scipy.spatial.transform import Rotation
 
 from aetcore.analysis import atomic_strain, fit_lattice, strain_map, to_crystal_frame, voigt
 from aetcore.analysis.strain import displacement_gradient
-from aetcore.simulate import FEPT_LATTICE_CONSTANT as A, fcc_particle
+from aetcore.model.simulate import FEPT_LATTICE_CONSTANT as A, fcc_particle
 
 RADIUS = 16.0
 UNIAXIAL = np.diag([0.01, 0.0, 0.0])

@@ -8,7 +8,7 @@ from scipy.spatial.transform import Rotation
 from aetcore.analysis import (coordination, fit_lattice, nearest_neighbour_distance, neighbour_list,
                               partial_coordination, radial_distribution)
 from aetcore.analysis.lattice import LATTICES, Lattice, cubic_rotations
-from aetcore.simulate import FEPT_LATTICE_CONSTANT as A, fcc_particle, fept_particle
+from aetcore.model.simulate import FEPT_LATTICE_CONSTANT as A, fcc_particle, fept_particle
 
 D_NN = A / np.sqrt(2)
 

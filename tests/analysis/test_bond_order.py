@@ -9,7 +9,7 @@ from scipy.special import eval_legendre
 
 from aetcore.analysis.bond_order import (bond_order, global_steinhardt, neighbour_bonds, normalized_order,
                                          steinhardt)
-from aetcore.simulate import fcc_particle
+from aetcore.model.simulate import fcc_particle
 
 # literature values, typed in here independently of the module's REFERENCE table
 FCC = (0.190941, 0.574524)

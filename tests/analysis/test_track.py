@@ -9,8 +9,11 @@ import pytest
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
-from aetcore.track import (Correspondence, correspond, find_nuclei, icp, kabsch, link_nuclei, track_folders,
-                           track_series)
+from aetcore.analysis.track.correspondence import Correspondence, correspond
+from aetcore.analysis.track.nuclei import find_nuclei, link_nuclei
+from aetcore.analysis.track.registration import icp, kabsch
+from aetcore.analysis.track.folder import track_folders
+from aetcore.analysis.track.series import track_series
 from test_bond_order import random_packing
 
 A, B, C = np.array([-9.0, -4, 0]), np.array([7.0, -5, 0]), np.array([2.0, 10, 0])
@@ -147,7 +150,7 @@ def test_kabsch_exact_and_proper():
 
 
 def test_icp_on_a_lattice_and_the_rotation_search():
-    from aetcore.simulate import fcc_particle
+    from aetcore.model.simulate import fcc_particle
     x = fcc_particle(3.89, 15.0, thermal=0.05, seed=1)
     rng = np.random.default_rng(2)
     axis = np.array([0.3, 0.5, 0.8]) / np.linalg.norm([0.3, 0.5, 0.8])
@@ -229,7 +232,7 @@ def test_link_nuclei_merging_and_nucleation():
 
 def _write_series(series, folder):
     from ase import Atoms
-    from aetcore.io import write_xyz
+    from aetcore.io.writers import write_xyz
     dirs = []
     for t, (x, o, s) in enumerate(zip(series["models"], series["orders"], series["species"])):
         d = folder / f"t{t}"
@@ -332,7 +335,7 @@ def test_real_bond_order_series_through_track_folders(tmp_path, seed):
     positions: A grows (r 5.5 -> 7 -> 8.5 Å), B (two overlapping lobes of one crystal) splits in two,
     C dissolves. Each model is turned by ~5°, shifted, jittered and shuffled."""
     from ase import Atoms
-    from aetcore.io import write_xyz
+    from aetcore.io.writers import write_xyz
     base = random_packing(20.0, seed=seed, wall=False)
     a, b, c = np.array([-10.0, -3, 0]), np.array([9.0, -6, 0]), np.array([3.0, 12, 0])
     series = [[(a, 5.5, (a, 1)), (b - 3.5 * EZ, 6.0, (b, 2)), (b + 3.5 * EZ, 6.0, (b, 2)), (c, 6.5, (c, 3))],
@@ -382,7 +385,7 @@ def test_threads_do_not_change_the_result(series):
 
 
 def test_figures_show_the_tracks_and_displacements(series):
-    from aetcore.track_plots import FATE_COLORS, displacements_figure, nucleus_sizes_figure
+    from aetcore.analysis.track.plots import FATE_COLORS, displacements_figure, nucleus_sizes_figure
     res = series["res"]
     fig = nucleus_sizes_figure(res.tracks, 3)
     ax = fig.axes[0]

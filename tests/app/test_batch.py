@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aetcore.batch import ManifestError, add_batch_parser, batch, load_manifest
-from aetcore.cli import main as aet
+from aetcore.app.batch import ManifestError, add_batch_parser, batch, load_manifest
+from aetcore.app.cli import main as aet
 
 # a quick configuration: ~2 s per 32 px dataset on one core
 FAST = """
@@ -85,8 +85,8 @@ angles = "p2/angles.txt"
 
 def test_aet_batch_two_ok_one_corrupt_on_a_local_cluster(data):
     from ase.io import read
-    from aetcore.config import load_config
-    from aetcore.scoring import match_atoms
+    from aetcore.app.config import load_config
+    from aetcore.quality.scoring import match_atoms
 
     m = _manifest(data, GOOD_AND_BAD)
     t0 = time.perf_counter()
@@ -140,9 +140,9 @@ def test_python_batch_retries_a_transient_failure_and_reports(data, monkeypatch)
     """A dataset failing on its first attempt only ends ok after 2 attempts; the result object,
     the CSV and the JSON agree (an in-process cluster, so the failure can be injected)."""
     from distributed import Client, LocalCluster
-    import aetcore.workflow
+    import aetcore.app.folder
 
-    real_run = aetcore.workflow.run
+    real_run = aetcore.app.folder.run
     calls = []
 
     def flaky_run(**kw):
@@ -151,7 +151,7 @@ def test_python_batch_retries_a_transient_failure_and_reports(data, monkeypatch)
             raise RuntimeError("transient failure of the node\n" + "detail line\n" * 300)
         return real_run(**kw)
 
-    monkeypatch.setattr(aetcore.workflow, "run", flaky_run)
+    monkeypatch.setattr(aetcore.app.folder, "run", flaky_run)
     head, _, bad, p2 = GOOD_AND_BAD.split("[[dataset]]")
     m = _manifest(data, head.replace('out = "results"', 'out = "results-py"') + "[[dataset]]" + p2
                   + "[[dataset]]" + bad + "config = { reconstruct = { iterations = 5 } }\n", "py.toml")
@@ -264,8 +264,8 @@ iterations = 80
     assert rc == 0 and "2 dataset(s)" in out
 
     # the complete configuration written for a worker reads back as the same configuration
-    from aetcore.batch import _config_toml
-    from aetcore.config import load_config
+    from aetcore.app.batch import _config_toml
+    from aetcore.app.config import load_config
     (data / "written.toml").write_text(_config_toml(b.config, b.name))
     assert load_config(data / "written.toml") == b.config
 
@@ -308,7 +308,7 @@ def test_a_killed_worker_is_survived(data):
         while not any(k.startswith("aet-batch-p1") for ks in client.processing().values() for k in ks):
             assert time.perf_counter() - t0 < 30, "the dataset never started"
             time.sleep(0.05)
-        time.sleep(0.3)  # inside aetcore.workflow.run
+        time.sleep(0.3)  # inside aetcore.app.folder.run
         os.kill(first_pid, signal.SIGKILL)
         th.join(120)
         assert not th.is_alive()
@@ -322,7 +322,7 @@ def test_a_killed_worker_is_survived(data):
 def test_unreachable_scheduler_exits_2(data, monkeypatch):
     import importlib
     import socket
-    # the module (aetcore.batch may also be exported as the function itself)
+    # the module (aetcore.batch is the module aetcore.app.batch)
     monkeypatch.setattr(importlib.import_module("aetcore.batch"), "_CONNECT_TIMEOUT", "1s")
     with socket.socket() as sock:  # a port that nothing listens on
         sock.bind(("127.0.0.1", 0))

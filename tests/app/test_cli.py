@@ -7,8 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from aetcore import config as aconfig
-from aetcore.cli import main
+from aetcore.app import config as aconfig
+from aetcore.app.cli import main
 
 try:
     import tomllib
@@ -150,7 +150,7 @@ def test_simulate_then_run_end_to_end(tmp_path, capsys):
     assert s["alignment"]["enabled"] is False
     assert s["resolution_A"] is not None and 0.8 <= s["resolution_A"] <= s["resolution_fsc05_A"] < 5  # Nyquist 0.8 Å
     # the scores against the truth are sensible
-    from aetcore.scoring import match_atoms
+    from aetcore.quality.scoring import match_atoms
     m = match_atoms(truth.positions, truth.get_chemical_symbols(), atoms.positions, atoms.get_chemical_symbols())
     assert m.recall > 0.9 and m.precision > 0.9
     assert sorted(p.name for p in res.iterdir()) == ["atoms.xyz", "reconstruction.mrc", "report", "report.html",

@@ -1,5 +1,5 @@
-"""The results folder of `aet run` (aetcore.workflow): step files, results.h5 with provenance,
-resuming after an interrupted run, redoing one step with new settings, and export for DFT."""
+"""The results folder of `aet run` (aetcore.app.folder, aetcore.io.results): step files, results.h5
+with provenance, resuming after an interrupted run, redoing one step with new settings, and export for DFT."""
 import hashlib
 import json
 import os
@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 from ase.io import read
 
-from aetcore import workflow
-from aetcore.cli import main
-from aetcore.scoring import match_atoms
+from aetcore.app import folder as workflow
+from aetcore.io import results
+from aetcore.app.cli import main
+from aetcore.quality.scoring import match_atoms
 
 FAST = {"align": {"matching": False}, "reconstruct": {"iterations": 30, "half_set_fsc": False},
         "refine": {"iterations": 10}}
@@ -109,7 +110,7 @@ def test_interrupted_run_leaves_whole_files_and_resumes(sim, tmp_path):
     present = [s for s in workflow.STEPS if (out / "steps" / f"{s}.h5").exists()]
     assert present[:2] == ["preprocess", "align"] and "refine" not in present
     for s in present:
-        workflow.load_step(out / "steps" / f"{s}.h5")
+        results.load_step(out / "steps" / f"{s}.h5")
     assert not (out / "atoms.xyz").exists()
     r = subprocess.run(cmd[:-1] + ["--resume"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
@@ -180,7 +181,7 @@ def test_analyze_and_track_write_into_the_folder_and_report(done, tmp_path):
     R = Rotation.from_euler("z", 5, degrees=True).as_matrix()
     b = a.copy()
     b.positions = a.positions @ R.T + [0.3, -0.2, 0.1]
-    from aetcore.io import write_xyz
+    from aetcore.io.writers import write_xyz
     write_xyz(tmp_path / "t1.xyz", b)
     assert main(["track", str(out / "atoms.xyz"), str(tmp_path / "t1.xyz"), "--out", str(tmp_path / "trk"),
                  "--quiet"]) == 0
@@ -230,7 +231,7 @@ def test_single_frame_series_has_its_detector_offset_removed_by_default(sim, tmp
     out = tmp_path / "res"
     workflow.run_step("preprocess", out, tilts_path=tmp_path / "raw.npy", angles_path=sim / "angles.txt",
                       pixel_size=0.4, species=("Fe", "Pt"))
-    arrays, attrs = workflow.load_step(workflow._step_path(out, "preprocess"))
+    arrays, attrs = results.load_step(results._step_path(out, "preprocess"))
     assert "background" in " ".join(attrs["applied"])
     # the vacuum border of the simulated particle: was 0.25 max, is near zero once the offset is gone
     border = np.concatenate([arrays["tilts"][:, :3].ravel(), arrays["tilts"][:, -3:].ravel()])
@@ -239,6 +240,6 @@ def test_single_frame_series_has_its_detector_offset_removed_by_default(sim, tmp
     out2 = tmp_path / "res2"
     workflow.run_step("preprocess", out2, tilts_path=tmp_path / "raw.npy", angles_path=sim / "angles.txt",
                       pixel_size=0.4, species=("Fe", "Pt"), config={"preprocess": {"always": False}})
-    arrays2, attrs2 = workflow.load_step(workflow._step_path(out2, "preprocess"))
+    arrays2, attrs2 = results.load_step(results._step_path(out2, "preprocess"))
     assert attrs2["applied"] == []
     np.testing.assert_array_equal(arrays2["tilts"], raw)

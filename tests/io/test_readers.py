@@ -1,7 +1,7 @@
 """aetcore.io readers for microscope formats (issue 5, "Files users have"): DM3/DM4, SER (+EMI),
 Berkeley and Velox EMD, MRC extended headers and HDF5 metadata.
 
-Fixtures are generated in tmp_path: DM, SER, EMI and Velox files by tests/em_writers.py (checked
+Fixtures are generated in tmp_path: DM, SER, EMI and Velox files by tests/io/em_writers.py (checked
 against ncempy's own readers first), Berkeley EMD by ncempy's writer, MRC by mrcfile. Every reader
 must give back the exact array as float32 (n, ny, nx), the pixel size in Å and the tilt angles in
 degrees where the file holds them, and refuse corrupt or truncated files with a ValueError that

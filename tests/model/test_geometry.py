@@ -3,8 +3,8 @@ the origin at n // 2, and the Fourier slice theorem."""
 import numpy as np
 import pytest
 
-from aetcore.geometry import detector_position, euler_matrices, origin
-from aetcore.project import project_atoms, project_volume, render_atoms
+from aetcore.model.geometry import detector_position, euler_matrices, origin
+from aetcore.model.projection import project_atoms, project_volume, render_atoms
 
 
 def _rz(a):

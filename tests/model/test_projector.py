@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from aetcore.project import backproject_volume, project_volume
+from aetcore.model.projection import backproject_volume, project_volume
 
 
 @pytest.mark.parametrize("shape,det", [((16, 18, 20), (18, 20)), ((15, 15, 15), (21, 17))])

@@ -5,8 +5,8 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
-from aetcore import simulate
-from aetcore.project import atom_model, project_atoms
+from aetcore.model import simulate
+from aetcore.model.projection import atom_model, project_atoms
 
 A = 3.89
 NN = A / np.sqrt(2)

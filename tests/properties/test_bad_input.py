@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from aetcore.project import backproject_volume, project_atoms, project_volume, render_atoms
-from aetcore.reconstruct import genfire, resire, sirt, wbp
+from aetcore.model.projection import backproject_volume, project_atoms, project_volume, render_atoms
+from aetcore.steps.reconstruct import genfire, resire, sirt, wbp
 
 T = np.ones((5, 16, 16), np.float32)
 A = np.linspace(-60, 60, 5)
@@ -111,19 +111,19 @@ import re  # noqa: E402
 from functools import partial  # noqa: E402
 
 import aetcore  # noqa: E402
-from aetcore import align as al  # noqa: E402
-from aetcore import classify as cl  # noqa: E402
-from aetcore import config as cfg  # noqa: E402
+from aetcore.steps import align as al  # noqa: E402
+from aetcore.steps import classify as cl  # noqa: E402
+from aetcore.app import config as cfg  # noqa: E402
 from aetcore import io as aio  # noqa: E402
-from aetcore import metrics as me  # noqa: E402
-from aetcore import pipeline as pl  # noqa: E402
-from aetcore import preprocess as pre  # noqa: E402
-from aetcore import project as pj  # noqa: E402
-from aetcore import reconstruct as rc  # noqa: E402
-from aetcore import refine as rf  # noqa: E402
-from aetcore import scoring as sc  # noqa: E402
-from aetcore import simulate as sim  # noqa: E402
-from aetcore import trace as tr  # noqa: E402
+from aetcore.quality import metrics as me  # noqa: E402
+from aetcore.steps import chain as pl  # noqa: E402
+from aetcore.steps import preprocess as pre  # noqa: E402
+from aetcore.model import projection as pj  # noqa: E402
+from aetcore.steps import reconstruct as rc  # noqa: E402
+from aetcore.steps import refine as rf  # noqa: E402
+from aetcore.quality import scoring as sc  # noqa: E402
+from aetcore.model import simulate as sim  # noqa: E402
+from aetcore.steps import trace as tr  # noqa: E402
 
 _rng = np.random.default_rng(0)
 MP = sim.fept_particle(3.0, seed=1)
@@ -462,7 +462,7 @@ def test_load_config_refuses_bad_files(tmp_path, case, name):
 
 
 def _aet(argv, capsys):
-    from aetcore.cli import main
+    from aetcore.app.cli import main
     try:
         code = main([str(a) for a in argv])
     except SystemExit as e:  # argparse's own refusals

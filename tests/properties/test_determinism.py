@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 import aetcore
-from aetcore import cli
-from aetcore.classify import classify
-from aetcore.simulate import angles_range, fept_particle, tilt_series
+from aetcore.app import cli
+from aetcore.steps.classify import classify
+from aetcore.model.simulate import angles_range, fept_particle, tilt_series
 
 
 def same_bytes(a, b):
@@ -112,7 +112,7 @@ def test_aet_simulate_and_run_files(tmp_path):
 
 def test_mrc_output_is_byte_identical(tmp_path):
     import time
-    from aetcore.io import write_mrc
+    from aetcore.io.writers import write_mrc
     vol = np.arange(27, dtype=np.float32).reshape(3, 3, 3)
     write_mrc(tmp_path / "a.mrc", vol, 0.5)
     time.sleep(1.1)

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 
 import aetcore
-from aetcore import _core, _memory
-from aetcore.reconstruct import genfire, resire, sirt, wbp
-from aetcore.simulate import ground_truth_volume, tilt_series
+from aetcore import _core
+from aetcore._util import memory as _memory
+from aetcore.steps.reconstruct import genfire, resire, sirt, wbp
+from aetcore.model.simulate import ground_truth_volume, tilt_series
 
 NEED_VS_AVAILABLE = r"needs about [\d.]+ [KMGTP]?i?B but only [\d.]+ [KMGTP]?i?B is available"
 BIG = 10**6  # a side of 10^6: a (10^6)^2 image is 3.6 TiB, a (10^6)^3 volume 3.6 EiB

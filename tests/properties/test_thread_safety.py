@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import aetcore
-from aetcore.simulate import angles_range, fept_particle, tilt_series
+from aetcore.model.simulate import angles_range, fept_particle, tilt_series
 
 N_THREADS = 4
 ROUNDS = 3  # races show up now and then, not every time: several rounds

@@ -5,7 +5,7 @@ import time
 
 import numpy as np
 
-from aetcore.project import backproject_volume, project_volume
+from aetcore.model.projection import backproject_volume, project_volume
 
 
 def test_concurrent_calls_match_sequential(rng):

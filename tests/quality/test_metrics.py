@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 from scipy.optimize import minimize_scalar
 
-from aetcore import metrics, simulate
-from aetcore.project import backproject_volume
+from aetcore.quality import metrics
+from aetcore.model import simulate
+from aetcore.model.projection import backproject_volume
 
 
 def rand(shape, seed):

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 
-from aetcore import scoring
-from aetcore.scoring import literature_protocol, match_atoms
+from aetcore.quality import scoring
+from aetcore.quality.scoring import literature_protocol, match_atoms
 
 SPACING = 2.5  # Å, simple cubic test lattice: every atom 2.5 Å from its neighbours
 
@@ -315,7 +315,7 @@ def test_public_names():
 
 def test_alignment_error_removes_the_object_translation_only():
     from conftest import gauge_free_rms
-    from aetcore.scoring import alignment_error
+    from aetcore.quality.scoring import alignment_error
     rng = np.random.default_rng(3)
     th = np.linspace(-70, 70, 31)
     mis = rng.uniform(-3, 3, (31, 2))

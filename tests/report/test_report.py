@@ -171,7 +171,7 @@ PIXEL = 0.4
 
 @pytest.fixture(scope="module")
 def run_data():
-    from aetcore.simulate import fept_particle, ground_truth_volume
+    from aetcore.model.simulate import fept_particle, ground_truth_volume
 
     p = fept_particle(7.0, seed=0)
     rng = np.random.default_rng(0)
@@ -222,7 +222,7 @@ def test_histogram_fits_are_the_per_species_mean_and_std(run_data):
 
 
 def test_fsc_figure_marks_the_given_resolution(run_data):
-    from aetcore.metrics import resolution_from_fsc
+    from aetcore.quality.metrics import resolution_from_fsc
 
     freq, corr = run_data["fsc"]
     fig = report.fsc_figure(freq, corr, resolution=2.5)
@@ -321,7 +321,7 @@ def test_write_run_report_end_to_end(tmp_path, run_data):
     pngs = sorted(p.name for p in (tmp_path / "report").glob("*.png"))
     assert pngs == sorted(Path(s).name for s in srcs)  # nothing unreferenced either
     assert "0.21" in page and "0.12" in page and "12.5 s" in page
-    from aetcore.metrics import resolution_from_fsc
+    from aetcore.quality.metrics import resolution_from_fsc
     res = resolution_from_fsc(*run_data["fsc"])
     assert f"{res:.3g} Å" in page
     assert not plt.get_fignums() and _temp_files(tmp_path) == []

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from aetcore import align as A
-from aetcore import reconstruct, simulate
+from aetcore.steps import align as A
+from aetcore.steps import reconstruct
+from aetcore.model import simulate
 
 from conftest import gauge_free_rms, relative_error
 

@@ -21,11 +21,11 @@ from conftest import gauge_free_rms
 import pytest
 from scipy import ndimage
 
-from aetcore import align as A
-from aetcore import simulate
-from aetcore.pipeline import atoms_from_tilts
-from aetcore.preprocess import preprocess
-from aetcore.scoring import match_atoms
+from aetcore.steps import align as A
+from aetcore.model import simulate
+from aetcore.steps.chain import atoms_from_tilts
+from aetcore.steps.preprocess import preprocess
+from aetcore.quality.scoring import match_atoms
 
 PS = 0.4
 SHAPE = (64, 64)

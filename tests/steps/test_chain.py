@@ -4,9 +4,9 @@ RMSD <= 20 pm)."""
 import numpy as np
 import pytest
 
-from aetcore.pipeline import atoms_from_tilts
-from aetcore.scoring import match_atoms
-from aetcore.simulate import angles_range, fept_particle, tilt_series
+from aetcore.steps.chain import atoms_from_tilts
+from aetcore.quality.scoring import match_atoms
+from aetcore.model.simulate import angles_range, fept_particle, tilt_series
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from aetcore.classify import NON_ATOM_SYMBOL, Classification, classify
-from aetcore.simulate import fept_particle, ground_truth_volume
+from aetcore.steps.classify import NON_ATOM_SYMBOL, Classification, classify
+from aetcore.model.simulate import fept_particle, ground_truth_volume
 
 PS = 0.4
 N = 64
@@ -144,10 +144,10 @@ def test_bad_input_refused(fept):
 def test_end_to_end_genfire_trace_classify():
     # tilt series (41 angles, ±70°, Poisson noise 2e4 e/Å²) -> GENFIRE -> trace -> classify -> score.
     # Measured: recall 1.0, precision 1.0, species accuracy 1.0 (141 atoms; kmeans, gmm, local alike).
-    from aetcore.reconstruct import genfire
-    from aetcore.scoring import match_atoms
-    from aetcore.simulate import angles_range, tilt_series
-    from aetcore.trace import trace_atoms
+    from aetcore.steps.reconstruct import genfire
+    from aetcore.quality.scoring import match_atoms
+    from aetcore.model.simulate import angles_range, tilt_series
+    from aetcore.steps.trace import trace_atoms
 
     pos, sp, _ = fept_particle(8.0, seed=3)
     ang = angles_range(-70, 70, 41)

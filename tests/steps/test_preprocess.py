@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from aetcore import simulate
-from aetcore.preprocess import (FrameRegistration, PreprocessResult, correct_scan_distortion, denoise,
-                                estimate_affine_from_lattice, normalize, preprocess, register_frames,
-                                split_pages, subtract_background)
+from aetcore.model import simulate
+from aetcore.steps.preprocess import (FrameRegistration, PreprocessResult, correct_scan_distortion, denoise,
+                                      estimate_affine_from_lattice, normalize, preprocess, register_frames,
+                                      split_pages, subtract_background)
 
 N_FRAMES = 6
 SHAPE = (96, 96)

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from aetcore.project import project_atoms, render_atoms
-from aetcore.reconstruct import genfire, resire, sirt, wbp
+from aetcore.model.projection import project_atoms, render_atoms
+from aetcore.steps.reconstruct import genfire, resire, sirt, wbp
 
 from conftest import relative_error
 

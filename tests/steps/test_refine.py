@@ -3,8 +3,9 @@ threads, bad input."""
 import numpy as np
 import pytest
 
-from aetcore import _core, project, simulate
-from aetcore.refine import B_BOUNDS, RefinementResult, refine
+from aetcore import _core
+from aetcore.model import projection as project, simulate
+from aetcore.steps.refine import B_BOUNDS, RefinementResult, refine
 
 PS = 0.4
 SHAPE = (48, 48)
@@ -213,8 +214,8 @@ def test_default_model_from_symbols(pt_case):
 def test_refine_angles_recovers_tilt_errors():
     # Tilt angles off by up to 1.5 deg (0.9 deg RMS): alternating atoms and per-image angles against
     # the exact atomic model finds them to < 0.15 deg and the positions improve.
-    from aetcore.geometry import normalize_angles
-    from aetcore.scoring import match_atoms
+    from aetcore.model.geometry import normalize_angles
+    from aetcore.quality.scoring import match_atoms
     p = simulate.fept_particle(8.0, orientation="random", seed=3)
     ang = simulate.angles_range(-70, 70, 21)
     s = simulate.tilt_series(p.positions, p.species, ang, (48, 48), PS, dose=5e4, seed=1, threads=1)

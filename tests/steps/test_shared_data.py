@@ -8,8 +8,8 @@ vesicle 0.0461, RESIRE sample (full-box support) 0.2033.
 import numpy as np
 import pytest
 
-from aetcore.project import project_volume
-from aetcore.reconstruct import genfire, sirt, wbp
+from aetcore.model.projection import project_volume
+from aetcore.steps.reconstruct import genfire, sirt, wbp
 
 from conftest import relative_error, shared_case
 

@@ -5,8 +5,8 @@ import pytest
 from scipy.ndimage import maximum_filter
 from scipy.spatial import cKDTree
 
-from aetcore.project import render_atoms
-from aetcore.trace import STATUS, TracedAtoms, local_maxima, trace_atoms
+from aetcore.model.projection import render_atoms
+from aetcore.steps.trace import STATUS, TracedAtoms, local_maxima, trace_atoms
 
 PIXEL = 0.3  # Å per voxel
 SHAPE = (48, 48, 48)
@@ -182,7 +182,7 @@ def test_bad_input_is_refused(atoms_volume):
 
 
 def test_auto_support_drops_peaks_outside_the_particle():
-    from aetcore.project import render_atoms
+    from aetcore.model.projection import render_atoms
 
     rng = np.random.default_rng(11)
     g = np.arange(-2, 3) * 2.8
@@ -219,8 +219,8 @@ def test_fit_out_of_iterations_did_not_converge(fit):
 def test_default_drift_limit_keeps_noisy_light_atoms_fitted():
     # Noisy FePt (2 % Gaussian noise): with max_drift = 1 voxel ~8 % of the atoms (faint Fe whose voxel
     # maximum is a noise voxel) keep their voxel position; the default 1.5 fits them.
-    from aetcore.scoring import match_atoms
-    from aetcore.simulate import fept_particle, ground_truth_volume
+    from aetcore.quality.scoring import match_atoms
+    from aetcore.model.simulate import fept_particle, ground_truth_volume
     p = fept_particle(10, orientation="random", seed=4)
     vol = ground_truth_volume(p.positions, p.species, (64,) * 3, 0.4, threads=1)
     vol = vol + np.random.default_rng(1).normal(0, 0.02 * vol.max(), vol.shape).astype(np.float32)
@@ -241,7 +241,7 @@ def test_fit_beyond_the_border_keeps_its_voxel_and_classify_accepts_it():
     # An atom centred 0.9 voxel outside the volume (x = -0.9): its voxel maximum is x = 0 and the
     # Gaussian fit, within max_drift, lands beyond the border (the raw core returns x = -0.9). Trace keeps the voxel (status 4), so the set it hands
     # to classify lies inside the volume; `aet run` died on such atoms in 2 of 4 raw series before.
-    from aetcore.classify import classify
+    from aetcore.steps.classify import classify
 
     shape = (16, 16, 16)
     z, y, x = np.meshgrid(*[np.arange(n, dtype=np.float64) for n in shape], indexing="ij")

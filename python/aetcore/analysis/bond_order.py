@@ -21,7 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.spatial import cKDTree
 
-from .._validate import as_positions, at_least, positive, resolve_threads
+from .._util.validate import as_positions, at_least, positive, resolve_threads
 
 try:  # SciPy >= 1.15
     from scipy.special import sph_harm_y as _sph_harm_y

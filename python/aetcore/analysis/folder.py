@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .._validate import as_folder, at_least, one_of, positive
-from ..io import atomic_path, write_json
+from .._util.validate import as_folder, at_least, one_of, positive
+from ..io.writers import atomic_path, write_json
 from .bond_order import bond_order
 from .grains import find_grains, site_pairs
 from .lattice import as_lattice, fit_lattice
@@ -304,7 +304,7 @@ def analyze_folder(folder, *, lattice="fcc", lattice_constant=None, strain_sigma
                                             "units": "positions, displacements in Å; strain dimensionless"})
     if report:
         # the report renders the PNGs once (and closes the figures); analysis/ gets copies of them
-        from ..report import REPORT_DIR
+        from ..report.page import REPORT_DIR
         _report(root, summary, figures)
         for name in figures:
             data = (root / REPORT_DIR / f"analysis-{name}.png").read_bytes()
@@ -353,7 +353,7 @@ def _expand(co, grains, domains, keep):
 
 def _report(root: Path, summary: dict, figures: dict) -> None:
     """The "Analysis" section of the folder's report (figures are passed on and closed there)."""
-    from ..report import add_section
+    from ..report.page import add_section
     lat = summary["lattice"]
     rows = [("Atoms", f"{summary['atoms']} ({', '.join(f'{k} {v}' for k, v in summary['counts'].items())})"),
             ("Lattice", f"{lat['name']}, a = {lat['lattice_constant_A']:.4f} Å"

@@ -13,7 +13,7 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from .._validate import as_positions, at_least, positive
+from .._util.validate import as_positions, at_least, positive
 
 __all__ = ["Grains", "find_grains", "site_pairs"]
 

@@ -31,7 +31,7 @@ from itertools import permutations, product
 import numpy as np
 from scipy.spatial import cKDTree
 
-from .._validate import as_matrix, as_positions, at_least, positive, resolve_threads
+from .._util.validate import as_matrix, as_positions, at_least, positive, resolve_threads
 from .neighbors import nearest_neighbour_distance
 
 __all__ = ["Lattice", "as_lattice", "LatticeFit", "fit_lattice", "assign_sites", "cubic_rotations",

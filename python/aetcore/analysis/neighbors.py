@@ -10,7 +10,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy.spatial import ConvexHull, cKDTree
 
-from .._validate import as_positions, positive, resolve_threads
+from .._util.validate import as_positions, positive, resolve_threads
 
 __all__ = ["neighbour_list", "nearest_neighbour_distance", "shell_cutoff", "coordination",
            "partial_coordination", "RDF", "radial_distribution", "SHELL_FACTOR"]

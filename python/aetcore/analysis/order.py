@@ -60,7 +60,7 @@ from itertools import permutations, product
 
 import numpy as np
 
-from .._validate import at_least
+from .._util.validate import at_least
 
 __all__ = ["VARIANTS", "PHASES", "SIGNATURES", "fcc_shell_offsets", "site_neighbours", "local_order", "classify_phases",
            "warren_cowley", "antisite_defects", "swap_defects", "translation_variants", "antiphase_boundaries",

@@ -9,7 +9,7 @@ import numpy as np
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
-from .._validate import as_positions, positive
+from .._util.validate import as_positions, positive
 from .order import PHASES, VARIANTS
 from .strain import VOIGT, StrainMap, plane_axes
 

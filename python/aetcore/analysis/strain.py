@@ -26,7 +26,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 from scipy.spatial.distance import cdist
 
-from .._validate import as_matrix, as_positions, at_least, positive, resolve_threads
+from .._util.validate import as_matrix, as_positions, at_least, positive, resolve_threads
 
 __all__ = ["displacement_gradient", "strain_from_gradient", "rotation_from_gradient", "atomic_strain",
            "to_crystal_frame", "voigt", "VOIGT", "StrainMap", "strain_map", "plane_axes"]

@@ -24,7 +24,7 @@ sweep over one tilt series -- and the settings they share::
     config = { reconstruct = { iterations = 200 } }
 
 :func:`load_manifest` checks the whole manifest before anything runs and reports every problem at
-once (:class:`ManifestError`). :func:`batch` runs one :func:`aetcore.workflow.run` per dataset on a
+once (:class:`ManifestError`). :func:`batch` runs one :func:`aetcore.app.folder.run` per dataset on a
 ``dask.distributed`` cluster (a ``LocalCluster`` unless a scheduler is given), retries a failed
 dataset (once by default), never lets one failure stop the others, and gathers one row per
 dataset into ``<out>/batch.csv`` and ``<out>/batch.json``. :func:`add_batch_parser` declares the
@@ -43,6 +43,7 @@ import sys
 import threading
 import time
 import traceback
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,7 +99,7 @@ class DatasetSpec:
     """One dataset of a manifest, every path absolute and every setting resolved.
 
     ``config`` is the complete configuration ``{section: {key: value}}`` (the defaults of
-    :mod:`aetcore.config` with the manifest's layers merged over them).
+    :mod:`aetcore.app.config` with the manifest's layers merged over them).
     """
     name: str
     tilts: Path
@@ -318,7 +319,7 @@ def load_manifest(path) -> Manifest:
         looked into here; it fails when its dataset runs.
     """
     from .config import merge_config
-    from .io import TILT_SUFFIXES
+    from ..io.readers import TILT_SUFFIXES
 
     path = Path(path).expanduser()
     try:
@@ -469,8 +470,8 @@ def _describe(exc: BaseException) -> tuple:
 def _run_dataset(spec: DatasetSpec, threads, attempt: int) -> dict:
     """Run one dataset in a worker; never raises for an error of the dataset itself (the error is
     returned in the record, so the driver decides on retries)."""
-    from .io import atomic_path
-    from .workflow import run
+    from ..io.writers import atomic_path
+    from .folder import run
 
     rec = {"name": spec.name, "attempt": attempt, "worker": f"{socket.gethostname()}:{os.getpid()}",
            "status": "failed", "error": None, "where": None, "atoms": None, "counts": None,
@@ -591,7 +592,7 @@ def _row(spec: DatasetSpec) -> dict:
 
 
 def _write_tables(m: Manifest, rows: list, species: tuple, meta: dict):
-    from .io import atomic_path, write_json
+    from ..io.writers import atomic_path, write_json
     fields = [*_CSV_FIELDS[:5], *(f"count_{s}" for s in species), *_CSV_FIELDS[5:]]
     with atomic_path(m.out / "batch.csv") as tmp:
         with open(tmp, "w", newline="") as f:
@@ -623,7 +624,7 @@ def batch(manifest, *, scheduler=None, workers=None, threads_per_worker=None, re
         LocalCluster worker processes (datasets running at once). Default: one per dataset, at
         most one per core. Only without `scheduler`.
     threads_per_worker : int or None
-        OpenMP threads of each running dataset (``threads=`` of :func:`aetcore.workflow.run`).
+        OpenMP threads of each running dataset (``threads=`` of :func:`aetcore.app.folder.run`).
         Default with a LocalCluster: the cores divided among the workers; with a scheduler: every
         core the worker process may use.
     retries : int
@@ -655,7 +656,7 @@ def batch(manifest, *, scheduler=None, workers=None, threads_per_worker=None, re
     """
     from distributed import as_completed
     from tqdm.auto import tqdm
-    from ._validate import at_least
+    from .._util.validate import at_least
 
     m = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
     retries = at_least(retries, 0, "retries", integer=True)
@@ -829,3 +830,14 @@ def add_batch_parser(subparsers):
     g.add_argument("--verbose", "-v", action="store_true", help="log more")
     p.set_defaults(func=_cmd_batch)
     return p
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable: ``aetcore.batch(manifest, ...)`` runs :func:`batch` (the module is
+    ``aetcore.batch`` since the package layout of issue 11; the call is kept for existing scripts)."""
+
+    def __call__(self, *args, **kwargs):
+        return batch(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -95,7 +95,7 @@ def cmd_demo(args) -> int:
     import contextlib
     import io as _io
     from . import demo
-    from .io import atomic_path
+    from ..io.writers import atomic_path
     radius = args.radius if args.radius is not None else min(14.0, 0.3 * args.size * args.pixel_size)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -122,8 +122,8 @@ def cmd_demo(args) -> int:
 
 # --------------------------------------------------------------------------------------- simulate
 def cmd_simulate(args) -> int:
-    from .io import write_angles, write_npy, write_xyz
-    from .simulate import angles_range, fept_particle, tilt_series
+    from ..io.writers import write_angles, write_npy, write_xyz
+    from ..model.simulate import angles_range, fept_particle, tilt_series
     from ase import Atoms
 
     out = Path(args.out)
@@ -144,11 +144,11 @@ def cmd_simulate(args) -> int:
         write_npy(path, tilts)
     elif args.format == "tif":
         import tifffile
-        from .io import atomic_path
+        from ..io.writers import atomic_path
         with atomic_path(path) as tmp:
             tifffile.imwrite(tmp, tilts)
     else:
-        from .io import write_mrc
+        from ..io.writers import write_mrc
         # a tilt series in MRC: the pixel size in the header
         write_mrc(path, tilts, args.pixel_size)
     write_angles(out / "angles.txt", angles)
@@ -188,13 +188,13 @@ def _print_summary(args, s: dict) -> None:
 
 
 def _check_tilts_suffix(path) -> None:
-    from .io import TILT_SUFFIXES
+    from ..io.readers import TILT_SUFFIXES
     if Path(path).suffix.lower() not in TILT_SUFFIXES:
         raise _UsageError(f"TILTS: {path}: unknown format; expected one of {', '.join(TILT_SUFFIXES)}")
 
 
 def cmd_run(args) -> int:
-    from .workflow import run
+    from .folder import run
     _check_tilts_suffix(args.tilts)
     s = run(args.tilts, args.angles, args.pixel_size, args.species, args.out, frames=args.frames,
             config=args.config, threads=args.threads, dataset=args.dataset, seed=args.seed,
@@ -204,7 +204,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_step(args) -> int:
-    from .workflow import run_step
+    from .folder import run_step
     kw = {}
     if args.command == "preprocess":
         _check_tilts_suffix(args.tilts)
@@ -217,7 +217,7 @@ def cmd_step(args) -> int:
 
 
 def cmd_analyze(args) -> int:
-    from .analysis import analyze_folder
+    from ..analysis import analyze_folder
     s = analyze_folder(args.out, lattice=args.lattice, lattice_constant=args.lattice_constant,
                        strain_sigma=args.strain_sigma, planes=tuple(args.planes), chemical=args.chemical,
                        min_grain_size=args.min_grain_size, threads=args.threads)
@@ -228,7 +228,7 @@ def cmd_analyze(args) -> int:
 
 
 def cmd_track(args) -> int:
-    from .track import track_folders
+    from ..analysis.track.folder import track_folders
     s = track_folders(args.models, args.out, order_key=args.order_key, register=not args.no_register,
                       threshold=args.threshold, core_threshold=args.core_threshold, min_size=args.min_size,
                       threads=args.threads)
@@ -239,7 +239,7 @@ def cmd_track(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .workflow import export
+    from .folder import export
     files = export(args.out, args.format, vacuum=args.vacuum)
     if not args.quiet:
         print("wrote " + ", ".join(map(str, files)))

@@ -20,7 +20,7 @@ __all__ = ["DEFAULTS", "default_config", "default_config_toml", "load_config", "
 
 # section -> list of (key, default, comment)
 _SPEC = {
-    "preprocess": ("Frame registration and clean-up (aetcore.preprocess.preprocess); runs on every series "
+    "preprocess": ("Frame registration and clean-up (aetcore.steps.preprocess.preprocess); runs on every series "
                    "unless `always` is false, then only when --frames > 1.", [
         ("always", True, "also pre-process a single-frame tilt series (detector offset and background, "
                          "normalisation): every detector has an offset, and leaving it in cost 12 points of "
@@ -34,7 +34,7 @@ _SPEC = {
         ("background", "plane", "background subtraction: \"none\", \"constant\" or \"plane\""),
         ("normalize", True, "scale every image to the same total intensity"),
     ]),
-    "align": ("Tilt-series alignment (aetcore.align.align).", [
+    "align": ("Tilt-series alignment (aetcore.steps.align.align).", [
         ("enabled", True, "align the tilt series before reconstruction"),
         ("rotation", True, "find the in-plane tilt-axis rotation"),
         ("rotation_search", 5.0, "half-range of the tilt-axis rotation search, degrees"),
@@ -49,7 +49,7 @@ _SPEC = {
         ("refine_angles", False, "refine the tilt angles during projection matching (experimental)"),
         ("bin", "auto", "projection-matching binning factor, or \"auto\" (larger side <= 96 px)"),
     ]),
-    "reconstruct": ("GENFIRE reconstruction (aetcore.reconstruct.genfire).", [
+    "reconstruct": ("GENFIRE reconstruction (aetcore.steps.reconstruct.genfire).", [
         ("oversampling", 3.0, "Fourier grid side / volume side"),
         ("iterations", 100, "maximum number of iterations"),
         ("support", "auto", "\"auto\" (thresholded low-resolution reconstruction) or \"box\""),
@@ -65,7 +65,7 @@ _SPEC = {
         ("seed", 0, "random seed (R-free points, classification)"),
         ("half_set_fsc", True, "also reconstruct the even and odd images for a half-set FSC resolution estimate"),
     ]),
-    "trace": ("Atom tracing (aetcore.trace.trace_atoms).", [
+    "trace": ("Atom tracing (aetcore.steps.trace.trace_atoms).", [
         ("threshold", "auto", "minimum peak value (volume units) or \"auto\""),
         ("min_distance", 2.0, "minimum distance between atoms, Å"),
         ("fit", "polynomial", "sub-voxel peak fit: \"polynomial\" (35-term quartic) or \"gaussian\" (slower, "
@@ -75,7 +75,7 @@ _SPEC = {
         ("max_iterations", 50, "Newton steps per fit (status 3 when exhausted)"),
         ("reject_background", False, "reject maxima that look like background"),
     ]),
-    "classify": ("Species classification (aetcore.classify.classify).", [
+    "classify": ("Species classification (aetcore.steps.classify.classify).", [
         ("method", "kmeans", "clustering method"),
         ("local", False, "classify against local (neighbourhood) averages"),
         ("local_radius", 10.0, "neighbourhood radius for `local`, Å"),
@@ -83,7 +83,7 @@ _SPEC = {
         ("patience", 5, "stop after this many rounds without fewer changes"),
         ("non_atom", True, "allow a non-atom class for spurious peaks"),
     ]),
-    "refine": ("Refinement against the tilt series (aetcore.refine.refine).", [
+    "refine": ("Refinement against the tilt series (aetcore.steps.refine.refine).", [
         ("enabled", True, "refine positions, heights and B-factors"),
         ("max_shift", 1.0, "largest move of an atom per coordinate, Å"),
         ("refine_positions", True, "refine positions"),

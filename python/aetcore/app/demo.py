@@ -1,4 +1,4 @@
-"""The demo (``aet demo``, ``make demo``, ``python -m aetcore.demo``): simulate an FePt nanoparticle
+"""The demo (``aet demo``, ``make demo``, ``python -m aetcore.app.demo``): simulate an FePt nanoparticle
 and its ADF-STEM tilt series (several drifting frames per angle, misaligned images, Poisson noise),
 write them as a user's files, run the whole chain of ``aet run`` on them (pre-processing,
 alignment, GENFIRE, tracing, classification, refinement), and print how close it comes to the
@@ -54,11 +54,11 @@ def run_demo(out="aet-demo", *, size: int = 96, pixel_size: float = 0.4, radius:
     """
     import h5py
     from ase import Atoms
-    from .io import write_angles, write_npy, write_xyz
-    from .metrics import relative_error
-    from .scoring import match_atoms
-    from .simulate import angles_range, fept_particle, ground_truth_volume, tilt_series
-    from .workflow import run
+    from ..io.writers import write_angles, write_npy, write_xyz
+    from ..quality.metrics import relative_error
+    from ..quality.scoring import match_atoms
+    from ..model.simulate import angles_range, fept_particle, ground_truth_volume, tilt_series
+    from .folder import run
 
     say = (lambda *a: None) if quiet else print
     t0 = time.perf_counter()
@@ -101,7 +101,7 @@ def run_demo(out="aet-demo", *, size: int = 96, pixel_size: float = 0.4, radius:
                                                      "refine") if t.get(k) is not None)
     if series.shifts is not None:
         # the true shifts move the content away from the centre; alignment should undo them
-        from .scoring import alignment_error
+        from ..quality.scoring import alignment_error
         err_px = alignment_error(shifts, series.shifts, ang)
         say(f"alignment: rotation {s['alignment']['rotation_deg']:.2f}°, shift error {err_px:.3f} px RMS "
             "(after removing a translation of the whole particle)")
@@ -127,7 +127,7 @@ def run_demo(out="aet-demo", *, size: int = 96, pixel_size: float = 0.4, radius:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m aetcore.demo", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m aetcore.app.demo", description=__doc__)
     ap.add_argument("--out", default="aet-demo", help="output folder (default ./aet-demo)")
     ap.add_argument("--size", type=int, default=96, help="volume side in voxels (default 96)")
     ap.add_argument("--pixel-size", type=float, default=0.4, help="Å per pixel (default 0.4)")

@@ -25,89 +25,28 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import platform
 import sys
 import time
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-log = logging.getLogger("aetcore.cli")
+from ..io.results import _step_meta, _step_path, _write_group, load_step, save_step
 
-__all__ = ["run", "run_step", "STEPS", "load_step", "save_step", "export"]
+__all__ = ["run", "run_step", "STEPS", "export"]
+
+log = logging.getLogger("aetcore.cli")
 
 #: The steps of ``aet run``, in order.
 STEPS = ("preprocess", "align", "reconstruct", "trace", "classify", "refine")
 _STEP_ORDER = {s: i for i, s in enumerate(STEPS)}
 
 
-# ------------------------------------------------------------------------------------ step files
-def _step_path(out: Path, step: str) -> Path:
-    return out / "steps" / f"{step}.h5"
-
-
-def _write_group(g, arrays: dict, attrs: dict) -> None:
-    """`arrays` (None skipped; str arrays as bytes) as datasets of the HDF5 group `g`, `attrs` as its
-    JSON attribute ``meta``: the layout of a step file and of each step's group in results.h5."""
-    from .io import _jsonable
-    for k, v in arrays.items():
-        if v is None:
-            continue
-        v = np.asarray(v)
-        g.create_dataset(k, data=v.astype("S") if v.dtype.kind == "U" else v,
-                         compression="gzip" if v.size > 4096 else None)
-    g.attrs["meta"] = json.dumps(attrs, default=_jsonable)
-
-
-def save_step(path, arrays: dict, attrs: dict) -> None:
-    """Write one step's products atomically: `arrays` (name -> ndarray, None skipped) as datasets and
-    `attrs` (JSON-serialisable) as one JSON attribute ``meta``."""
-    import h5py
-    from .io import atomic_path
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            _write_group(f, arrays, attrs)
-
-
-@contextmanager
-def _step_file(path):
-    """A step file open for reading; any failure to read it is a ValueError naming the file."""
-    import h5py
-    p = Path(path)
-    try:
-        with h5py.File(p, "r") as f:
-            yield f
-    except (OSError, KeyError, ValueError) as e:
-        raise ValueError(f"{p}: not a readable aetcore step file ({e})") from e
-
-
-def load_step(path) -> tuple[dict, dict]:
-    """Read a step file written by :func:`save_step`: ``(arrays, attrs)``."""
-    with _step_file(path) as f:
-        arrays = {}
-        for k in f:
-            v = f[k][()]
-            if isinstance(v, np.ndarray) and v.dtype.kind == "S":
-                v = v.astype("U")
-            arrays[k] = v
-        attrs = json.loads(f.attrs["meta"])
-    return arrays, attrs
-
-
-def _step_meta(path) -> dict:
-    """The ``meta`` attribute of a step file alone (no datasets read)."""
-    with _step_file(path) as f:
-        return json.loads(f.attrs["meta"])
-
-
 def _hash(*parts) -> str:
-    from .io import _jsonable
+    from ..io.writers import _jsonable
     h = hashlib.sha256()
     for p in parts:
         h.update(json.dumps(p, sort_keys=True, default=_jsonable).encode())
@@ -178,12 +117,12 @@ class _Run:
                 p.unlink()
 
     def write_state(self) -> None:
-        from .io import write_json
+        from ..io.writers import write_json
         write_json(self.out / "run.json", dict(self.state, config=self.cfg))
 
 
 def _new_state(tilts_path, angles_path, pixel_size, species, frames, dataset) -> dict:
-    from .io import read_angles
+    from ..io.readers import read_angles
     tp = Path(tilts_path)
     ap = tp if angles_path is None else Path(angles_path)  # None: the tilt file's own metadata
     for p, name in ((tp, "TILTS"), (ap, "--angles")):
@@ -195,7 +134,7 @@ def _new_state(tilts_path, angles_path, pixel_size, species, frames, dataset) ->
     if isinstance(species, str):
         species = tuple(s.strip() for s in species.split(",") if s.strip())
     species = tuple(str(s) for s in species)
-    from .project import atom_model
+    from ..model.projection import atom_model
     if not species:
         raise ValueError("species: expected element symbols such as ('Fe', 'Pt')")
     atom_model(species)
@@ -253,8 +192,8 @@ def _config(config) -> dict:
 
 # ----------------------------------------------------------------------------------------- steps
 def _do_preprocess(r: _Run) -> None:
+    from ..io.readers import check_angles, read_angles, read_tilts
     from .config import step_options
-    from .io import check_angles, read_angles, read_tilts
     t0 = time.perf_counter()
     st = r.state
     pages = read_tilts(st["tilts"], dataset=st.get("dataset"))
@@ -265,7 +204,7 @@ def _do_preprocess(r: _Run) -> None:
     check_angles(angles, pages.shape[0] // frames, st["angles"])
     arrays, attrs = {}, {"image_shape": list(pages.shape[1:]), "n_pages": int(pages.shape[0])}
     if frames > 1 or r.cfg["preprocess"]["always"]:
-        from .preprocess import preprocess, split_pages
+        from ..steps.preprocess import preprocess, split_pages
         opts = step_options(r.cfg, "preprocess", drop=("always",))
         if frames > 1:
             res = preprocess(split_pages(pages, frames), frames=True, threads=r.threads, **opts)
@@ -290,14 +229,14 @@ def _do_preprocess(r: _Run) -> None:
 
 
 def _do_align(r: _Run) -> None:
+    from ..model.geometry import normalize_angles
     from .config import step_options
-    from .geometry import normalize_angles
     pre, _ = r.load("preprocess")
     t0 = time.perf_counter()
     tilts, angles = pre["tilts"], pre["angles"]
     arrays, attrs = {}, {}
     if r.cfg["align"]["enabled"]:
-        from .align import align
+        from ..steps.align import align
         al = align(tilts, angles, pixel_size=r.pixel_size, threads=r.threads,
                    **step_options(r.cfg, "align", drop=("enabled",)))
         tilts, angles = al.tilts, al.angles if al.angles_refined else angles
@@ -316,10 +255,10 @@ def _do_align(r: _Run) -> None:
 
 
 def _do_reconstruct(r: _Run) -> None:
+    from ..io.writers import write_mrc
+    from ..quality.metrics import half_set_fsc, resolution_from_fsc
+    from ..steps.reconstruct import genfire
     from .config import step_options
-    from .io import write_mrc
-    from .metrics import half_set_fsc, resolution_from_fsc
-    from .reconstruct import genfire
     al, _ = r.load("align")
     t0 = time.perf_counter()
     tilts, angles = al["tilts"], al["angles"]
@@ -350,8 +289,8 @@ def _do_reconstruct(r: _Run) -> None:
 
 
 def _do_trace(r: _Run) -> None:
+    from ..steps.trace import trace_atoms
     from .config import step_options
-    from .trace import trace_atoms
     rec, _ = r.load("reconstruct")
     t0 = time.perf_counter()
     tr = trace_atoms(rec["volume"], r.pixel_size, threads=r.threads, **step_options(r.cfg, "trace"))
@@ -366,7 +305,7 @@ def _do_trace(r: _Run) -> None:
 
 
 def _do_classify(r: _Run) -> None:
-    from .classify import classify
+    from ..steps.classify import classify
     from .config import step_options
     rec, _ = r.load("reconstruct")
     tr, _ = r.load("trace")
@@ -382,8 +321,8 @@ def _do_classify(r: _Run) -> None:
 
 
 def _do_refine(r: _Run) -> None:
+    from ..steps.refine import refine
     from .config import step_options
-    from .refine import refine
     al, _ = r.load("align")
     tr, _ = r.load("trace")
     cl, _ = r.load("classify")
@@ -449,7 +388,8 @@ def _provenance(r: _Run) -> dict:
 def _finish(r: _Run) -> dict:
     """Assemble atoms.xyz, results.h5, summary.json and report.html from the valid step files."""
     import h5py
-    from .io import _jsonable, atomic_path, write_json, write_xyz
+
+    from ..io.writers import _jsonable, atomic_path, write_json, write_xyz
     t0 = time.perf_counter()
     done = [s for s in STEPS if r.valid(s)]
     steps = {s: load_step(_step_path(r.out, s)) for s in done}
@@ -518,7 +458,7 @@ def _finish(r: _Run) -> dict:
 def _report(r: _Run, steps: dict, atoms, summary: dict):
     """report.html through aetcore.report (figures of every finished step)."""
     try:
-        from .report import write_run_report
+        from ..report.run import write_run_report
     except ImportError:  # the report module is being written in parallel; until then, no report
         return None
     if "reconstruct" not in steps or atoms is None:
@@ -652,7 +592,8 @@ def export(out, formats=("poscar", "cif"), *, vacuum: float = 10.0) -> list:
         The files written.
     """
     from ase.io import read, write
-    from .io import atomic_path
+
+    from ..io.writers import atomic_path
     out = Path(out)
     src = out / "atoms.xyz"
     if not src.is_file():

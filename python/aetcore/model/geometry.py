@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _core
-from ._validate import as_angles, as_positions, positive
+from .. import _core
+from .._util.validate import as_angles, as_positions, positive
 
 __all__ = ["euler_matrices", "normalize_angles", "detector_position", "origin"]
 

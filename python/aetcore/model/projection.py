@@ -12,8 +12,8 @@ from typing import Mapping, Sequence
 import numpy as np
 from ase.data import atomic_numbers
 
-from . import _core
-from ._validate import as_angles, as_positions, as_tilts, as_volume, at_least, positive, resolve_threads
+from .. import _core
+from .._util.validate import as_angles, as_positions, as_tilts, as_volume, at_least, positive, resolve_threads
 
 __all__ = ["project_volume", "backproject_volume", "project_atoms", "render_atoms", "AtomModel",
            "atom_model", "DEFAULT_B_FACTOR", "DEFAULT_BLUR"]

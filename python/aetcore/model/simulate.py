@@ -1,7 +1,7 @@
 """Simulated atomic models and ADF-STEM tilt series (CONVENTIONS.md geometry and units).
 
 Atomic models are returned in Å in the object frame, centred on the origin; tilt series are
-exact projections of Gaussian atoms (:func:`aetcore.project.project_atoms`) with optional
+exact projections of Gaussian atoms (:func:`aetcore.model.projection.project_atoms`) with optional
 misalignment, frame drift, Poisson counting noise, Gaussian read noise and a constant background.
 Every stochastic function takes ``seed=None``, an int or a :class:`numpy.random.Generator`.
 """
@@ -14,10 +14,10 @@ from typing import NamedTuple, Optional, Sequence
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from ._validate import (as_angles, as_matrix, one_of, as_generator, as_positions, at_least, finite_array, positive,
-                        resolve_threads)
+from .._util.validate import (as_angles, as_matrix, one_of, as_generator, as_positions, at_least,
+                              finite_array, positive, resolve_threads)
 from .geometry import euler_matrices
-from .project import AtomModel, project_atoms, render_atoms
+from .projection import AtomModel, project_atoms, render_atoms
 
 __all__ = ["fcc_particle", "fept_particle", "pt_particle", "FePtParticle", "tilt_series",
            "SimulatedSeries", "ground_truth_volume", "angles_range",
@@ -375,7 +375,7 @@ def tilt_series(positions, species, angles, shape, pixel_size, *, model: AtomMod
     """Simulate an ADF-STEM tilt series of an atomic model.
 
     Every image (and frame) is an exact projection of the Gaussian atoms
-    (:func:`aetcore.project.project_atoms`). Misalignment is applied exactly, by projecting the
+    (:func:`aetcore.model.projection.project_atoms`). Misalignment is applied exactly, by projecting the
     atoms translated along the detector by ``(dy, dx) * pixel_size`` — equivalent to
     ``scipy.ndimage.shift(clean[k], (dy, dx))`` without interpolation error or ringing.
 
@@ -400,7 +400,7 @@ def tilt_series(positions, species, angles, shape, pixel_size, *, model: AtomMod
     pixel_size : float
         Å per pixel.
     model : AtomModel, optional
-        Per-species heights, B-factors and blur (default :func:`aetcore.project.atom_model`).
+        Per-species heights, B-factors and blur (default :func:`aetcore.model.projection.atom_model`).
     dose : float or None
         Electrons per Å² for the whole exposure of one angle (split evenly over the frames);
         None means no counting noise.
@@ -522,7 +522,7 @@ def ground_truth_volume(positions, species, shape, pixel_size, *, model: AtomMod
                         threads=None) -> np.ndarray:
     """The atoms rendered on the voxel grid: the truth to compare reconstructions with.
 
-    Same Gaussian atoms as :func:`tilt_series` (:func:`aetcore.project.render_atoms`), so
+    Same Gaussian atoms as :func:`tilt_series` (:func:`aetcore.model.projection.render_atoms`), so
     ``ground_truth_volume(...).sum(axis=0)`` equals the ``theta = 0`` clean projection.
 
     Parameters

@@ -10,7 +10,7 @@ from typing import Callable
 import numpy as np
 import scipy.fft
 
-from ._validate import as_angles, as_tilts, as_volume, at_least, finite_array, positive, resolve_threads
+from .._util.validate import as_angles, as_tilts, as_volume, at_least, finite_array, positive, resolve_threads
 
 __all__ = ["relative_error", "fsc", "resolution_from_fsc", "half_set_fsc"]
 
@@ -188,7 +188,7 @@ def half_set_fsc(tilts, angles, reconstruct: Callable, *, pixel_size: float = 1.
         Degrees; the halves get ``angles[0::2]`` and ``angles[1::2]`` in the form given.
     reconstruct : callable
         ``reconstruct(tilts, angles, **kwargs)`` returning an object with ``.volume`` (e.g. a
-        :class:`aetcore.reconstruct.Reconstruction`) or a volume array.
+        :class:`aetcore.steps.reconstruct.Reconstruction`) or a volume array.
     pixel_size : float
         Å per voxel (for the frequencies; not passed to `reconstruct` — put it in `kwargs` under
         another name if your callable needs it).

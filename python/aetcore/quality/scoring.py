@@ -20,7 +20,7 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 from scipy.spatial import cKDTree
 
-from ._validate import as_positions, positive
+from .._util.validate import as_positions, positive
 
 __all__ = ["MatchResult", "LiteratureScore", "match_atoms", "literature_protocol", "alignment_error"]
 
@@ -412,7 +412,7 @@ def alignment_error(shifts, misalignment, angles) -> float:
     Parameters
     ----------
     shifts : (n, 2) array
-        ``(dy, dx)`` the alignment applied (:class:`aetcore.align.Alignment`), pixels.
+        ``(dy, dx)`` the alignment applied (:class:`aetcore.steps.align.Alignment`), pixels.
     misalignment : (n, 2) array
         ``(dy, dx)`` that had moved the images (e.g. ``SimulatedSeries.shifts``); perfect alignment
         applies ``-misalignment``.

@@ -4,7 +4,7 @@ Conventions (CONVENTIONS.md): a single-axis tilt is about the image y axis (rows
 the rotation centre is index ``n // 2`` of each image axis. Every shift here is ``(dy, dx)`` in
 pixels, the amount by which the image content is moved to bring the rotation centre to ``n // 2``,
 in the :func:`scipy.ndimage.shift` sign convention: ``aligned[k] = shift(image[k], shifts[k])``.
-For a simulated series (:func:`aetcore.simulate.tilt_series`) the correct alignment is
+For a simulated series (:func:`aetcore.model.simulate.tilt_series`) the correct alignment is
 ``-series.shifts``.
 
 Gauge: a 3D translation ``t`` of the object moves image ``k`` by ``(R_k^T t)[0:2]`` (for a
@@ -28,9 +28,9 @@ from typing import Callable, Optional
 import numpy as np
 from scipy import ndimage, optimize
 
-from ._validate import as_angles, as_tilts, at_least, positive, resolve_threads
-from .geometry import euler_matrices
-from .project import project_volume
+from .._util.validate import as_angles, as_tilts, at_least, positive, resolve_threads
+from ..model.geometry import euler_matrices
+from ..model.projection import project_volume
 
 __all__ = ["Alignment", "align", "center_of_mass", "common_line", "tilt_axis_rotation",
            "projection_matching", "apply_alignment", "rotate_images", "consistency_residuals"]
@@ -505,7 +505,7 @@ def _reconstructor(reconstruct, recon_iterations, pixel_size, threads):
 def _register_batch(refs: np.ndarray, imgs: np.ndarray, upsample: int, threads: int) -> np.ndarray:
     """Shifts (n, 2) (dy, dx) that move each `imgs[k]` onto `refs[k]` (scipy.ndimage.shift sign):
     plain cross-correlation (means removed), coarse FFT peak, DFT-upsampled neighbourhood and a
-    parabolic fit of the peak (:func:`aetcore.preprocess._upsampled_peak`), all images at once."""
+    parabolic fit of the peak (:func:`aetcore.steps.preprocess._upsampled_peak`), all images at once."""
     from .preprocess import _cross_power, _spectra, _upsampled_peak
     nx = refs.shape[-1]
     R = _cross_power(_spectra(refs, threads), _spectra(imgs, threads), None)
@@ -533,7 +533,7 @@ class _SIRT:
     of the projector computed once for a geometry (reused by every projection-matching round)."""
 
     def __init__(self, ang, shape, det, threads):
-        from .project import backproject_volume
+        from ..model.projection import backproject_volume
         self._bp = backproject_volume
         self.ang, self.shape, self.det, self.threads = ang, shape, det, threads
         rows = project_volume(np.ones(shape, np.float32), ang, detector_shape=det, threads=threads)
@@ -591,7 +591,7 @@ def projection_matching(tilts, angles, *, reconstruct="sirt", iterations: int = 
     Each round applies the current shifts to the input (one cubic interpolation, never
     compounded), bins the images `bin` x `bin` (block means; the origin ``n // 2`` is kept on the
     binned origin), reconstructs them, re-projects the volume
-    (:func:`aetcore.project.project_volume`) and registers every binned image to its re-projection,
+    (:func:`aetcore.model.projection.project_volume`) and registers every binned image to its re-projection,
     both low-passed by a Gaussian of `smooth` (binned) pixels (plain cross-correlation,
     DFT-upsampled `upsample` times around the coarse peak, then a parabolic fit of the peak). The updates, scaled back to full-resolution pixels, lose the part
     explained by a 3D translation of the object (the gauge), so the centre-of-mass convention of the
@@ -621,7 +621,7 @@ def projection_matching(tilts, angles, *, reconstruct="sirt", iterations: int = 
         refined angles. Experimental: on a 16 Å FePt particle at 0.4 Å/px (41 angles, 5e4 e/Å^2)
         it did not recover random angle errors: ±1.5 deg uniform (0.88 deg RMS) became 1.21 deg RMS
         (0.66 deg even with a volume reconstructed at the true angles).
-        :func:`aetcore.refine.refine` with ``refine_angles=True`` refines the angles against the
+        :func:`aetcore.steps.refine.refine` with ``refine_angles=True`` refines the angles against the
         traced atomic model instead (0.99 -> 0.04 deg RMS on such data; ``[refine] refine_angles``
         of ``aet run``).
     shifts : None or (n, 2) array

@@ -8,9 +8,9 @@ from typing import Sequence
 import numpy as np
 from ase import Atoms
 
-from ._validate import as_angles, as_generator, as_tilts, positive, resolve_threads
+from .._util.validate import as_angles, as_generator, as_tilts, positive, resolve_threads
 from .classify import classify
-from .project import atom_model
+from ..model.projection import atom_model
 from .reconstruct import genfire
 from .refine import refine as refine_model
 from .trace import trace_atoms
@@ -46,9 +46,9 @@ def atoms_from_tilts(tilts, angles, pixel_size: float, species: Sequence[str], *
         Refine positions, per-species heights and B-factors against the tilt series (each atom
         moves at most ``max_shift`` = 1 Å per coordinate unless ``refine_options`` says otherwise).
     genfire_options, trace_options, classify_options, refine_options : dict, optional
-        Keyword options passed to :func:`aetcore.reconstruct.genfire`,
-        :func:`aetcore.trace.trace_atoms`, :func:`aetcore.classify.classify` and
-        :func:`aetcore.refine.refine`.
+        Keyword options passed to :func:`aetcore.steps.reconstruct.genfire`,
+        :func:`aetcore.steps.trace.trace_atoms`, :func:`aetcore.steps.classify.classify` and
+        :func:`aetcore.steps.refine.refine`.
     threads : int, optional
     seed : None, int or numpy.random.Generator
     progress : bool
@@ -98,7 +98,7 @@ def atoms_from_volume(volume, tilts, angles, pixel_size: float, species: Sequenc
     ase.Atoms
         Positions in Å in the object frame (CONVENTIONS.md), symbols per atom, and per-atom arrays
         ``intensity`` (integrated, volume units), ``fit_status`` (0 converged, see
-        :data:`aetcore.trace.STATUS`) and ``precision`` ((n, 3) Å, NaN without refinement).
+        :data:`aetcore.steps.trace.STATUS`) and ``precision`` ((n, 3) Å, NaN without refinement).
         ``atoms.info`` holds the refinement R1 before and after, the refined heights and
         B-factors, the classification history and the time per step (s).
     """

@@ -31,7 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 import numpy as np
 
-from ._validate import as_generator, as_positions, as_volume, at_least, positive
+from .._util.validate import as_generator, as_positions, as_volume, at_least, positive
 
 __all__ = ["classify", "Classification", "NON_ATOM_SYMBOL", "NON_ATOM_FRACTION", "NON_ATOM_SIGMAS"]
 

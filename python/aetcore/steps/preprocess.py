@@ -26,7 +26,7 @@ import numpy as np
 import scipy.fft as sfft
 from scipy import ndimage
 
-from ._validate import as_matrix, one_of, at_least, finite_array, positive, real_array, resolve_threads
+from .._util.validate import as_matrix, one_of, at_least, finite_array, positive, real_array, resolve_threads
 
 __all__ = ["split_pages", "register_frames", "FrameRegistration", "correct_scan_distortion",
            "estimate_affine_from_lattice", "denoise", "subtract_background", "normalize",

@@ -16,10 +16,10 @@ import numpy as np
 from scipy import ndimage
 from tqdm.auto import tqdm
 
-from . import _core
-from ._memory import check_memory
-from ._validate import as_angles, as_generator, as_tilts, as_volume, at_least, positive, resolve_threads
-from .project import backproject_volume, project_volume
+from .. import _core
+from .._util.memory import check_memory
+from .._util.validate import as_angles, as_generator, as_tilts, as_volume, at_least, positive, resolve_threads
+from ..model.projection import backproject_volume, project_volume
 
 __all__ = ["Reconstruction", "genfire", "resire", "sirt", "wbp", "auto_support", "oversampled_size"]
 

@@ -23,7 +23,7 @@ with ``r`` the residual of every pixel, give ``precision_i = sqrt(diag(cov_i))``
 is larger on the atoms than on the background, so one noise level for all pixels
 (``precision="curvature"``: ``sigma^2 A_i^{-1}`` with ``sigma^2 = sum r^2 / (N - p)``) is too
 optimistic (by about 1.8x on simulated FePt); the sandwich matched the spread of refined positions
-over independent noise realisations to within a few per cent (tests/test_refine.py). Both ignore
+over independent noise realisations to within a few per cent (tests/steps/test_refine.py). Both ignore
 correlations with neighbouring atoms and with H, B and s, and neither sees systematic errors
 (misalignment, a wrong atom model): they are the precision the noise allows, not an accuracy.
 """
@@ -36,11 +36,11 @@ import numpy as np
 from scipy.optimize import minimize
 from tqdm.auto import tqdm
 
-from . import _core
-from ._validate import as_angles, as_positions, as_tilts, at_least, one_of, positive, resolve_threads
+from .. import _core
+from .._util.validate import as_angles, as_positions, as_tilts, at_least, one_of, positive, resolve_threads
 from ase.data import atomic_numbers
 
-from .project import AtomModel, atom_model
+from ..model.projection import AtomModel, atom_model
 
 __all__ = ["refine", "RefinementResult", "B_BOUNDS"]
 
@@ -112,7 +112,7 @@ def refine(positions, species, tilts, angles, pixel_size, *, model: AtomModel | 
     Parameters
     ----------
     positions : (n_atoms, 3) array
-        Starting ``(x, y, z)`` in Å (e.g. from :func:`aetcore.trace.trace_atoms`).
+        Starting ``(x, y, z)`` in Å (e.g. from :func:`aetcore.steps.trace.trace_atoms`).
     species : (n_atoms,) sequence
         Element symbols, or integer labels into ``model.symbols``.
     tilts : (n_angles, ny, nx) array
@@ -122,7 +122,7 @@ def refine(positions, species, tilts, angles, pixel_size, *, model: AtomModel | 
     pixel_size : float
         Å per pixel.
     model : AtomModel, optional
-        Starting heights, B-factors and blur (default :func:`aetcore.project.atom_model`).
+        Starting heights, B-factors and blur (default :func:`aetcore.model.projection.atom_model`).
     max_shift : float
         Each coordinate stays within ``±max_shift`` Å of its start.
     refine_positions, refine_heights, refine_b : bool
@@ -144,7 +144,7 @@ def refine(positions, species, tilts, angles, pixel_size, *, model: AtomModel | 
         images fixed; the mean change removed, since a common offset only turns the model), then a
         last refinement of the atoms from their start at the refined angles. The exact Gaussian-atom
         forward model makes this far more sensitive than re-projections of a volume (see
-        :func:`aetcore.align.projection_matching`).
+        :func:`aetcore.steps.align.projection_matching`).
     angle_range : float
         Largest change of a tilt angle per round, degrees.
     angle_rounds : int
@@ -168,7 +168,7 @@ def refine(positions, species, tilts, angles, pixel_size, *, model: AtomModel | 
         raise ValueError(f"species: expected one entry per atom ({pos0.shape[0]}), got shape {sp.shape}")
     if model is None:
         if sp.dtype.kind in "iu":
-            raise ValueError("species: integer labels need a `model` (see aetcore.project.atom_model)")
+            raise ValueError("species: integer labels need a `model` (see aetcore.model.projection.atom_model)")
         symbols = sorted(dict.fromkeys(str(s) for s in sp), key=lambda s: atomic_numbers.get(s, 0))
         model = atom_model(symbols)
     labels = model.labels(sp)

@@ -14,7 +14,7 @@ Fits (in the C++ core, in parallel):
     grid is refined by Newton steps.
 ``"gaussian"``
     The polynomial result refined by a Levenberg-Marquardt fit of ``B + H g(r)``, where ``g`` is the
-    voxel mean (exact, with error functions, as in :func:`aetcore.project.render_atoms`) of an isotropic
+    voxel mean (exact, with error functions, as in :func:`aetcore.model.projection.render_atoms`) of an isotropic
     Gaussian ``exp(-|r - c|^2 / (2 s^2))``: background, height, centre and width are fitted.
 ``"none"``
     The voxel maxima themselves.
@@ -32,8 +32,8 @@ from numbers import Real
 
 import numpy as np
 
-from . import _core
-from ._validate import as_volume, at_least, positive, resolve_threads
+from .. import _core
+from .._util.validate import as_volume, at_least, positive, resolve_threads
 
 __all__ = ["trace_atoms", "local_maxima", "TracedAtoms", "STATUS", "DEFAULT_THRESHOLD_FRACTION"]
 

@@ -1,7 +1,7 @@
 """pytest plugin (``-p sanitized_core``): make ``aetcore._core`` the ASan/UBSan build.
 
 ``make test-sanitize`` builds the core with ``-DAETCORE_SANITIZE=ON`` into ``build-sanitize/`` and runs
-pytest with ``LD_PRELOAD`` of libasan/libubsan, ``PYTHONPATH=tests/sanitize`` and
+pytest with ``LD_PRELOAD`` of libasan/libubsan, ``PYTHONPATH=tests/properties/sanitize`` and
 ``AETCORE_SANITIZED_CORE`` naming the instrumented module. This plugin loads that module under the name
 ``aetcore._core`` before anything imports aetcore, so the installed package's Python code runs on the
 instrumented core (the editable install in .venv is left alone).

@@ -1,4 +1,4 @@
-"""Figures of a tracked time series (:mod:`aetcore.track`): nucleus size trajectories and per-atom
+"""Figures of a tracked time series (:mod:`aetcore.analysis.track`): nucleus size trajectories and per-atom
 displacement histograms. Every function returns a matplotlib Figure on an Agg canvas (no display,
 no pyplot state); save it with ``fig.savefig(path)``.
 """
@@ -38,7 +38,7 @@ def nucleus_sizes_figure(tracks, n_times=None):
     Parameters
     ----------
     tracks : dict
-        :attr:`aetcore.track.TrackResult.tracks` (``id -> {"times", "sizes", "parents", "fate"}``).
+        :attr:`aetcore.analysis.track.TrackResult.tracks` (``id -> {"times", "sizes", "parents", "fate"}``).
     n_times : int, optional
         Number of time points (x axis range); default from the tracks.
 
@@ -81,7 +81,7 @@ def displacements_figure(atoms, *, bins=40):
     Parameters
     ----------
     atoms : dict
-        :attr:`aetcore.track.TrackResult.atoms` (columns ``time_from`` and ``displacement``, Å).
+        :attr:`aetcore.analysis.track.TrackResult.atoms` (columns ``time_from`` and ``displacement``, Å).
     bins : int
         Number of bins.
 

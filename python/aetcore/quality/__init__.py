@@ -1,0 +1,3 @@
+"""How good a result is: :mod:`~aetcore.quality.metrics` (errors of volumes and projections, FSC and
+resolution) and :mod:`~aetcore.quality.scoring` (atoms against the truth, alignment errors).
+"""

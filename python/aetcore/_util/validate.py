@@ -10,6 +10,7 @@ import numpy as np
 __all__ = [
     "as_tilts", "as_volume", "as_angles", "as_positions", "positive", "at_least",
     "resolve_threads", "as_generator", "finite_array", "real_array", "as_matrix", "one_of",
+    "species_symbols", "flag",
 ]
 
 
@@ -147,6 +148,54 @@ def at_least(value, minimum, name: str, integer: bool = False):
     if not np.isfinite(value) or value < minimum:
         raise ValueError(f"{name}: expected a value >= {minimum}, got {value}")
     return int(value) if integer else float(value)
+
+
+def flag(value, name: str) -> bool:
+    """True or False (a NumPy bool too); anything else is a TypeError naming `name`."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected True or False, got {type(value).__name__}")
+    return bool(value)
+
+
+def species_symbols(species, name: str = "species", *, text: bool = False) -> tuple:
+    """The species of a sample: distinct element symbols, as a tuple of str (the one check of a
+    species list, for the API, ``aet --species`` and batch manifests).
+
+    Parameters
+    ----------
+    species : sequence of str, or str with ``text=True``
+        Element symbols such as ``("Fe", "Pt")``; with ``text=True`` also one comma-separated
+        string ``"Fe,Pt"`` (the command line and manifest form).
+    name : str
+        The argument named in error messages.
+
+    Raises
+    ------
+    TypeError
+        Not a sequence of str (a str without ``text=True``).
+    ValueError
+        No species, an unknown element symbol (``X``, the ASE placeholder, included), or a symbol
+        given twice.
+    """
+    from ase.data import atomic_numbers
+
+    if text and isinstance(species, str):
+        species = [s.strip() for s in species.split(",") if s.strip()]
+    elif isinstance(species, (str, bytes)) or not hasattr(species, "__iter__"):
+        raise TypeError(f"{name}: expected a sequence of element symbols such as ('Fe', 'Pt'), "
+                        f"got {type(species).__name__} {species!r}")
+    sp = tuple(species)
+    if len(sp) == 0:
+        raise ValueError(f"{name}: expected at least one species (element symbols such as Fe,Pt), got none")
+    for s in sp:
+        if not isinstance(s, str):
+            raise TypeError(f"{name}: expected element symbols (str), got {type(s).__name__} {s!r}")
+    bad = [s for s in sp if atomic_numbers.get(s, 0) == 0]
+    if bad:
+        raise ValueError(f"{name}: unknown element symbol(s) {', '.join(map(repr, bad))}")
+    if len(set(sp)) != len(sp):
+        raise ValueError(f"{name}: repeated element symbol in {sp}; expected distinct species")
+    return tuple(str(s) for s in sp)
 
 
 def resolve_threads(threads) -> int:

@@ -216,7 +216,7 @@ def _deep_merge(*layers) -> dict:
 def _check_settings(table: dict, where: str, base: Path, problems: list, config_files: dict) -> dict:
     """Check the shared settings of `table` ([defaults] or one [[dataset]]); return the valid ones
     (config layers as raw {section: {key: value}} dicts under "_layers")."""
-    from ase.data import atomic_numbers
+    from .._util.validate import species_symbols
     from .config import merge_config
 
     got = {}
@@ -228,17 +228,13 @@ def _check_settings(table: dict, where: str, base: Path, problems: list, config_
             problems.append(f"{where}: pixel_size: expected a positive number of Å, got {v!r}")
     if "species" in table:
         v = table["species"]
-        items = [x.strip() for x in v.split(",") if x.strip()] if isinstance(v, str) else v
-        if not isinstance(items, list) or not items or not all(isinstance(x, str) for x in items):
+        if not isinstance(v, (str, list)):
             problems.append(f"{where}: species: expected element symbols (a list or \"Fe,Pt\"), got {v!r}")
         else:
-            bad = [x for x in items if x not in atomic_numbers]
-            if bad:
-                problems.append(f"{where}: species: unknown element symbol(s) {', '.join(bad)}")
-            elif len(set(items)) != len(items):
-                problems.append(f"{where}: species: repeated element symbol in {v!r}")
-            else:
-                got["species"] = tuple(items)
+            try:
+                got["species"] = species_symbols(v, "species", text=True)
+            except (TypeError, ValueError) as e:
+                problems.append(f"{where}: {e}")
     if "frames" in table:
         v = table["frames"]
         if isinstance(v, int) and not isinstance(v, bool) and v >= 1:

@@ -65,16 +65,11 @@ def _int_at_least(minimum):
 
 
 def _species(s):
-    items = [x.strip() for x in s.split(",") if x.strip()]
-    if not items:
-        raise argparse.ArgumentTypeError(f"expected element symbols separated by commas (e.g. Fe,Pt), got {s!r}")
-    from ase.data import atomic_numbers
-    bad = [x for x in items if x not in atomic_numbers]
-    if bad:
-        raise argparse.ArgumentTypeError(f"unknown element symbol(s) {', '.join(bad)}")
-    if len(set(items)) != len(items):
-        raise argparse.ArgumentTypeError(f"repeated element symbol in {s!r}")
-    return tuple(items)
+    from .._util.validate import species_symbols
+    try:
+        return species_symbols(s, "species", text=True)
+    except (TypeError, ValueError) as e:  # argparse names the option itself
+        raise argparse.ArgumentTypeError(str(e).removeprefix("species: ")) from None
 
 
 # ----------------------------------------------------------------------------------------- config

@@ -35,6 +35,7 @@ from typing import Sequence
 import numpy as np
 
 from ..io.results import _step_meta, _step_path, _write_group, load_step, save_step
+from .._util.validate import species_symbols
 
 __all__ = ["run", "run_step", "STEPS", "export"]
 
@@ -131,13 +132,7 @@ def _new_state(tilts_path, angles_path, pixel_size, species, frames, dataset) ->
     read_angles(ap, dataset=dataset if ap == tp else None)  # refuse bad angles before any work
     if not (np.isfinite(pixel_size) and pixel_size > 0):
         raise ValueError(f"pixel_size: expected a positive number of Å, got {pixel_size}")
-    if isinstance(species, str):
-        species = tuple(s.strip() for s in species.split(",") if s.strip())
-    species = tuple(str(s) for s in species)
-    from ..model.projection import atom_model
-    if not species:
-        raise ValueError("species: expected element symbols such as ('Fe', 'Pt')")
-    atom_model(species)
+    species = species_symbols(species, text=True)
     if int(frames) != frames or frames < 1:
         raise ValueError(f"frames: expected an integer >= 1, got {frames}")
     hashes = {"tilts": _file_sha256(tp), "angles": _file_sha256(ap)}

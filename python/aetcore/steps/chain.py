@@ -8,9 +8,8 @@ from typing import Sequence
 import numpy as np
 from ase import Atoms
 
-from .._util.validate import as_angles, as_generator, as_tilts, positive, resolve_threads
+from .._util.validate import as_angles, as_generator, as_tilts, positive, resolve_threads, species_symbols
 from .classify import classify
-from ..model.projection import atom_model
 from .reconstruct import genfire
 from .refine import refine as refine_model
 from .trace import trace_atoms
@@ -78,11 +77,7 @@ def _check_inputs(tilts, angles, pixel_size, species):
     t = as_tilts(tilts)
     a = as_angles(angles, t.shape[0])
     ps = positive(pixel_size, "pixel_size")
-    species = tuple(str(s) for s in species) if not isinstance(species, str) else None
-    if not species:
-        raise ValueError("species: expected a sequence of element symbols such as ('Fe', 'Pt')")
-    atom_model(species)  # validates the symbols before any work
-    return t, a, ps, species
+    return t, a, ps, species_symbols(species)
 
 
 def atoms_from_volume(volume, tilts, angles, pixel_size: float, species: Sequence[str], *, refine: bool = True,

@@ -31,7 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 import numpy as np
 
-from .._util.validate import as_generator, as_positions, as_volume, at_least, positive
+from .._util.validate import as_generator, as_positions, as_volume, at_least, flag, positive, species_symbols
 
 __all__ = ["classify", "Classification", "NON_ATOM_SYMBOL", "NON_ATOM_FRACTION", "NON_ATOM_SIGMAS"]
 
@@ -99,33 +99,6 @@ class Classification:
         if nx:
             out[NON_ATOM_SYMBOL] = nx
         return out
-
-
-# ----------------------------------------------------------------------------------------- checks
-
-def _species(species) -> tuple:
-    from ase.data import atomic_numbers
-
-    if isinstance(species, (str, bytes)) or not hasattr(species, "__iter__"):
-        raise TypeError(f"species: expected a sequence of element symbols such as ('Fe', 'Pt'), "
-                        f"got {type(species).__name__} {species!r}")
-    sp = tuple(species)
-    if len(sp) == 0:
-        raise ValueError("species: expected at least one element symbol, got none")
-    for s in sp:
-        if not isinstance(s, str):
-            raise TypeError(f"species: expected element symbols (str), got {type(s).__name__} {s!r}")
-        if s not in atomic_numbers or atomic_numbers[s] == 0:
-            raise ValueError(f"species: {s!r} is not an element symbol")
-    if len(set(sp)) != len(sp):
-        raise ValueError(f"species: expected distinct element symbols, got {sp}")
-    return sp
-
-
-def _flag(value, name: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name}: expected True or False, got {type(value).__name__}")
-    return bool(value)
 
 
 # --------------------------------------------------------------------------------------- sampling
@@ -282,7 +255,7 @@ def classify(volume, positions, species, *, pixel_size, radius=None, box=None, m
     """
     vol = as_volume(volume)
     pos = as_positions(positions)
-    sp = _species(species)
+    sp = species_symbols(species)
     p = positive(pixel_size, "pixel_size")
     r = 1.0 if radius is None else positive(radius, "radius")
     if box is None:
@@ -291,11 +264,11 @@ def classify(volume, positions, species, *, pixel_size, radius=None, box=None, m
         b = at_least(box, 1, "box", integer=True)
     if not isinstance(method, str) or method not in _METHODS:
         raise ValueError(f"method: expected one of {_METHODS}, got {method!r}")
-    local = _flag(local, "local")
+    local = flag(local, "local")
     lr = positive(local_radius, "local_radius")
     rounds = at_least(max_rounds, 0, "max_rounds", integer=True)
     pat = at_least(patience, 1, "patience", integer=True)
-    non_atom = _flag(non_atom, "non_atom")
+    non_atom = flag(non_atom, "non_atom")
     rng = as_generator(seed)
     k = len(sp)
     n = pos.shape[0]

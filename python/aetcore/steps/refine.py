@@ -37,7 +37,7 @@ from scipy.optimize import minimize
 from tqdm.auto import tqdm
 
 from .. import _core
-from .._util.validate import as_angles, as_positions, as_tilts, at_least, one_of, positive, resolve_threads
+from .._util.validate import as_angles, as_positions, as_tilts, at_least, flag, one_of, positive, resolve_threads
 from ase.data import atomic_numbers
 
 from ..model.projection import AtomModel, atom_model
@@ -94,12 +94,6 @@ class RefinementResult:
     message: str
     angles: Optional[np.ndarray] = None
     angle_history: list = field(default_factory=list)
-
-
-def _flag(value, name: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name}: expected True or False, got {type(value).__name__}")
-    return bool(value)
 
 
 def refine(positions, species, tilts, angles, pixel_size, *, model: AtomModel | None = None,
@@ -173,14 +167,14 @@ def refine(positions, species, tilts, angles, pixel_size, *, model: AtomModel | 
         model = atom_model(symbols)
     labels = model.labels(sp)
     max_shift = positive(max_shift, "max_shift")
-    rp = _flag(refine_positions, "refine_positions")
-    rh = _flag(refine_heights, "refine_heights")
-    rb = _flag(refine_b, "refine_b")
+    rp = flag(refine_positions, "refine_positions")
+    rh = flag(refine_heights, "refine_heights")
+    rb = flag(refine_b, "refine_b")
     iterations = at_least(iterations, 1, "iterations", integer=True)
     fixed_scale = 0.0 if scale is None else positive(scale, "scale")
     cutoff = positive(cutoff, "cutoff")
     precision_method = one_of(precision, ("sandwich", "curvature"), "precision")
-    do_angles = _flag(refine_angles, "refine_angles")
+    do_angles = flag(refine_angles, "refine_angles")
     angle_range = positive(angle_range, "angle_range")
     angle_rounds = at_least(angle_rounds, 1, "angle_rounds", integer=True)
     nt = resolve_threads(threads)

@@ -360,15 +360,6 @@ class _MomentConsistency:
         return float(np.log((r0 ** 2).sum() + 1e-300) + np.log((r1 ** 2).sum() + 1e-300))
 
 
-def _map_threads(fn, items, threads: int):
-    items = list(items)
-    if threads <= 1 or len(items) <= 1:
-        return [fn(i) for i in items]
-    from concurrent.futures import ThreadPoolExecutor
-    with ThreadPoolExecutor(max_workers=min(threads, len(items))) as ex:
-        return list(ex.map(fn, items))
-
-
 def tilt_axis_rotation(tilts, angles, *, search: float = 5.0, step: float = 1.0, tol: float = 0.01,
                        upsample: int = 20, apply: bool = True, threads=None):
     """Estimate the in-plane rotation that brings the tilt axis onto the image y axis.

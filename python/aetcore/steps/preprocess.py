@@ -17,7 +17,6 @@ which the image content is moved.
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from numbers import Integral, Real
 from typing import Optional
@@ -26,6 +25,7 @@ import numpy as np
 import scipy.fft as sfft
 from scipy import ndimage
 
+from .._util.parallel import thread_map
 from .._util.validate import as_matrix, one_of, at_least, finite_array, positive, real_array, resolve_threads
 
 __all__ = ["split_pages", "register_frames", "FrameRegistration", "correct_scan_distortion",
@@ -49,13 +49,6 @@ def _images(images, name: str = "images"):
     a = real_array(images, name, (2, 3), "(ny, nx) or (n_images, ny, nx)")
     single = a.ndim == 2
     return (a[None] if single else a), single
-
-
-def _map(fn, items, threads: int):
-    if threads <= 1 or len(items) <= 1:
-        return [fn(i) for i in items]
-    with ThreadPoolExecutor(max_workers=min(threads, len(items))) as ex:
-        return list(ex.map(fn, items))
 
 
 # -------------------------------------------------------------------------------------------- pages
@@ -311,7 +304,7 @@ def register_frames(frames, *, reference="first", upsample: int = 20, shear: boo
         velocity = -np.gradient(shifts, axis=1)          # content displacement per frame period
         mats = [_shear_matrix(velocity[a, f] * scan_duty, ny) for a in range(A) for f in range(N)]
         flat = work.reshape(A * N, ny, nx)
-        out = _map(lambda i: _affine(flat[i], mats[i]), list(range(A * N)), threads)
+        out = thread_map(lambda i: _affine(flat[i], mats[i]), list(range(A * N)), threads)
         work = np.stack(out).reshape(A, N, ny, nx)
         Fw = _spectra(work, threads)
         shifts = _register(Fw, _reference(Fw, nx, reference, upsample, normalization, threads), nx, upsample,
@@ -401,14 +394,14 @@ def correct_scan_distortion(images, matrix=None, *, order: int = 3, mode: str = 
         finite_array(yi, "matrix")
         finite_array(xi, "matrix")
         coords = np.stack([yi, xi])
-        out = np.stack(_map(lambda i: ndimage.map_coordinates(a[i].astype(np.float64), coords, order=order,
-                                                              mode=mode), list(range(n)), threads))
+        out = np.stack(thread_map(lambda i: ndimage.map_coordinates(a[i].astype(np.float64), coords, order=order,
+                                                                    mode=mode), range(n), threads))
     else:
         M = as_matrix(matrix, (2, 2), "matrix", "None, a (2, 2) array or a callable",
                       "affine matrix in (y, x) order")
         if abs(np.linalg.det(M)) < 1e-6:
             raise ValueError("matrix: expected an invertible (2, 2) matrix, got a singular one")
-        out = np.stack(_map(lambda i: _affine(a[i].astype(np.float64), M, order, mode), list(range(n)), threads))
+        out = np.stack(thread_map(lambda i: _affine(a[i].astype(np.float64), M, order, mode), range(n), threads))
     out = np.ascontiguousarray(out, dtype=np.float32)
     return out[0] if single else out
 
@@ -641,7 +634,7 @@ def denoise(images, method: str = "nlm", strength: float = 1.0, *, sigma=None, t
             return denoise_wavelet(img, **kw)
         return np.asarray(_bm3d.bm3d(img, sigma_psd=strength * s, **kwargs), dtype=np.float64)
 
-    out = np.ascontiguousarray(np.stack(_map(one, list(range(n)), threads)), dtype=np.float32)
+    out = np.ascontiguousarray(np.stack(thread_map(one, list(range(n)), threads)), dtype=np.float32)
     return out[0] if single else out
 
 

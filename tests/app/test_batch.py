@@ -264,9 +264,8 @@ iterations = 80
     assert rc == 0 and "2 dataset(s)" in out
 
     # the complete configuration written for a worker reads back as the same configuration
-    from aetcore.app.batch import _config_toml
-    from aetcore.app.config import load_config
-    (data / "written.toml").write_text(_config_toml(b.config, b.name))
+    from aetcore.app.config import config_toml, load_config
+    (data / "written.toml").write_text(config_toml(b.config, f"dataset {b.name}"))
     assert load_config(data / "written.toml") == b.config
 
     # a config file given as `config` is refused with a hint

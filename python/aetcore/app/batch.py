@@ -33,7 +33,6 @@ dataset into ``<out>/batch.csv`` and ``<out>/batch.json``. :func:`add_batch_pars
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
 import os
@@ -425,27 +424,6 @@ def load_manifest(path) -> Manifest:
 _RUN_LOCK = threading.Lock()  # one dataset at a time per worker process (OpenMP threads are per task)
 
 
-def _toml_value(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, str):
-        return json.dumps(v)  # a JSON string is a valid TOML basic string
-    if isinstance(v, float):
-        return repr(v) if math.isfinite(v) else ("nan" if math.isnan(v) else ("inf" if v > 0 else "-inf"))
-    if isinstance(v, int):
-        return str(v)
-    raise TypeError(f"cannot write {type(v).__name__} {v!r} to a configuration file")
-
-
-def _config_toml(config: dict, name: str) -> str:
-    lines = [f"# the complete configuration of batch dataset {name!r} (written by aet batch)", ""]
-    for sec, values in config.items():
-        lines.append(f"[{sec}]")
-        lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
-        lines.append("")
-    return "\n".join(lines)
-
-
 def _describe(exc: BaseException) -> tuple:
     """("Type: first lines of the message", "file.py:line in function" of the innermost frame)."""
     msg = str(exc).strip()
@@ -467,6 +445,7 @@ def _run_dataset(spec: DatasetSpec, threads, attempt: int) -> dict:
     """Run one dataset in a worker; never raises for an error of the dataset itself (the error is
     returned in the record, so the driver decides on retries)."""
     from ..io.writers import atomic_path
+    from .config import config_toml
     from .folder import run
 
     rec = {"name": spec.name, "attempt": attempt, "worker": f"{socket.gethostname()}:{os.getpid()}",
@@ -478,7 +457,8 @@ def _run_dataset(spec: DatasetSpec, threads, attempt: int) -> dict:
             spec.out.mkdir(parents=True, exist_ok=True)
             cfg_path = spec.out / "config.toml"
             with atomic_path(cfg_path) as tmp:
-                Path(tmp).write_text(_config_toml(spec.config, spec.name))
+                Path(tmp).write_text(config_toml(spec.config, f"the complete configuration of batch dataset "
+                                                              f"{spec.name!r} (written by aet batch)"))
             s = run(tilts_path=spec.tilts, angles_path=spec.angles, pixel_size=spec.pixel_size,
                     species=spec.species, out=spec.out, frames=spec.frames, config=cfg_path,
                     threads=threads, dataset=spec.hdf5_dataset, seed=spec.seed)

@@ -8,6 +8,8 @@ for Python's None where a parameter takes it.
 from __future__ import annotations
 
 import copy
+import json
+import math
 from pathlib import Path
 
 try:
@@ -15,8 +17,8 @@ try:
 except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib  # type: ignore
 
-__all__ = ["DEFAULTS", "default_config", "default_config_toml", "load_config", "merge_config",
-           "read_toml", "step_options"]
+__all__ = ["DEFAULTS", "default_config", "default_config_toml", "config_toml", "toml_value", "load_config",
+           "merge_config", "read_toml", "step_options"]
 
 # section -> list of (key, default, comment)
 _SPEC = {
@@ -117,14 +119,27 @@ def default_config() -> dict:
     return copy.deepcopy(DEFAULTS)
 
 
-def _toml_value(v) -> str:
+def toml_value(v) -> str:
+    """One configuration value (bool, int, float, str) as TOML text; TypeError for anything else."""
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return json.dumps(v)  # a JSON string is a valid TOML basic string
     if isinstance(v, float):
-        return repr(v)
-    return str(v)
+        return repr(v) if math.isfinite(v) else ("nan" if math.isnan(v) else ("inf" if v > 0 else "-inf"))
+    if isinstance(v, int):
+        return str(v)
+    raise TypeError(f"cannot write {type(v).__name__} {v!r} to a configuration file")
+
+
+def config_toml(config: dict, comment: str) -> str:
+    """A complete configuration ``{section: {key: value}}`` as TOML text, headed by `comment`."""
+    lines = [f"# {comment}", ""]
+    for sec, values in config.items():
+        lines.append(f"[{sec}]")
+        lines += [f"{k} = {toml_value(v)}" for k, v in values.items()]
+        lines.append("")
+    return "\n".join(lines)
 
 
 def default_config_toml() -> str:
@@ -135,7 +150,7 @@ def default_config_toml() -> str:
         lines.append(f"# {doc}")
         lines.append(f"[{sec}]")
         for k, v, comment in items:
-            lines.append(f"{k} = {_toml_value(v)}  # {comment}")
+            lines.append(f"{k} = {toml_value(v)}  # {comment}")
         lines.append("")
     return "\n".join(lines)
 

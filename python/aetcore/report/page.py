@@ -18,7 +18,6 @@ from __future__ import annotations
 import datetime as _dt
 import html as _html
 import json
-import os
 import re
 from contextlib import ExitStack, contextmanager
 from numbers import Integral, Real
@@ -52,26 +51,6 @@ def _check_name(value, what: str) -> str:
         raise ValueError(f"{what}: expected 1-64 characters of letters, digits, '_', '-', '.' starting with "
                          f"a letter or digit (it becomes part of a file name), got {value!r}")
     return value
-
-
-_UMASK = []
-
-
-def _umask() -> int:
-    if not _UMASK:
-        mask = os.umask(0o022)
-        os.umask(mask)
-        _UMASK.append(mask)
-    return _UMASK[0]
-
-
-@contextmanager
-def _atomic(path):
-    """:func:`aetcore.io.atomic_path` with the file given the usual permissions (0666 minus the
-    umask) instead of the private 0600 of a temporary file, so a shared report can be read."""
-    with atomic_path(path) as tmp:
-        yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())
 
 
 @contextmanager
@@ -236,10 +215,10 @@ def add_section(folder, key, title, html, figures=None, order=None, *, dpi=DEFAU
                              "figures": [f for _, f, _ in files]}
             with ExitStack() as stack:
                 # entered first, renamed last: PNGs, then the fragment, then the section list
-                meta_tmp = stack.enter_context(_atomic(rdir / SECTIONS_FILE))
-                frag_tmp = stack.enter_context(_atomic(rdir / f"{key}.html"))
+                meta_tmp = stack.enter_context(atomic_path(rdir / SECTIONS_FILE))
+                frag_tmp = stack.enter_context(atomic_path(rdir / f"{key}.html"))
                 for (name, fig, _), (_, file, _) in zip(items, files):
-                    tmp = stack.enter_context(_atomic(rdir / file))
+                    tmp = stack.enter_context(atomic_path(rdir / file))
                     fig.savefig(tmp, format="png", dpi=dpi)
                 with open(frag_tmp, "w", encoding="utf-8") as fh:
                     fh.write(_fragment(key, title, html, files))
@@ -284,7 +263,7 @@ def remove_section(folder, key, *, build=True) -> Path:
         sections = _read_sections(rdir)
         old = sections.pop(key, None)
         if old is not None:
-            with _atomic(rdir / SECTIONS_FILE) as tmp:
+            with atomic_path(rdir / SECTIONS_FILE) as tmp:
                 Path(tmp).write_text(_sections_text(sections), encoding="utf-8")
             for file in [f"{key}.html", *old.get("figures", [])]:
                 try:
@@ -360,7 +339,7 @@ def _build(root: Path, sections: dict) -> Path:
         "</html>",
     ]
     out = root / REPORT_FILE
-    with _atomic(out) as tmp:
+    with atomic_path(out) as tmp:
         with open(tmp, "w", encoding="utf-8") as fh:
             fh.write("\n".join(page) + "\n")
     return out

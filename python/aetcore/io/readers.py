@@ -26,11 +26,16 @@ from each:
   from the companion ``.emi`` file (``name_1.ser`` goes with ``name.emi``). SER per-image tags
   hold only time and position.
 
+- ``.mat``, MATLAB v5/v7 (scipy) or v7.3 (h5py) (:mod:`aetcore.io.matlab`; `dataset` names the
+  variable, default the only 2D/3D numeric one): projections ``P(dim1, dim2, k)`` become
+  ``(k, dim2, dim1)``, so ``x`` runs along the source's ``dim1``. No pixel size or angles (angles
+  come from an angle file and its convention, :func:`aetcore.model.geometry.angles_from_convention`).
+
 DM and SER files hold one stage tilt per file (not per image): it becomes the file's tilt
 angle only when the file holds a single image, and is otherwise reported as ``stage_alpha``.
 
 Angle files: ``.txt``, ``.csv``, IMOD ``.rawtlt``/``.tlt`` (one angle, or ``phi theta psi``, per
-line), or any tilt-series file above whose metadata hold one tilt angle per image
+line), a ``.mat`` file (an ``(n, 3)``/``(3, n)`` or vector variable, as written), or any tilt-series file above whose metadata hold one tilt angle per image
 (:func:`read_angles`, :func:`read_tilt_metadata`). Angles are in degrees.
 
 Readers refuse corrupt, truncated or mismatched files with a ``ValueError`` that names the file and
@@ -51,10 +56,10 @@ import numpy as np
 __all__ = ["read_tilts", "read_tilt_metadata", "read_angles", "check_angles", "TILT_SUFFIXES"]
 
 TILT_SUFFIXES = (".npy", ".tif", ".tiff", ".mrc", ".mrcs", ".st", ".ali", ".h5", ".hdf5",
-                 ".emd", ".dm3", ".dm4", ".ser")
+                 ".emd", ".dm3", ".dm4", ".ser", ".mat")
 
 #: Suffixes whose files may hold several datasets, chosen with the ``dataset`` option.
-_DATASET_SUFFIXES = (".h5", ".hdf5", ".emd")
+_DATASET_SUFFIXES = (".h5", ".hdf5", ".emd", ".mat")
 
 #: Names (case-insensitive) of HDF5 datasets or attributes that hold tilt angles.
 _H5_ANGLE_NAMES = ("angles", "tilt_angles", "tilt_angle", "tiltangles")
@@ -595,6 +600,12 @@ def _read_ser(p, load):
     return a, _meta("ser", (n, ny, nx), pixel, angles, "EMI Stage A [deg]", alpha)
 
 
+def _read_mat(p, load, dataset):
+    from .matlab import mat_tilts, mat_tilts_shape
+    shape = mat_tilts_shape(p, dataset)
+    return (mat_tilts(p, dataset) if load else None), _meta("mat", shape)
+
+
 def _read_any(path, dataset, load):
     p = _check_file(path)
     suffix = p.suffix.lower()
@@ -616,6 +627,8 @@ def _read_any(path, dataset, load):
             a, meta = _read_emd(p, load, dataset)
         elif suffix in (".dm3", ".dm4"):
             a, meta = _read_dm(p, load)
+        elif suffix == ".mat":
+            a, meta = _read_mat(p, load, dataset)
         else:
             a, meta = _read_ser(p, load)
     if len(meta["shape"]) != 3 or 0 in meta["shape"]:
@@ -721,6 +734,14 @@ def read_angles(path, n: int | None = None, *, dataset: str | None = None) -> np
         or not finite, a tilt-series file without angles in its metadata, or a count mismatch.
     """
     p = _check_file(path)
+    if p.suffix.lower() == ".mat":
+        from .matlab import mat_angles
+        with _reading(p, "angles"):
+            a = mat_angles(p, dataset)
+        _check_angle_values(a, p)
+        if n is not None:
+            check_angles(a, n, p)
+        return a
     if p.suffix.lower() in TILT_SUFFIXES:
         meta = read_tilt_metadata(p, dataset=dataset)
         if meta["angles"] is None:

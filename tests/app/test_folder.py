@@ -243,3 +243,10 @@ def test_single_frame_series_has_its_detector_offset_removed_by_default(sim, tmp
     arrays2, attrs2 = results.load_step(results._step_path(out2, "preprocess"))
     assert attrs2["applied"] == []
     np.testing.assert_array_equal(arrays2["tilts"], raw)
+
+
+def test_report_import_error_fails_loudly(monkeypatch):
+    # a broken report module must stop the run, not silently leave the folder without report.html
+    monkeypatch.setitem(sys.modules, "aetcore.report.run", None)  # any import of it raises ImportError
+    with pytest.raises(ImportError):
+        workflow._report(None, {}, None, {})

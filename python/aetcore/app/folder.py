@@ -452,10 +452,7 @@ def _finish(r: _Run) -> dict:
 
 def _report(r: _Run, steps: dict, atoms, summary: dict):
     """report.html through aetcore.report (figures of every finished step)."""
-    try:
-        from ..report.run import write_run_report
-    except ImportError:  # the report module is being written in parallel; until then, no report
-        return None
+    from ..report.run import write_run_report
     if "reconstruct" not in steps or atoms is None:
         return None
     rec, rec_attrs = steps["reconstruct"]

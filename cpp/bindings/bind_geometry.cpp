@@ -4,7 +4,6 @@ namespace aet::bind {
 
 std::vector<Mat3> rotations_from(const carray<double>& angles_rad) {
     require_shape(angles_rad, "angles", {-1, 3});
-    require_finite(angles_rad.data(), angles_rad.size(), "angles");
     return euler_zyz_many(angles_rad.data(), std::size_t(angles_rad.shape(0)));
 }
 

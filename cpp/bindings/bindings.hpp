@@ -28,32 +28,22 @@ void require_shape(const carray<T>& a, const char* name, std::vector<py::ssize_t
                                   std::to_string(shape[i]) + ", got " + std::to_string(a.shape(i)));
 }
 
-// Throws ValueError naming `name` unless every value is finite.
+// require_finite, require_positive, require_size and require_data are the core's (aetcore/common.hpp):
+// they throw std::invalid_argument, which pybind11 turns into ValueError.
+
+// A vector made by the core, handed to numpy without a copy (the array owns it). Needs the GIL.
 template <class T>
-void require_finite(const T* data, py::ssize_t n, const char* name) {
-    for (py::ssize_t i = 0; i < n; ++i)
-        if (!std::isfinite(double(data[i])))
-            throw py::value_error(std::string(name) + ": expected finite values, got " +
-                                  std::to_string(double(data[i])) + " at flat index " + std::to_string(i));
-}
-
-// Throws ValueError unless `value` is finite and > 0 (or >= 0 when `allow_zero`).
-inline void require_positive(double value, const char* name, bool allow_zero = false) {
-    if (!std::isfinite(value) || value < 0 || (!allow_zero && value == 0))
-        throw py::value_error(std::string(name) + ": expected a finite number " + (allow_zero ? ">= 0" : "> 0") +
-                              ", got " + std::to_string(value));
-}
-
-// Throws ValueError unless 0 <= value (a size or count).
-inline void require_size(index_t value, const char* name) {
-    if (value < 0) throw py::value_error(std::string(name) + ": expected a size >= 0, got " + std::to_string(value));
+carray<T> to_array(std::vector<T>&& v, std::vector<py::ssize_t> shape) {
+    auto* owner = new std::vector<T>(std::move(v));
+    py::capsule free_owner(owner, [](void* p) { delete static_cast<std::vector<T>*>(p); });
+    return carray<T>(std::move(shape), owner->data(), free_owner);
 }
 
 // Every large allocation is estimated first by the core's aet::check_memory (aetcore/memory.hpp),
 // which throws aet::MemoryError; module.cpp translates it to Python's MemoryError.
 using aet::check_memory;
 
-// (K, 3) Euler angles in radians -> rotation matrices; refuses NaN and Inf.
+// (K, 3) Euler angles in radians -> rotation matrices; the core refuses NaN and Inf ("angles").
 std::vector<Mat3> rotations_from(const carray<double>& angles_rad);
 
 void register_geometry(py::module_& m);

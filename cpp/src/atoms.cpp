@@ -1,4 +1,6 @@
 #include <aetcore/atoms.hpp>
+#include <aetcore/memory.hpp>
+#include <aetcore/projector.hpp>
 #include <algorithm>
 #include <cmath>
 
@@ -14,8 +16,9 @@ void gaussian_cell_means(double c, double s, index_t i0, index_t n, double* out)
     }
 }
 
-void project_atoms(const AtomSet& atoms, const std::vector<Mat3>& rotations, index_t ndy,
-                   index_t ndx, float* out, int threads) {
+// The kernels, on checked inputs.
+static void project_atoms_run(const AtomSet& atoms, const std::vector<Mat3>& rotations, index_t ndy,
+                              index_t ndx, float* out, int threads) {
     const index_t K = index_t(rotations.size());
     const double two_pi_32 = std::pow(2.0 * M_PI, 1.5);
     const int nt = resolve_threads(threads);
@@ -52,7 +55,7 @@ void project_atoms(const AtomSet& atoms, const std::vector<Mat3>& rotations, ind
     }
 }
 
-void render_atoms(const AtomSet& atoms, Shape3 s, float* vol, int threads) {
+static void render_atoms_run(const AtomSet& atoms, Shape3 s, float* vol, int threads) {
     const int nt = resolve_threads(threads);
     const double two_pi_32 = std::pow(2.0 * M_PI, 1.5);
     const index_t n_slabs = std::max<index_t>(1, std::min<index_t>(s.nz, index_t(nt) * 4));
@@ -94,6 +97,75 @@ void render_atoms(const AtomSet& atoms, Shape3 s, float* vol, int threads) {
             }
         }
     }
+}
+
+void validate_atoms(const AtomSet& a) {
+    require_size(a.n, "positions");
+    require_data(a.positions, 3.0 * double(a.n), "positions");
+    require_data(a.species, double(a.n), "species");
+    if (a.sigmas.size() != a.heights.size())
+        throw std::invalid_argument("sigmas: expected one per species (" + std::to_string(a.heights.size()) +
+                                    " heights), got " + std::to_string(a.sigmas.size()));
+    for (index_t i = 0; i < a.n; ++i)
+        if (a.species[i] < 0 || a.species[i] >= index_t(a.heights.size()))
+            throw std::invalid_argument("species: index " + std::to_string(a.species[i]) + " of atom " +
+                                        std::to_string(i) + " is outside 0.." +
+                                        std::to_string(index_t(a.heights.size()) - 1));
+    require_finite(a.positions, 3 * a.n, "positions");
+    require_finite(a.heights.data(), index_t(a.heights.size()), "heights");
+    require_positive(a.cutoff, "cutoff");
+    for (std::size_t q = 0; q < a.sigmas.size(); ++q) {
+        const double s = a.sigmas[q];
+        if (!(s > 0) || !std::isfinite(s))
+            throw std::invalid_argument("sigmas: every sigma must be finite and positive");
+        // The amplitude H (2 pi)^{3/2} s^3 and the window cutoff * s must stay finite.
+        if (!std::isfinite(a.heights[q] * std::pow(2.0 * M_PI, 1.5) * s * s * s) || !std::isfinite(a.cutoff * s))
+            throw std::invalid_argument("sigmas: sigma " + std::to_string(s) + " of species " + std::to_string(q) +
+                                        " overflows the atom's amplitude or window");
+    }
+}
+
+static void check_project_atoms(const AtomSet& atoms, const std::vector<Mat3>& rotations, index_t ndy,
+                                index_t ndx, int threads) {
+    validate_atoms(atoms);
+    require_size(ndy, "ndy");
+    require_size(ndx, "ndx");
+    require_finite_rotations(rotations, "rotations");
+    resolve_threads(threads);
+}
+
+void project_atoms(const AtomSet& atoms, const std::vector<Mat3>& rotations, index_t ndy, index_t ndx, float* out,
+                   int threads) {
+    check_project_atoms(atoms, rotations, ndy, ndx, threads);
+    require_data(out, double(rotations.size()) * double(ndy) * double(ndx), "out");
+    project_atoms_run(atoms, rotations, ndy, ndx, out, threads);
+}
+
+std::vector<float> project_atoms(const AtomSet& atoms, const std::vector<Mat3>& rotations, index_t ndy,
+                                 index_t ndx, int threads) {
+    check_project_atoms(atoms, rotations, ndy, ndx, threads);
+    check_memory(4.0 * double(rotations.size()) * double(ndy) * double(ndx), "projecting atoms");
+    std::vector<float> out(std::size_t(rotations.size()) * std::size_t(ndy) * std::size_t(ndx));
+    project_atoms_run(atoms, rotations, ndy, ndx, out.data(), threads);
+    return out;
+}
+
+void render_atoms(const AtomSet& atoms, Shape3 shape, float* vol, int threads) {
+    validate_atoms(atoms);
+    require_shape(shape, "shape");
+    resolve_threads(threads);
+    require_data(vol, shape.count(), "vol");
+    render_atoms_run(atoms, shape, vol, threads);
+}
+
+std::vector<float> render_atoms(const AtomSet& atoms, Shape3 shape, int threads) {
+    validate_atoms(atoms);
+    require_shape(shape, "shape");
+    resolve_threads(threads);
+    check_memory(4.0 * shape.count(), "rendering atoms");
+    std::vector<float> vol(std::size_t(shape.size()));
+    render_atoms_run(atoms, shape, vol.data(), threads);
+    return vol;
 }
 
 }  // namespace aet

@@ -1,4 +1,5 @@
 #include <aetcore/fft_plans.hpp>
+#include <aetcore/fftw_lock.hpp>
 #include <algorithm>
 #include <chrono>
 #include <cstring>
@@ -9,12 +10,15 @@
 #endif
 
 namespace aet {
-namespace {
 
-std::mutex& planner_mutex() {
+std::mutex& fftw_planner_mutex() {  // aetcore/fftw_lock.hpp: shared with host programs
     static std::mutex m;
     return m;
 }
+
+namespace {
+
+std::mutex& planner_mutex() { return fftw_planner_mutex(); }
 
 void ensure_threads_initialised() {
     static bool done = [] {

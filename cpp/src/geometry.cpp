@@ -1,5 +1,6 @@
 #include <aetcore/geometry.hpp>
 #include <cmath>
+#include <aetcore/common.hpp>
 
 namespace aet {
 
@@ -22,6 +23,8 @@ Mat3 euler_zyz(double phi, double theta, double psi) {
 }
 
 std::vector<Mat3> euler_zyz_many(const double* angles_rad, std::size_t n_angles) {
+    require_data(angles_rad, 3.0 * double(n_angles), "angles");
+    require_finite(angles_rad, index_t(3 * n_angles), "angles");
     std::vector<Mat3> out(n_angles);
     for (std::size_t k = 0; k < n_angles; ++k)
         out[k] = euler_zyz(angles_rad[3 * k], angles_rad[3 * k + 1], angles_rad[3 * k + 2]);

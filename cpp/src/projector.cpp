@@ -1,4 +1,5 @@
 #include <aetcore/projector.hpp>
+#include <aetcore/memory.hpp>
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -154,12 +155,91 @@ bool all_y_tilts(const std::vector<Mat3>& rotations) {
     return true;
 }
 
+// Checks shared by both overloads; returns the resolved thread count.
+int check_project(const float* vol, Shape3 s, const std::vector<Mat3>& rotations, index_t ndy, index_t ndx,
+                  int threads) {
+    require_shape(s, "volume");
+    require_size(ndy, "ndy");
+    require_size(ndx, "ndx");
+    require_data(vol, s.count(), "volume");
+    require_finite_rotations(rotations, "rotations");
+    return resolve_threads(threads);
+}
+
+// Bytes of the work arrays of project_volume: the (y, z, x) copy of the volume for a single-axis tilt.
+double project_work_bytes(Shape3 s, const std::vector<Mat3>& rotations) {
+    return all_y_tilts(rotations) ? 4.0 * s.count() : 0.0;
+}
+
+int check_backproject(const float* proj, index_t ndy, index_t ndx, const std::vector<Mat3>& rotations, Shape3 s,
+                      int threads) {
+    require_size(ndy, "ndy");
+    require_size(ndx, "ndx");
+    require_shape(s, "shape");
+    require_data(proj, double(rotations.size()) * double(ndy) * double(ndx), "projections");
+    require_finite_rotations(rotations, "rotations");
+    return resolve_threads(threads);
+}
+
+// Bytes of the work arrays of backproject_volume: one x-z slice per thread for a single-axis tilt.
+double backproject_work_bytes(Shape3 s, const std::vector<Mat3>& rotations, int nt) {
+    return all_y_tilts(rotations) ? 4.0 * nt * double(s.nz) * double(s.nx) : 0.0;
+}
+
+void project_impl(const float* vol, Shape3 s, const std::vector<Mat3>& rotations, index_t ndy, index_t ndx,
+                  float* out, int nt);
+void backproject_impl(const float* proj, index_t ndy, index_t ndx, const std::vector<Mat3>& rotations, Shape3 s,
+                      float* vol, int nt);
+
 }  // namespace
+
+void require_finite_rotations(const std::vector<Mat3>& rotations, const char* name) {
+    for (std::size_t k = 0; k < rotations.size(); ++k)
+        if (!rotations[k].allFinite())
+            throw std::invalid_argument(std::string(name) + ": matrix " + std::to_string(k) +
+                                        " has a non-finite entry");
+}
 
 void project_volume(const float* vol, Shape3 s, const std::vector<Mat3>& rotations,
                     index_t ndy, index_t ndx, float* out, int threads) {
+    const int nt = check_project(vol, s, rotations, ndy, ndx, threads);
+    require_data(out, double(rotations.size()) * double(ndy) * double(ndx), "out");
+    check_memory(project_work_bytes(s, rotations), "projecting a volume");
+    project_impl(vol, s, rotations, ndy, ndx, out, nt);
+}
+
+std::vector<float> project_volume(const float* vol, Shape3 s, const std::vector<Mat3>& rotations,
+                                  index_t ndy, index_t ndx, int threads) {
+    const int nt = check_project(vol, s, rotations, ndy, ndx, threads);
+    check_memory(4.0 * double(rotations.size()) * double(ndy) * double(ndx) + project_work_bytes(s, rotations),
+                 "projecting a volume");
+    std::vector<float> out(std::size_t(rotations.size()) * std::size_t(ndy) * std::size_t(ndx));
+    project_impl(vol, s, rotations, ndy, ndx, out.data(), nt);
+    return out;
+}
+
+void backproject_volume(const float* proj, index_t ndy, index_t ndx, const std::vector<Mat3>& rotations, Shape3 s,
+                        float* vol, int threads) {
+    const int nt = check_backproject(proj, ndy, ndx, rotations, s, threads);
+    require_data(vol, s.count(), "vol");
+    check_memory(backproject_work_bytes(s, rotations, nt), "back-projecting a tilt series");
+    backproject_impl(proj, ndy, ndx, rotations, s, vol, nt);
+}
+
+std::vector<float> backproject_volume(const float* proj, index_t ndy, index_t ndx,
+                                      const std::vector<Mat3>& rotations, Shape3 s, int threads) {
+    const int nt = check_backproject(proj, ndy, ndx, rotations, s, threads);
+    check_memory(4.0 * s.count() + backproject_work_bytes(s, rotations, nt), "back-projecting a tilt series");
+    std::vector<float> vol(std::size_t(s.size()));
+    backproject_impl(proj, ndy, ndx, rotations, s, vol.data(), nt);
+    return vol;
+}
+
+namespace {
+
+void project_impl(const float* vol, Shape3 s, const std::vector<Mat3>& rotations, index_t ndy, index_t ndx,
+                  float* out, int nt) {
     const index_t K = index_t(rotations.size());
-    const int nt = resolve_threads(threads);
     const double lo[3] = {-1.0, -1.0, -1.0};
     const double hi[3] = {double(s.nx), double(s.ny), double(s.nz)};
     if (all_y_tilts(rotations)) {
@@ -216,10 +296,9 @@ void project_volume(const float* vol, Shape3 s, const std::vector<Mat3>& rotatio
     }
 }
 
-void backproject_volume(const float* proj, index_t ndy, index_t ndx,
-                        const std::vector<Mat3>& rotations, Shape3 s, float* vol, int threads) {
+void backproject_impl(const float* proj, index_t ndy, index_t ndx, const std::vector<Mat3>& rotations, Shape3 s,
+                      float* vol, int nt) {
     const index_t K = index_t(rotations.size());
-    const int nt = resolve_threads(threads);
     const index_t sy = s.nx, sz = s.nx * s.ny;
     if (all_y_tilts(rotations)) {
         // Each task owns one y slice, fed by one detector row of every image: no races, and the
@@ -297,5 +376,7 @@ void backproject_volume(const float* proj, index_t ndy, index_t ndx,
         }
     }
 }
+
+}  // namespace
 
 }  // namespace aet

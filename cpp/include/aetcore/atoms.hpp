@@ -20,12 +20,25 @@ struct AtomSet {
     double cutoff = 5.0;          // atoms are evaluated within cutoff * sigma
 };
 
+// Throws std::invalid_argument naming the member ("positions", "species", "heights", "sigmas",
+// "cutoff") unless: positions (n x 3) and species (n) are given when n > 0, positions and heights
+// are finite, every species index is in 0 .. heights.size() - 1, sigmas has one finite positive entry
+// per height, cutoff is finite and positive, and each atom's amplitude and window stay finite.
+void validate_atoms(const AtomSet& atoms);
+
 // out[k] (ndy x ndx) = projection of the atoms along rotations[k]. Overwrites out.
+// Inputs are checked (validate_atoms, "ndy", "ndx", "rotations", "threads"); the allocating overload
+// estimates its output first (aet::MemoryError, aetcore/memory.hpp).
 void project_atoms(const AtomSet& atoms, const std::vector<Mat3>& rotations, index_t ndy,
                    index_t ndx, float* out, int threads);
+// The same, returning a new (rotations.size(), ndy, ndx) array.
+std::vector<float> project_atoms(const AtomSet& atoms, const std::vector<Mat3>& rotations, index_t ndy,
+                                 index_t ndx, int threads);
 
 // vol (shape) = the atoms rendered on the voxel grid, each voxel the mean over its cube.
 void render_atoms(const AtomSet& atoms, Shape3 shape, float* vol, int threads);
+// The same, returning a new volume of `shape`.
+std::vector<float> render_atoms(const AtomSet& atoms, Shape3 shape, int threads);
 
 // Mean over the unit cells [i - 0.5, i + 0.5] of exp(-(x - c)^2 / (2 s^2)) / (sqrt(2 pi) s), for
 // i = i0 .. i0 + n - 1: the exact pixel integral of a normalised 1D Gaussian.

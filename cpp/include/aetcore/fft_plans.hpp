@@ -6,6 +6,7 @@
 #include <fftw3.h>
 #include <memory>
 #include <vector>
+#include <aetcore/fftw_lock.hpp>  // the planner lock, shared with host programs
 
 namespace aet {
 

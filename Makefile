@@ -7,7 +7,7 @@ PIP    := $(VENV)/bin/pip
 SOURCES := $(shell find cpp python -type f \( -name '*.cpp' -o -name '*.hpp' -o -name '*.py' \)) pyproject.toml CMakeLists.txt
 DEB_PACKAGES := libfftw3-dev libeigen3-dev
 
-.PHONY: demo test test-sanitize test-sanitize-quick test-wheel wheel bench deps install clean
+.PHONY: demo test test-cpp test-sanitize test-sanitize-quick test-wheel wheel bench deps install clean
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -36,8 +36,19 @@ demo: install
 
 test: install
 	$(PY) -m pytest -q tests
+	$(MAKE) --no-print-directory test-cpp
 	$(MAKE) --no-print-directory test-sanitize-quick
 	$(MAKE) --no-print-directory test-wheel
+
+# The C++ core as a library, configured without Python (AETCORE_BUILD_PYTHON=OFF), and its ctest
+# suite (cpp/tests): projector adjointness and geometry, the GENFIRE round trip, tracing and
+# refinement gradients, and the consume test (cmake --install into the build tree, then a tiny
+# program built against it with find_package(aetcore)). See docs/cpp.md.
+CPP_DIR := build-cpp
+test-cpp: install
+	$(VENV)/bin/cmake -S . -B $(CPP_DIR) -DAETCORE_BUILD_PYTHON=OFF -DCMAKE_BUILD_TYPE=Release >/dev/null
+	nice $(VENV)/bin/cmake --build $(CPP_DIR) -j2
+	$(VENV)/bin/ctest --test-dir $(CPP_DIR) --output-on-failure
 
 # The C++ core built with AddressSanitizer + UndefinedBehaviorSanitizer (CMake option
 # AETCORE_SANITIZE) in its own directory; the tests load it in place of the installed module
@@ -45,7 +56,8 @@ test: install
 CXX_SAN    ?= c++
 SAN_DIR    := build-sanitize
 SAN_CORE    = $(firstword $(wildcard $(SAN_DIR)/_core*.so))
-CORE_SOURCES := $(wildcard cpp/src/*.cpp cpp/src/*.hpp cpp/include/aetcore/*.hpp cpp/bindings/*.cpp cpp/bindings/*.hpp) CMakeLists.txt
+CORE_SOURCES := $(wildcard cpp/src/*.cpp cpp/src/*.hpp cpp/include/aetcore/*.hpp cpp/bindings/*.cpp cpp/bindings/*.hpp \
+	cmake/*) CMakeLists.txt
 SAN_ENV = LD_PRELOAD="$$($(CXX_SAN) -print-file-name=libasan.so) $$($(CXX_SAN) -print-file-name=libubsan.so)" \
 	ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1:abort_on_error=1 \
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
@@ -66,7 +78,7 @@ SAN_QUICK := tests/properties/sanitize tests/model/test_projector.py tests/model
 	tests/properties/test_thread_safety.py
 
 $(SAN_DIR)/.stamp: $(CORE_SOURCES) | install
-	$(VENV)/bin/cmake -S . -B $(SAN_DIR) -DAETCORE_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER="$$(command -v $(CXX_SAN))" \
+	$(VENV)/bin/cmake -S . -B $(SAN_DIR) -DAETCORE_SANITIZE=ON -DAETCORE_BUILD_TESTS=OFF -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER="$$(command -v $(CXX_SAN))" \
 	  -DPython_EXECUTABLE=$(abspath $(PY)) -Dpybind11_DIR="$$($(PY) -m pybind11 --cmakedir)" >/dev/null
 	$(VENV)/bin/cmake --build $(SAN_DIR) -j2
 	touch $@
@@ -114,4 +126,4 @@ bench: install
 	$(PY) bench/alignment.py
 
 clean:
-	rm -rf build build-sanitize .stamp-install dist
+	rm -rf build build-cpp build-sanitize .stamp-install dist

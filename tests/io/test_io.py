@@ -180,3 +180,24 @@ def test_writers_are_atomic(tmp_path, stack):
     assert sorted(os.listdir(tmp_path)) == ["s.json"]  # no temporary files, no partial target
     with pytest.raises(ValueError, match="does not exist"):
         aio.write_json(tmp_path / "nodir" / "x.json", {})
+
+
+def test_read_atoms_reads_what_write_xyz_writes(tmp_path):
+    a = Atoms(["Fe", "Pt", "Fe"], positions=[[0, 0, 0], [1.5, 0, 0], [0, 2.25, 1]])
+    a.set_array("intensity", np.array([1.0, 2.0, 3.0]))
+    aio.write_xyz(tmp_path / "atoms.xyz", a)
+    for where in (tmp_path, tmp_path / "atoms.xyz"):  # a results folder or the file itself
+        b = aio.read_atoms(where)
+        assert b.get_chemical_symbols() == ["Fe", "Pt", "Fe"]
+        np.testing.assert_allclose(b.positions, a.positions)
+        np.testing.assert_allclose(b.arrays["intensity"], [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="at least 4 atoms"):
+        aio.read_atoms(tmp_path, min_atoms=4)
+    aio.write_xyz(tmp_path / "two.xyz", [a, a])
+    with pytest.raises(ValueError, match="one model"):
+        aio.read_atoms(tmp_path / "two.xyz")
+    (tmp_path / "bad.xyz").write_text("3\nnot xyz\nFe 0 0\n")
+    with pytest.raises(ValueError, match="bad.xyz"):
+        aio.read_atoms(tmp_path / "bad.xyz")
+    with pytest.raises(ValueError, match="folders: .*holds no atoms.xyz"):
+        aio.read_atoms(tmp_path / "missing", name="folders")

@@ -208,3 +208,22 @@ def test_resire_convention_reproduces_the_measured_projections():
         assert right < 0.85 * r1, (name, right, r1)
     for name, r1 in fine.items():
         assert right < r1, (name, right, r1)
+
+
+def test_aet_preprocess_reads_the_film_as_it_is(tmp_path):
+    """`aet preprocess FILE.mat --angles angles.mat --angle-convention resire` (the first step of
+    `aet run`) stores the series in aetcore's layout and the angles converted to ZYZ."""
+    from aetcore.app.cli import main
+    from aetcore.io.results import load_step
+
+    tilts, raw, _ = _film()
+    out = tmp_path / "run"
+    config = tmp_path / "film.toml"
+    config.write_text("[preprocess]\nalways = false\n")  # the source's series is already clean
+    assert main(["preprocess", str(FILM / "projections" / "Projections_area1.mat"), "--angles",
+                 str(FILM / "angles.mat"), "--angle-convention", "resire", "--pixel-size", str(PIXEL),
+                 "--species", "Ta", "--out", str(out), "--config", str(config), "--quiet"]) == 0
+    arrays, _ = load_step(out / "steps" / "preprocess.h5")
+    np.testing.assert_array_equal(arrays["tilts"], tilts)
+    np.testing.assert_allclose(arrays["angles"], angles_from_convention(raw, "resire"))
+    assert not np.allclose(arrays["angles"], raw)

@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from .._util.validate import as_folder, at_least, one_of, positive
+from ..io.readers import read_atoms
+from ..io.tables import write_csv, write_h5
 from ..io.writers import atomic_path, write_json
 from .bond_order import bond_order
 from .grains import find_grains, site_pairs
@@ -39,62 +41,6 @@ def _folder(folder) -> Path:
     if not (f / "atoms.xyz").is_file():
         raise ValueError(f"folder: {f} has no atoms.xyz (write one with 'aet run')")
     return f
-
-
-def _read_atoms(path: Path):
-    from ase.io import read
-    try:
-        atoms = read(path, index=-1, format="extxyz")
-    except Exception as e:  # ase raises many types for corrupt files
-        raise ValueError(f"{path}: cannot read the atomic model (extended XYZ): {e}") from e
-    if len(atoms) < 4:
-        raise ValueError(f"{path}: expected at least 4 atoms, got {len(atoms)}")
-    return atoms
-
-
-def _write_csv(path: Path, columns: dict) -> None:
-    names = list(columns)
-    cols = []
-    for name in names:
-        v = np.asarray(columns[name])
-        if v.dtype.kind == "f":
-            cols.append(np.char.mod("%.6g", v))
-        elif v.dtype.kind == "b":
-            cols.append(v.astype(np.int8).astype(str))
-        else:
-            cols.append(v.astype(str))
-    lines = cols[0]
-    for c in cols[1:]:
-        lines = np.char.add(np.char.add(lines, ","), c)
-    with atomic_path(path) as tmp:
-        with open(tmp, "w") as fh:
-            fh.write(",".join(names) + "\n")
-            if lines.size:
-                fh.write("\n".join(lines.tolist()) + "\n")
-
-
-def _write_h5(path: Path, groups: dict, attrs: dict) -> None:
-    import h5py
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            for k, v in attrs.items():
-                f.attrs[k] = v
-            for gname, items in groups.items():
-                g = f.require_group(gname)
-                for name, value in items.items():
-                    if isinstance(value, dict):
-                        sub = g.require_group(name)
-                        for n2, v2 in value.items():
-                            sub.create_dataset(n2, data=_h5able(v2))
-                    else:
-                        g.create_dataset(name, data=_h5able(value))
-
-
-def _h5able(v):
-    a = np.asarray(v)
-    if a.dtype.kind in ("U", "O"):
-        return a.astype("S")
-    return a
 
 
 def _stats(values: np.ndarray, mask: np.ndarray) -> dict:
@@ -163,7 +109,7 @@ def analyze_folder(folder, *, lattice="fcc", lattice_constant=None, strain_sigma
 
     from . import plots  # matplotlib only when figures are made
 
-    atoms = _read_atoms(root / "atoms.xyz")
+    atoms = read_atoms(root / "atoms.xyz", min_atoms=4)
     x = np.asarray(atoms.positions, np.float64)
     species = np.asarray(atoms.get_chemical_symbols())
     names, counts = np.unique(species, return_counts=True)
@@ -295,13 +241,13 @@ def analyze_folder(folder, *, lattice="fcc", lattice_constant=None, strain_sigma
     tables = ["atoms.csv"] + (["grains.csv"] if do_chem else [])
     summary["outputs"] = [f"{ANALYSIS_DIR}/{f}" for f in tables + ["analysis.h5", "summary.json"] + pngs]
 
-    _write_csv(out / "atoms.csv", columns)
+    write_csv(out / "atoms.csv", columns)
     if do_chem:
-        _write_csv(out / "grains.csv", _grain_columns(grains, "grain"))
-        _write_csv(out / "antiphase_domains.csv", _grain_columns(domains, "domain"))
+        write_csv(out / "grains.csv", _grain_columns(grains, "grain"))
+        write_csv(out / "antiphase_domains.csv", _grain_columns(domains, "domain"))
         summary["outputs"].insert(2, f"{ANALYSIS_DIR}/antiphase_domains.csv")
-    _write_h5(out / "analysis.h5", groups, {"lattice": lat.name, "strain_sigma_A": sigma,
-                                            "units": "positions, displacements in Å; strain dimensionless"})
+    write_h5(out / "analysis.h5", groups, attrs={"lattice": lat.name, "strain_sigma_A": sigma,
+                                                 "units": "positions, displacements in Å; strain dimensionless"})
     if report:
         # the report renders the PNGs once (and closes the figures); analysis/ gets copies of them
         from ..report.page import REPORT_DIR

@@ -182,6 +182,14 @@ def _print_summary(args, s: dict) -> None:
         print(f"report: {s['report']}")
 
 
+def _add_angle_convention(p) -> None:
+    from ..model.geometry import ANGLE_CONVENTIONS
+    p.add_argument("--angle-convention", choices=ANGLE_CONVENTIONS, default="aetcore",
+                   help="the code whose Euler convention the angle file uses: aetcore (ZYZ, default), "
+                        "genfire (MATLAB and Python; the same ZYZ) or resire (Rz(phi) Ry(theta) Rx(psi), "
+                        "vector1/2/3 = z, y, x); see docs/angles.md")
+
+
 def _check_tilts_suffix(path) -> None:
     from ..io.readers import TILT_SUFFIXES
     if Path(path).suffix.lower() not in TILT_SUFFIXES:
@@ -193,6 +201,7 @@ def cmd_run(args) -> int:
     _check_tilts_suffix(args.tilts)
     s = run(args.tilts, args.angles, args.pixel_size, args.species, args.out, frames=args.frames,
             config=args.config, threads=args.threads, dataset=args.dataset, seed=args.seed,
+            angle_convention=args.angle_convention,
             resume=args.resume, progress=not args.quiet)
     _print_summary(args, s)
     return 0
@@ -204,7 +213,8 @@ def cmd_step(args) -> int:
     if args.command == "preprocess":
         _check_tilts_suffix(args.tilts)
         kw = dict(tilts_path=args.tilts, angles_path=args.angles, pixel_size=args.pixel_size,
-                  species=args.species, frames=args.frames, dataset=args.dataset)
+                  species=args.species, frames=args.frames, dataset=args.dataset,
+                  angle_convention=args.angle_convention)
     s = run_step(args.command, args.out, config=args.config, threads=args.threads, seed=args.seed,
                  progress=not args.quiet, **kw)
     _print_summary(args, s)
@@ -260,9 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "trace, classify and refine the atoms; write atoms.xyz, "
                                    "reconstruction.mrc, results.h5, summary.json and report.html into --out.")
     p.add_argument("tilts", metavar="TILTS", help="tilt series: .npy, .tif/.tiff, .mrc/.st/.ali, .h5/.hdf5, "
-                   ".emd (Berkeley, Velox), .dm3/.dm4, .ser (images angle-major; n_angles*frames pages with --frames)")
+                   ".emd (Berkeley, Velox), .dm3/.dm4, .ser, .mat (MATLAB [dim1, dim2, k]) (images angle-major; n_angles*frames pages with --frames)")
     p.add_argument("--angles", metavar="FILE", help="tilt angles in degrees, one per line "
-                   "(or phi theta psi per line); .txt, .csv, .rawtlt (default: the tilt file's own metadata)")
+                   "(or phi theta psi per line); .txt, .csv, .rawtlt, .mat (default: the tilt file's own metadata)")
     p.add_argument("--pixel-size", required=True, type=_positive_float("pixel size"), metavar="P",
                    help="Å per pixel")
     p.add_argument("--species", required=True, type=_species, metavar="LIST", help="elements, e.g. Fe,Pt")
@@ -270,7 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=_int_at_least(1), default=1, metavar="N",
                    help="frames per angle (pre-processing registers and averages them); default 1")
     p.add_argument("--config", metavar="FILE.toml", help="configuration (see `aet config --defaults`)")
-    p.add_argument("--dataset", metavar="NAME", help="HDF5 dataset holding the images")
+    p.add_argument("--dataset", metavar="NAME", help="HDF5 dataset (or MATLAB variable) holding the images")
+    _add_angle_convention(p)
     p.add_argument("--threads", type=_int_at_least(1), default=None, metavar="N", help="default: all cores")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: reconstruct.seed of the config)")
     p.add_argument("--resume", action="store_true",
@@ -301,7 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
                            help="Å per pixel")
             p.add_argument("--species", required=True, type=_species, metavar="LIST", help="elements, e.g. Fe,Pt")
             p.add_argument("--frames", type=_int_at_least(1), default=1, metavar="N", help="frames per angle")
-            p.add_argument("--dataset", metavar="NAME", help="HDF5 dataset holding the images")
+            p.add_argument("--dataset", metavar="NAME", help="HDF5 dataset (or MATLAB variable) holding the images")
+            _add_angle_convention(p)
         p.add_argument("--out", required=True, metavar="DIR", help="the results folder")
         p.add_argument("--config", metavar="FILE.toml",
                        help="new settings, merged over the folder's configuration (the file needs only what "

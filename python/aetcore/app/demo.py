@@ -55,6 +55,7 @@ def run_demo(out="aet-demo", *, size: int = 96, pixel_size: float = 0.4, radius:
     """
     import h5py
     from ase import Atoms
+    from ..io.readers import read_atoms
     from ..io.writers import write_angles, write_npy, write_xyz
     from ..quality.metrics import relative_error
     from ..quality.scoring import match_atoms
@@ -85,8 +86,7 @@ def run_demo(out="aet-demo", *, size: int = 96, pixel_size: float = 0.4, radius:
     res = out / "result"
     s = run(data / "tilts.npy", data / "angles.txt", pixel_size, ("Fe", "Pt"), res, frames=frames,
             config=config, threads=threads, seed=seed, progress=not quiet)
-    from ase.io import read
-    atoms = read(res / "atoms.xyz")
+    atoms = read_atoms(res)
     m = match_atoms(p.positions, p.species, atoms.positions, atoms.get_chemical_symbols())
     with h5py.File(res / "results.h5", "r") as f:
         volume = f["reconstruct/volume"][()]

@@ -34,7 +34,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ..io.results import _step_meta, _step_path, _write_group, load_step, save_step
+from ..io.results import _step_meta, _step_path, load_step, save_step, write_step_group
+from ..io.tables import write_group
 from .._util.validate import species_symbols
 
 __all__ = ["run", "run_step", "STEPS", "export"]
@@ -122,8 +123,10 @@ class _Run:
         write_json(self.out / "run.json", dict(self.state, config=self.cfg))
 
 
-def _new_state(tilts_path, angles_path, pixel_size, species, frames, dataset) -> dict:
+def _new_state(tilts_path, angles_path, pixel_size, species, frames, dataset,
+               angle_convention="aetcore") -> dict:
     from ..io.readers import read_angles
+    from ..model.geometry import ANGLE_CONVENTIONS
     tp = Path(tilts_path)
     ap = tp if angles_path is None else Path(angles_path)  # None: the tilt file's own metadata
     for p, name in ((tp, "TILTS"), (ap, "--angles")):
@@ -135,11 +138,18 @@ def _new_state(tilts_path, angles_path, pixel_size, species, frames, dataset) ->
     species = species_symbols(species, text=True)
     if int(frames) != frames or frames < 1:
         raise ValueError(f"frames: expected an integer >= 1, got {frames}")
+    if angle_convention not in ANGLE_CONVENTIONS:
+        raise ValueError(f"angle_convention: expected one of {', '.join(ANGLE_CONVENTIONS)}, "
+                         f"got {angle_convention!r}")
     hashes = {"tilts": _file_sha256(tp), "angles": _file_sha256(ap)}
     state = {"tilts": str(tp.resolve()), "angles": str(ap.resolve()), "dataset": dataset,
              "pixel_size": float(pixel_size), "species": list(species), "frames": int(frames),
              "sha256": hashes}
-    state["input_key"] = _hash(hashes, state["pixel_size"], state["species"], state["frames"], dataset)
+    key = [hashes, state["pixel_size"], state["species"], state["frames"], dataset]
+    if angle_convention != "aetcore":  # folders made before the option keep their key
+        state["angle_convention"] = angle_convention
+        key.append(angle_convention)
+    state["input_key"] = _hash(*key)
     return state
 
 
@@ -193,6 +203,9 @@ def _do_preprocess(r: _Run) -> None:
     st = r.state
     pages = read_tilts(st["tilts"], dataset=st.get("dataset"))
     angles = read_angles(st["angles"], dataset=st.get("dataset") if st["angles"] == st["tilts"] else None)
+    if st.get("angle_convention", "aetcore") != "aetcore":
+        from ..model.geometry import angles_from_convention
+        angles = angles_from_convention(angles, st["angle_convention"])
     frames = st["frames"]
     if pages.shape[0] % frames:
         raise ValueError(f"{st['tilts']}: {pages.shape[0]} images is not a multiple of --frames {frames}")
@@ -396,13 +409,11 @@ def _finish(r: _Run) -> dict:
     with atomic_path(r.out / "results.h5") as tmp:
         with h5py.File(tmp, "w") as f:
             for s, (arrays, attrs) in steps.items():
-                _write_group(f.create_group(s), arrays, attrs)
+                write_step_group(f.create_group(s), arrays, attrs)
             if atoms is not None:
-                g = f.create_group("atoms")
-                g.create_dataset("positions", data=atoms.positions)
-                g.create_dataset("symbols", data=np.asarray(atoms.get_chemical_symbols(), "S"))
-                for k in ("intensity", "precision", "fit_status"):
-                    g.create_dataset(k, data=atoms.get_array(k))
+                write_group(f.create_group("atoms"), {
+                    "positions": atoms.positions, "symbols": np.asarray(atoms.get_chemical_symbols()),
+                    **{k: atoms.get_array(k) for k in ("intensity", "precision", "fit_status")}})
             prov = _provenance(r)
             g = f.create_group("provenance")
             for k, v in prov.items():
@@ -472,7 +483,7 @@ def _report(r: _Run, steps: dict, atoms, summary: dict):
 # ------------------------------------------------------------------------------------------- API
 def run(tilts_path, angles_path, pixel_size: float, species: Sequence[str], out, *, frames: int = 1,
         config=None, threads=None, dataset=None, seed=None, resume: bool = False,
-        progress: bool = False) -> dict:
+        progress: bool = False, angle_convention: str = "aetcore") -> dict:
     """Tilt-series file to atoms: the body of ``aet run``.
 
     Parameters
@@ -497,13 +508,16 @@ def run(tilts_path, angles_path, pixel_size: float, species: Sequence[str], out,
     threads : int, optional
         Threads per step (None: all cores).
     dataset : str, optional
-        HDF5 dataset of the images.
+        HDF5 dataset (or MATLAB variable) of the images.
     seed : int, optional
         Random seed (default ``reconstruct.seed`` of the configuration).
     resume : bool
         Keep every finished step whose inputs and settings are unchanged (see the module docstring).
     progress : bool
         Progress bars on the long steps.
+    angle_convention : {"aetcore", "genfire", "resire"}
+        The convention the angle file is written in; the angles are converted to aetcore's ZYZ when
+        the series is read (:func:`aetcore.model.geometry.angles_from_convention`, docs/angles.md).
 
     Returns
     -------
@@ -513,7 +527,7 @@ def run(tilts_path, angles_path, pixel_size: float, species: Sequence[str], out,
     """
     cfg = _config(config)
     out = _out_folder(out)
-    state = _new_state(tilts_path, angles_path, pixel_size, species, frames, dataset)
+    state = _new_state(tilts_path, angles_path, pixel_size, species, frames, dataset, angle_convention)
     out.mkdir(parents=True, exist_ok=True)
     seed = cfg["reconstruct"]["seed"] if seed is None else seed
     r = _Run(out, state, cfg, threads, seed, progress)
@@ -536,13 +550,13 @@ def run(tilts_path, angles_path, pixel_size: float, species: Sequence[str], out,
 
 def run_step(step: str, out, *, config=None, threads=None, seed=None, progress: bool = False,
              tilts_path=None, angles_path=None, pixel_size=None, species=None, frames: int = 1,
-             dataset=None) -> dict:
+             dataset=None, angle_convention: str = "aetcore") -> dict:
     """Redo one step of a results folder (``aet <step> --out DIR``) with the folder's configuration,
     and `config` (a TOML file or a dict of tables) merged over it; the steps after it are removed, the
     folder's outputs rewritten from the steps that remain valid.
 
     ``preprocess`` starts a folder: it takes `tilts_path`, `angles_path`, `pixel_size`, `species`,
-    `frames` and `dataset` as :func:`run` does. Returns the summary.
+    `frames`, `dataset` and `angle_convention` as :func:`run` does. Returns the summary.
     """
     if step not in STEPS:
         raise ValueError(f"step: expected one of {', '.join(STEPS)}, got {step!r}")
@@ -552,7 +566,7 @@ def run_step(step: str, out, *, config=None, threads=None, seed=None, progress: 
             raise ValueError("preprocess: needs the tilt series, --angles, --pixel-size and --species")
         cfg = _config(config)
         out.mkdir(parents=True, exist_ok=True)
-        state = _new_state(tilts_path, angles_path, pixel_size, species, frames, dataset)
+        state = _new_state(tilts_path, angles_path, pixel_size, species, frames, dataset, angle_convention)
         r = _Run(out, state, cfg, threads, cfg["reconstruct"]["seed"] if seed is None else seed, progress)
     else:
         r = _open_run(out, config=config, threads=threads, seed=seed, progress=progress)
@@ -583,8 +597,9 @@ def export(out, formats=("poscar", "cif"), *, vacuum: float = 10.0) -> list:
     list of Path
         The files written.
     """
-    from ase.io import read, write
+    from ase.io import write
 
+    from ..io.readers import read_atoms
     from ..io.writers import atomic_path
     out = Path(out)
     src = out / "atoms.xyz"
@@ -597,7 +612,7 @@ def export(out, formats=("poscar", "cif"), *, vacuum: float = 10.0) -> list:
     bad = [f for f in formats if f not in names]
     if bad:
         raise ValueError(f"formats: unknown {', '.join(bad)}; expected some of {', '.join(names)}")
-    atoms = read(src, format="extxyz")
+    atoms = read_atoms(src)
     for k in list(atoms.arrays):
         if k not in ("numbers", "positions"):
             del atoms.arrays[k]

@@ -55,7 +55,7 @@ import numpy as np
 
 from .._util.optional import MissingExtraError, require
 
-__all__ = ["read_tilts", "read_tilt_metadata", "read_angles", "check_angles", "TILT_SUFFIXES"]
+__all__ = ["read_tilts", "read_tilt_metadata", "read_angles", "check_angles", "read_atoms", "TILT_SUFFIXES"]
 
 TILT_SUFFIXES = (".npy", ".tif", ".tiff", ".mrc", ".mrcs", ".st", ".ali", ".h5", ".hdf5",
                  ".emd", ".dm3", ".dm4", ".ser", ".mat")
@@ -796,3 +796,44 @@ def check_angles(angles, n: int, path="angles") -> None:
     """Raise ValueError naming `path` if there are not `n` angles."""
     if len(angles) != n:
         raise ValueError(f"{path}: {len(angles)} angles for {n} images; expected one angle per image")
+
+
+def read_atoms(path, *, min_atoms: int = 1, name: str = "path"):
+    """The atomic model of a results folder (its ``atoms.xyz``) or of an extended XYZ file, as
+    :func:`aetcore.io.write_xyz` writes it: the one reader of ``atoms.xyz``.
+
+    Parameters
+    ----------
+    path : path
+        A results folder of ``aet run`` or an ``.xyz`` file holding one model.
+    min_atoms : int
+        Fewest atoms accepted.
+    name : str
+        The argument named when `path` holds no model.
+
+    Returns
+    -------
+    ase.Atoms
+        Positions in Å (object frame), symbols and the per-atom arrays of the file.
+
+    Raises
+    ------
+    ValueError
+        No such file, a file that is not extended XYZ, more than one model (frame), or fewer than
+        `min_atoms` atoms; the message names the file.
+    """
+    from ase.io import read
+    p = Path(path)
+    f = p / "atoms.xyz" if p.is_dir() else p
+    if not f.is_file():
+        raise ValueError(f"{name}: {p} holds no atoms.xyz (expected an `aet run` results folder or an "
+                         "extended XYZ file)")
+    try:
+        frames = read(f, index=":", format="extxyz")
+    except Exception as e:  # ase raises many types on bad files
+        raise ValueError(f"{f}: cannot read the atomic model as extended XYZ: {e}") from e
+    if len(frames) != 1:
+        raise ValueError(f"{f}: expected one model (one XYZ frame), got {len(frames)}")
+    if len(frames[0]) < min_atoms:
+        raise ValueError(f"{f}: expected at least {min_atoms} atoms, got {len(frames[0])}")
+    return frames[0]

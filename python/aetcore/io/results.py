@@ -1,6 +1,6 @@
 """The results folder on disk: the step files ``DIR/steps/<step>.h5`` and the groups of
 ``results.h5``, each a set of datasets plus one JSON attribute ``meta`` (the one reader and writer of
-that layout).
+that layout; the encoding is that of :mod:`aetcore.io.tables`).
 """
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
+from .tables import read_group, write_group, write_h5
 
 __all__ = ["load_step", "save_step"]
 
@@ -18,30 +18,18 @@ def _step_path(out: Path, step: str) -> Path:
     return out / "steps" / f"{step}.h5"
 
 
-def _write_group(g, arrays: dict, attrs: dict) -> None:
-    """`arrays` (None skipped; str arrays as bytes) as datasets of the HDF5 group `g`, `attrs` as its
-    JSON attribute ``meta``: the layout of a step file and of each step's group in results.h5."""
-    from .writers import _jsonable
-    for k, v in arrays.items():
-        if v is None:
-            continue
-        v = np.asarray(v)
-        g.create_dataset(k, data=v.astype("S") if v.dtype.kind == "U" else v,
-                         compression="gzip" if v.size > 4096 else None)
-    g.attrs["meta"] = json.dumps(attrs, default=_jsonable)
+def write_step_group(g, arrays: dict, attrs: dict) -> None:
+    """`arrays` (None skipped) as datasets of the open HDF5 group `g` and `attrs` as its JSON
+    attribute ``meta``: the layout of a step file and of each step's group in results.h5."""
+    write_group(g, arrays, meta=attrs)
 
 
 def save_step(path, arrays: dict, attrs: dict) -> None:
     """Write one step's products atomically: `arrays` (name -> ndarray, None skipped) as datasets and
     `attrs` (JSON-serialisable) as one JSON attribute ``meta``."""
-    import h5py
-
-    from .writers import atomic_path
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            _write_group(f, arrays, attrs)
+    write_h5(path, arrays, meta=attrs)
 
 
 @contextmanager
@@ -59,13 +47,9 @@ def _step_file(path):
 def load_step(path) -> tuple[dict, dict]:
     """Read a step file written by :func:`save_step`: ``(arrays, attrs)``."""
     with _step_file(path) as f:
-        arrays = {}
-        for k in f:
-            v = f[k][()]
-            if isinstance(v, np.ndarray) and v.dtype.kind == "S":
-                v = v.astype("U")
-            arrays[k] = v
-        attrs = json.loads(f.attrs["meta"])
+        arrays, attrs = read_group(f)
+        if attrs is None:
+            raise KeyError("no 'meta' attribute")
     return arrays, attrs
 
 

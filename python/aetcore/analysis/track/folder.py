@@ -19,18 +19,9 @@ __all__ = ["track_folders"]
 # ----------------------------------------------------------------------------------------------
 
 def _read_model(path: Path, order_key):
-    from ase.io import read
+    from ...io.readers import read_atoms
+    atoms = read_atoms(path, name="folders")
     f = path / "atoms.xyz" if path.is_dir() else path
-    if not f.is_file():
-        raise ValueError(f"folders: {path} holds no atoms.xyz (expected an `aet run` results folder "
-                         "or an extended XYZ file)")
-    try:
-        frames = read(f, index=":", format="extxyz")
-    except Exception as e:  # ase raises many types on bad files
-        raise ValueError(f"{f}: cannot read the atomic model as extended XYZ: {e}") from e
-    if len(frames) != 1:
-        raise ValueError(f"{f}: expected one model (one XYZ frame), got {len(frames)}")
-    atoms = frames[0]
     order = None
     if order_key is not None:
         if order_key not in atoms.arrays:
@@ -40,43 +31,9 @@ def _read_model(path: Path, order_key):
     return f, atoms.positions.astype(np.float64), np.asarray(atoms.get_chemical_symbols()), order
 
 
-def _cell(v) -> str:
-    if isinstance(v, (list, tuple, np.ndarray)):
-        return ";".join(str(int(x)) for x in v)
-    if isinstance(v, (float, np.floating)):
-        return "nan" if not np.isfinite(v) else f"{float(v):.8g}"
-    if isinstance(v, (bool, np.bool_)):
-        return "1" if v else "0"
-    return str(v)
-
-
-def _write_csv(path: Path, columns: dict) -> None:
-    from ...io.writers import atomic_path
-    keys = list(columns)
-    n = len(columns[keys[0]]) if keys else 0
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", encoding="utf-8", newline="") as fh:
-            fh.write(",".join(keys) + "\n")
-            cols = [columns[k] for k in keys]
-            fh.writelines(",".join(_cell(c[r]) for c in cols) + "\n" for r in range(n))
-
-
 def _event_columns(events) -> dict:
     keys = ("time_from", "time_to", "event", "from", "to", "size_from", "size_to", "tracks_from", "tracks_to")
     return {("nuclei_" + k if k in ("from", "to") else k): [e[k] for e in events] for k in keys}
-
-
-def _h5_columns(group, columns: dict) -> None:
-    import h5py
-    for k, v in columns.items():
-        if len(v) and isinstance(v[0], (list, tuple)):
-            v = [";".join(str(int(x)) for x in item) for item in v]
-        a = np.asarray(v)
-        if a.dtype.kind in "OUS":
-            group.create_dataset(k, data=np.asarray([str(s) for s in a], dtype=object),
-                                 dtype=h5py.string_dtype())
-        else:
-            group.create_dataset(k, data=a)
 
 
 def track_folders(folders, out, *, order_key=None, register=True, trim=0.9, search_angle=30.0,
@@ -111,6 +68,7 @@ def track_folders(folders, out, *, order_key=None, register=True, trim=0.9, sear
     dict
         The summary written to ``summary.json``.
     """
+    from ...io.tables import write_csv, write_h5
     from ...io.writers import atomic_path, write_json
     if isinstance(folders, (str, Path)) or not hasattr(folders, "__len__"):
         raise TypeError(f"folders: expected a sequence of folders or XYZ files, one per time, got "
@@ -143,28 +101,16 @@ def track_folders(folders, out, *, order_key=None, register=True, trim=0.9, sear
     out = Path(out)
     tdir = out / "track"
     tdir.mkdir(parents=True, exist_ok=True)
-    _write_csv(tdir / "atoms.csv", res.atoms)
-    _write_csv(tdir / "nuclei.csv", res.nuclei)
+    write_csv(tdir / "atoms.csv", res.atoms)
+    write_csv(tdir / "nuclei.csv", res.nuclei)
     events = _event_columns(res.events)
-    _write_csv(tdir / "events.csv", events)
-
-    import h5py
-    with atomic_path(tdir / "track.h5") as tmp:
-        with h5py.File(tmp, "w") as h:
-            h.attrs["n_times"] = len(paths)
-            h.attrs["inputs"] = json.dumps([str(f) for f in files])
-            h.attrs["units"] = "positions and translations in Å, frame of the first model"
-            _h5_columns(h.create_group("atoms"), res.atoms)
-            _h5_columns(h.create_group("nuclei"), res.nuclei)
-            _h5_columns(h.create_group("events"), events)
-            for t in range(len(paths)):
-                g = h.create_group(f"times/{t}")
-                g.create_dataset("positions", data=res.positions[t])
-                g.create_dataset("species", data=np.asarray(res.species[t], dtype=object), dtype=h5py.string_dtype())
-                g.create_dataset("order", data=res.order[t])
-                g.create_dataset("nucleus", data=res.nuclei_labels[t])
-                g.create_dataset("rotation", data=res.registrations[t].rotation)
-                g.create_dataset("translation", data=res.registrations[t].translation)
+    write_csv(tdir / "events.csv", events)
+    times = {str(t): {"positions": res.positions[t], "species": np.asarray(res.species[t]), "order": res.order[t],
+                      "nucleus": res.nuclei_labels[t], "rotation": res.registrations[t].rotation,
+                      "translation": res.registrations[t].translation} for t in range(len(paths))}
+    write_h5(tdir / "track.h5", {"atoms": res.atoms, "nuclei": res.nuclei, "events": events, "times": times},
+             attrs={"n_times": len(paths), "inputs": json.dumps([str(f) for f in files]),
+                    "units": "positions and translations in Å, frame of the first model"})
 
     from .plots import displacements_figure, nucleus_sizes_figure
     figs = {"nucleus_sizes": (nucleus_sizes_figure(res.tracks, len(paths)),

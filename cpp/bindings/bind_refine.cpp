@@ -16,6 +16,29 @@ carray<double> to_array(const std::vector<double>& v, std::vector<py::ssize_t> s
 }  // namespace
 
 void register_refine(py::module_& m) {
+    py::class_<RefineOptions>(m, "RefineOptions",
+                              "Every option of the refinement with its default (aetcore/refine.hpp): the one home of "
+                              "the defaults of aetcore.steps.refine.refine and of the [refine] section of `aet config`.")
+        .def(py::init<>())
+        .def_readwrite("max_shift", &RefineOptions::max_shift, "largest move per coordinate, Å")
+        .def_readwrite("refine_positions", &RefineOptions::refine_positions)
+        .def_readwrite("refine_heights", &RefineOptions::refine_heights)
+        .def_readwrite("refine_b", &RefineOptions::refine_b)
+        .def_readwrite("iterations", &RefineOptions::iterations, "L-BFGS-B iterations")
+        .def_readwrite("cutoff", &RefineOptions::cutoff, "Gaussian cut-off, sigmas")
+        .def_readwrite("precision", &RefineOptions::precision, "'sandwich' or 'curvature'")
+        .def_readwrite("refine_angles", &RefineOptions::refine_angles)
+        .def_readwrite("angle_range", &RefineOptions::angle_range, "degrees per round")
+        .def_readwrite("angle_rounds", &RefineOptions::angle_rounds)
+        .def_readwrite("b_min", &RefineOptions::b_min, "lower bound of B, Å^2")
+        .def_readwrite("b_max", &RefineOptions::b_max, "upper bound of B, Å^2")
+        .def_readwrite("height_min", &RefineOptions::height_min, "lower bound of H / H_0")
+        .def_readwrite("lbfgs_memory", &RefineOptions::lbfgs_memory)
+        .def_readwrite("lbfgs_ftol", &RefineOptions::lbfgs_ftol)
+        .def_readwrite("lbfgs_gtol", &RefineOptions::lbfgs_gtol)
+        .def_readwrite("threads", &RefineOptions::threads)
+        .def("validate", [](const RefineOptions& o) { validate(o); },
+             "Raise ValueError naming the first option out of its range.");
     m.def("refine_objective",
           [](const carray<double>& positions, const carray<std::int32_t>& species, const carray<double>& heights,
              const carray<double>& b_factors, double blur, double pixel_size, const carray<double>& angles_rad,
@@ -26,13 +49,7 @@ void register_refine(py::module_& m) {
               require_shape(heights, "heights", {-1});
               require_shape(b_factors, "b_factors", {heights.shape(0)});
               require_shape(measured, "tilts", {angles_rad.shape(0), -1, -1});
-              require_positive(pixel_size, "pixel_size");
-              require_positive(blur, "blur", true);
-              require_positive(cutoff, "cutoff");
-              require_finite(positions.data(), positions.size(), "positions");
-              require_finite(heights.data(), heights.size(), "heights");
-              require_finite(b_factors.data(), b_factors.size(), "b_factors");
-              if (std::isnan(scale) || std::isinf(scale)) throw py::value_error("scale: expected a finite number");
+              // values, sizes and memory are checked by the core (sigma_from_b, validate_atoms, refine_objective)
               AtomSet a;
               a.positions = positions.data();
               a.species = species.data();
@@ -40,28 +57,9 @@ void register_refine(py::module_& m) {
               a.heights.assign(heights.data(), heights.data() + heights.shape(0));
               a.cutoff = cutoff;
               const index_t ns = heights.shape(0);
-              for (index_t q = 0; q < ns; ++q) {
-                  const double s2 = b_factors.data()[q] / (8.0 * M_PI * M_PI * pixel_size * pixel_size) +
-                                    (blur / pixel_size) * (blur / pixel_size);
-                  if (!(s2 > 0)) throw py::value_error("b_factors/blur: every atom needs a positive width");
-                  const double sig = std::sqrt(s2);
-                  if (!std::isfinite(heights.data()[q] * std::pow(2.0 * M_PI, 1.5) * sig * sig * sig) ||
-                      !std::isfinite(cutoff * sig))
-                      throw py::value_error("b_factors/blur: the width of species " + std::to_string(q) +
-                                            " overflows the atom's amplitude or window");
-                  a.sigmas.push_back(sig);
-              }
-              for (index_t i = 0; i < a.n; ++i)
-                  if (a.species[i] < 0 || a.species[i] >= ns)
-                      throw py::value_error("species: index " + std::to_string(a.species[i]) + " of atom " +
-                                            std::to_string(i) + " is outside 0.." + std::to_string(ns - 1));
+              for (index_t q = 0; q < ns; ++q) a.sigmas.push_back(sigma_from_b(b_factors.data()[q], blur, pixel_size));
               auto rots = rotations_from(angles_rad);
-              const int nt = resolve_threads(threads);
               const index_t ndy = measured.shape(1), ndx = measured.shape(2);
-              check_memory(8.0 * double(measured.size()) +
-                               8.0 * nt * (double(want_grad) * (3.0 * a.n + 2.0 * ns) + double(want_jtj) * 6.0 * a.n) +
-                               8.0 * (9.0 * a.n + 4.0 * ns),
-                           "the refinement objective");
               RefineEval r;
               {
                   py::gil_scoped_release nogil;
@@ -89,7 +87,7 @@ void register_refine(py::module_& m) {
           },
           py::arg("positions"), py::arg("species"), py::arg("heights"), py::arg("b_factors"), py::arg("blur"),
           py::arg("pixel_size"), py::arg("angles_rad"), py::arg("tilts"), py::arg("scale") = 0.0,
-          py::arg("cutoff") = 5.0, py::arg("want_grad") = true, py::arg("want_jtj") = false,
+          py::arg("cutoff") = RefineOptions().cutoff, py::arg("want_grad") = true, py::arg("want_jtj") = false,
           py::arg("threads") = 0,
           "Loss sum (s P - b)^2 / 2 of Gaussian atoms against a tilt series, sum |s P - b|, and gradients.\n"
           "positions in voxels, b_factors in Å^2, blur and pixel_size in Å; scale <= 0 = closed form.\n"

@@ -1,6 +1,9 @@
 #include <aetcore/refine.hpp>
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
+#include <string>
+#include <aetcore/memory.hpp>
 
 namespace aet {
 
@@ -47,14 +50,58 @@ inline Window atom_window(const AtomSet& atoms, index_t a, const Mat3& Rt, index
 
 }  // namespace
 
+void validate(const RefineOptions& o) {
+    auto bad = [](const std::string& name, const std::string& what, double got) {
+        throw std::invalid_argument(name + ": expected " + what + ", got " + std::to_string(got));
+    };
+    if (!(o.max_shift > 0) || !std::isfinite(o.max_shift)) bad("max_shift", "a positive number", o.max_shift);
+    if (o.iterations < 1) bad("iterations", "a value >= 1", o.iterations);
+    if (!(o.cutoff > 0) || !std::isfinite(o.cutoff)) bad("cutoff", "a positive number", o.cutoff);
+    if (o.precision != "sandwich" && o.precision != "curvature")
+        throw std::invalid_argument("precision: expected one of ('sandwich', 'curvature'), got '" + o.precision + "'");
+    if (!(o.angle_range > 0) || !std::isfinite(o.angle_range)) bad("angle_range", "a positive number", o.angle_range);
+    if (o.angle_rounds < 1) bad("angle_rounds", "a value >= 1", o.angle_rounds);
+    if (!(o.b_min > 0 && o.b_max > o.b_min) || !std::isfinite(o.b_max)) bad("b_min/b_max", "0 < b_min < b_max", o.b_min);
+    if (!(o.height_min > 0)) bad("height_min", "a positive number", o.height_min);
+    if (o.lbfgs_memory < 1) bad("lbfgs_memory", "a value >= 1", o.lbfgs_memory);
+    if (!(o.lbfgs_ftol >= 0) || !(o.lbfgs_gtol >= 0)) bad("lbfgs_ftol/lbfgs_gtol", "values >= 0", o.lbfgs_ftol);
+    resolve_threads(o.threads);
+}
+
+double sigma_from_b(double b, double blur, double pixel_size) {
+    if (!std::isfinite(b) || b < 0) throw std::invalid_argument("b_factors: expected finite values >= 0, got " + std::to_string(b));
+    if (!std::isfinite(blur) || blur < 0) throw std::invalid_argument("blur: expected a finite number >= 0, got " + std::to_string(blur));
+    if (!(pixel_size > 0) || !std::isfinite(pixel_size))
+        throw std::invalid_argument("pixel_size: expected a positive number, got " + std::to_string(pixel_size));
+    const double s2 = b / (8.0 * M_PI * M_PI * pixel_size * pixel_size) + (blur / pixel_size) * (blur / pixel_size);
+    if (!(s2 > 0) || !std::isfinite(s2))
+        throw std::invalid_argument("b_factors/blur: every atom needs a positive finite width");
+    return std::sqrt(s2);
+}
+
 RefineEval refine_objective(const AtomSet& atoms, const std::vector<Mat3>& rotations, index_t ndy,
                             index_t ndx, const float* measured, double scale, double pixel_size,
                             bool want_grad, bool want_jtj, int threads) {
+    validate_atoms(atoms);
+    if (ndy < 1 || ndx < 1)
+        throw std::invalid_argument("tilts: expected non-empty images, got " + std::to_string(ndy) + " x " +
+                                    std::to_string(ndx));
+    if (!std::isfinite(scale)) throw std::invalid_argument("scale: expected a finite number");
+    if (!(pixel_size > 0) || !std::isfinite(pixel_size))
+        throw std::invalid_argument("pixel_size: expected a positive number, got " + std::to_string(pixel_size));
     const index_t K = index_t(rotations.size());
     const index_t npix = ndy * ndx;
     const index_t n = atoms.n;
     const index_t ns = index_t(atoms.heights.size());
     const int nt = resolve_threads(threads);
+    check_memory(8.0 * double(K) * double(ndy) * double(ndx) +
+                     8.0 * nt * (double(want_grad) * (3.0 * n + 2.0 * ns) + double(want_jtj) * 6.0 * n) +
+                     8.0 * (9.0 * n + 4.0 * ns),
+                 "the refinement objective");
+    for (index_t i = 0; i < K * npix; ++i)
+        if (!std::isfinite(measured[i]))
+            throw std::invalid_argument("tilts: expected finite values, got " + std::to_string(measured[i]) +
+                                        " at flat index " + std::to_string(i));
     std::vector<double> model(std::size_t(K * npix), 0.0);
     std::vector<double> pb_k(std::size_t(K), 0.0), pp_k(std::size_t(K), 0.0);
 

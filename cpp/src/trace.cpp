@@ -1,11 +1,15 @@
 // Atom tracing: local maxima, sub-voxel fits, minimum distance. See trace.hpp.
 #include <aetcore/trace.hpp>
+#include <aetcore/memory.hpp>
 
 #include <Eigen/Dense>
 #include <algorithm>
 #include <array>
 #include <cmath>
 #include <deque>
+#include <limits>
+#include <stdexcept>
+#include <string>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -473,25 +477,72 @@ FitResult fit_gaussian(const float* vol, Shape3 s, index_t index, int radius, do
     return res;
 }
 
+void validate(const TraceOptions& o) {
+    auto bad = [](const std::string& name, const std::string& what, double got) {
+        throw std::invalid_argument(name + ": expected " + what + ", got " + std::to_string(got));
+    };
+    if (std::isinf(o.threshold)) bad("threshold", "a finite number (or NaN: automatic)", o.threshold);
+    if (!(o.threshold_fraction >= 0 && o.threshold_fraction <= 1))
+        bad("threshold_fraction", "a fraction in [0, 1]", o.threshold_fraction);
+    if (o.max_atoms < 0) bad("max_atoms", "a count >= 0 (0: no cap)", double(o.max_atoms));
+    if (!(o.pixel_size > 0) || !std::isfinite(o.pixel_size)) bad("pixel_size", "a positive number", o.pixel_size);
+    if (!(o.min_distance >= 0) || !std::isfinite(o.min_distance)) bad("min_distance", "a finite value >= 0", o.min_distance);
+    if (o.fit < 0 || o.fit > 2) bad("fit", "0 (none), 1 (polynomial) or 2 (gaussian)", o.fit);
+    if (!(o.max_drift > 0) || !std::isfinite(o.max_drift)) bad("max_drift", "a positive number", o.max_drift);
+    if (o.fit_radius < 1) bad("fit_radius", "a value >= 1", o.fit_radius);
+    if (o.fit > 0 && o.fit_radius < 2) bad("fit_radius", "a value >= 2 for a 4th-order polynomial", o.fit_radius);
+    if (o.max_iterations < 1) bad("max_iterations", "a value >= 1", o.max_iterations);
+    resolve_threads(o.threads);
+}
+
+double resolve_threshold(const float* vol, Shape3 s, const TraceOptions& opt) {
+    if (!std::isnan(opt.threshold)) return opt.threshold;
+    float mx = -std::numeric_limits<float>::infinity();
+    for (index_t i = 0; i < s.size(); ++i) mx = std::max(mx, vol[i]);
+    return opt.threshold_fraction * double(mx);
+}
+
 TraceResult trace_atoms(const float* vol, Shape3 s, const TraceOptions& opt) {
+    validate(opt);
+    if (s.nz < 3 || s.ny < 3 || s.nx < 3)
+        throw std::invalid_argument("volume: expected at least 3 voxels along every axis, got shape (" +
+                                    std::to_string(s.nz) + ", " + std::to_string(s.ny) + ", " + std::to_string(s.nx) + ")");
+    for (index_t i = 0; i < s.size(); ++i)
+        if (!std::isfinite(vol[i]))
+            throw std::invalid_argument("volume: expected finite values, got " + std::to_string(vol[i]) +
+                                        " at flat index " + std::to_string(i));
     const int nt = resolve_threads(opt.threads);
-    std::vector<Peak> peaks = find_local_maxima(vol, s, opt.threshold, nt);
+    if (opt.fit > 0) {
+        // The fit box (clipped to the volume): its design matrix, pseudo-inverse and thin SVD
+        // (35 columns), and per thread a design matrix, its QR and the box values.
+        const double side = 2.0 * opt.fit_radius + 1.0;
+        const double rows = std::min<double>(side, double(s.nz)) * std::min<double>(side, double(s.ny)) *
+                            std::min<double>(side, double(s.nx));
+        check_memory(8.0 * rows * (35.0 * (3.0 + 2.0 * nt) + nt), "the atom fit boxes");
+    }
+    const float threshold = float(resolve_threshold(vol, s, opt));
+    std::vector<Peak> peaks = find_local_maxima(vol, s, threshold, nt);
     const index_t n = index_t(peaks.size());
     std::vector<FitResult> fits(static_cast<std::size_t>(n));
     {
-        PolyFitter poly(std::max(opt.radius, 1), s);
+        PolyFitter poly(opt.fit_radius, s);
 #pragma omp parallel for schedule(dynamic, 16) num_threads(nt)
         for (index_t k = 0; k < n; ++k) {
             const index_t i = peaks[std::size_t(k)].index;
             FitResult f{double(i / (s.ny * s.nx)), double((i / s.nx) % s.ny), double(i % s.nx), fit_converged};
             if (opt.fit >= 1) f = poly.fit(vol, s, i, opt.max_drift, opt.max_iterations);
-            if (opt.fit >= 2) f = fit_gaussian(vol, s, i, std::max(opt.radius, 1), opt.max_drift, f, opt.max_iterations);
+            if (opt.fit >= 2) f = fit_gaussian(vol, s, i, opt.fit_radius, opt.max_drift, f, opt.max_iterations);
+            // A fit near the border may land beyond it (noisy edge voxels): such an atom keeps its
+            // voxel maximum, which is inside, so trace never hands on an atom outside the volume.
+            if (!(f.z >= -0.5 && f.z <= s.nz - 0.5 && f.y >= -0.5 && f.y <= s.ny - 0.5 && f.x >= -0.5 &&
+                  f.x <= s.nx - 0.5))
+                f = FitResult{double(i / (s.ny * s.nx)), double((i / s.nx) % s.ny), double(i % s.nx), fit_left_volume};
             fits[std::size_t(k)] = f;
         }
     }
     // Greedy minimum distance in brightness order on a cell grid of cell size min_distance.
     std::vector<index_t> keep;
-    const double d = opt.min_distance;
+    const double d = opt.min_distance / opt.pixel_size;  // voxels
     const index_t cap = opt.max_atoms > 0 ? opt.max_atoms : n;
     if (d > 0) {
         // Cells only narrow the search (every clash is decided on the exact distance), so a cell may

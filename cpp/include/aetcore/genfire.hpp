@@ -97,7 +97,8 @@ struct GenfireOptions {
 void validate(const GenfireOptions& opt);
 
 // The side of the oversampled Fourier grid for a volume of largest side n: ceil(oversampling n),
-// rounded up to the next even 7-smooth number (2^a 3^b 5^c 7^d), a size FFTW transforms fast.
+// rounded up to the next even 7-smooth number (2^a 3^b 5^c 7^d), a size FFTW transforms fast
+// (sides beyond 2^40, which no memory holds, give 2^40 + 2).
 index_t genfire_grid_size(index_t n, double oversampling);
 // The smallest 7-smooth number >= n (n >= 1); even_only: the smallest even one.
 index_t next_smooth(index_t n, bool even_only = false);

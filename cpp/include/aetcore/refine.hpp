@@ -7,6 +7,7 @@
 // optionally the Gauss-Newton 3x3 block per atom, sum over pixels of dP/dr dP/dr^T (voxels,
 // without the scale). Everything is float64 inside. Lengths in voxels.
 #pragma once
+#include <string>
 #include <vector>
 #include <aetcore/atoms.hpp>
 #include <aetcore/common.hpp>
@@ -28,7 +29,39 @@ struct RefineEval {
                                      // (the "meat" of a heteroscedasticity-consistent sandwich estimate)
 };
 
+// Every option of the refinement with its default: the one home of these defaults (the signature of
+// aetcore.steps.refine.refine and the [refine] section of `aet config --defaults` read them from
+// here). The minimiser itself (scipy's L-BFGS-B over these parameters) runs in Python today; its
+// settings live here too, so that a C++ port starts from the same numbers.
+struct RefineOptions {
+    double max_shift = 1.0;          // Å, per coordinate, from the start
+    bool refine_positions = true;
+    bool refine_heights = true;
+    bool refine_b = true;
+    int iterations = 50;             // L-BFGS-B iterations
+    double cutoff = 5.0;             // atoms evaluated within cutoff sigmas
+    std::string precision = "sandwich";  // "sandwich" (per-pixel noise) or "curvature"
+    bool refine_angles = false;      // also refine every image's tilt angle
+    double angle_range = 2.0;        // degrees per round
+    int angle_rounds = 3;
+    double b_min = 0.1, b_max = 50.0;  // bounds of the refined B-factors, Å^2
+    double height_min = 1e-6;        // lower bound of the heights, relative to the start
+    int lbfgs_memory = 20;           // L-BFGS-B: stored corrections (maxcor)
+    double lbfgs_ftol = 1e-15, lbfgs_gtol = 1e-12;
+    int threads = 0;
+};
+
+// Throws std::invalid_argument naming the option unless every option is in its range.
+void validate(const RefineOptions& opt);
+
+// sigma (voxels) of an atom of Debye-Waller factor b (Å^2) blurred by `blur` (Å, >= 0) on a grid of
+// pixel_size Å: sigma^2 = b / (8 pi^2 p^2) + (blur / p)^2. Throws std::invalid_argument naming
+// "b_factors/blur" when that is not positive.
+double sigma_from_b(double b, double blur, double pixel_size);
+
 // measured: K x ndy x ndx float32 (K = rotations.size()). scale <= 0 means the closed-form scale.
+// Checked: validate_atoms, the sizes, a finite scale and measured series, a positive pixel_size,
+// and the memory (aet::MemoryError).
 // pixel_size (Å) is used only to convert dL/dsigma to dL/dB. OpenMP over angles (static schedule)
 // with per-thread accumulators reduced in thread order: deterministic for a given thread count.
 RefineEval refine_objective(const AtomSet& atoms, const std::vector<Mat3>& rotations, index_t ndy,

@@ -5,6 +5,7 @@
 // to Å in the CONVENTIONS.md object frame.
 #pragma once
 #include <cstdint>
+#include <limits>
 #include <vector>
 #include <aetcore/common.hpp>
 
@@ -16,6 +17,7 @@ enum FitStatus : std::int8_t {
     fit_not_maximum = 1,    // polynomial: Hessian not negative definite; Gaussian: amplitude or width <= 0
     fit_drifted = 2,        // the fitted maximum lies more than max_drift voxels from the voxel maximum
     fit_not_converged = 3,  // no convergence within the iteration limit (or too few voxels to fit)
+    fit_left_volume = 4,    // the fit lies beyond half a voxel outside the volume (trace_atoms only)
 };
 
 struct Peak {
@@ -47,16 +49,27 @@ FitResult fit_polynomial(const float* vol, Shape3 shape, index_t index, int radi
 FitResult fit_gaussian(const float* vol, Shape3 shape, index_t index, int radius, double max_drift,
                        const FitResult& start, int max_iterations = 50);
 
+// Every option of atom tracing with its default: the one home of these defaults (aetcore.trace_atoms'
+// signature and the [trace] section of `aet config --defaults` read them from here).
 struct TraceOptions {
-    float threshold = 0.f;
-    index_t max_atoms = 0;        // <= 0: no cap
-    double min_distance = 0.0;    // voxels; <= 0: no minimum distance
-    int fit = 1;                  // 0 none (voxel maxima), 1 polynomial, 2 polynomial then Gaussian
-    double max_drift = 1.0;       // voxels
-    int radius = 2;               // half-width of the fitting box, voxels (>= 1)
-    int max_iterations = 50;      // Newton steps of the polynomial fit (the Gaussian fit: 4x as many)
+    double threshold = std::numeric_limits<double>::quiet_NaN();  // volume units; NaN: threshold_fraction x max
+    double threshold_fraction = 0.1;  // the automatic threshold, a fraction of the volume's maximum
+    index_t max_atoms = 0;            // <= 0: no cap
+    double pixel_size = 1.0;          // Å per voxel (min_distance is in Å)
+    double min_distance = 2.0;        // Å; 0: no minimum distance
+    int fit = 1;                      // 0 none (voxel maxima), 1 polynomial, 2 polynomial then Gaussian
+    double max_drift = 1.5;           // voxels: on noisy light atoms (Fe next to Pt) the voxel maximum is
+                                      // often a noise voxel more than one voxel from the peak the fit finds
+    int fit_radius = 2;               // half-width of the fitting box, voxels (>= 2 with a fit, >= 1 without)
+    int max_iterations = 50;          // Newton steps of the polynomial fit (the Gaussian fit: 4x as many)
     int threads = 0;
 };
+
+// Throws std::invalid_argument naming the option unless every option is in its range.
+void validate(const TraceOptions& opt);
+
+// The threshold trace_atoms uses: opt.threshold, or threshold_fraction x the volume's maximum when NaN.
+double resolve_threshold(const float* vol, Shape3 shape, const TraceOptions& opt);
 
 struct TraceResult {
     std::vector<index_t> voxel;        // n x 3, (z, y, x) of the voxel maxima
@@ -66,7 +79,10 @@ struct TraceResult {
     index_t size() const { return index_t(intensity.size()); }
 };
 
-// Local maxima -> sub-voxel fits (in parallel) -> greedy minimum distance in brightness order on the
+// Checks (validate; the volume is at least 3 voxels along every axis and finite; the memory of the
+// fit boxes), then local maxima above resolve_threshold -> sub-voxel fits (in parallel; a fit that
+// failed, or left the volume (status 4), keeps its voxel maximum, so every atom lies inside the
+// volume) -> greedy minimum distance in brightness order on the
 // fitted positions (a cell grid; the brighter peak wins) -> at most max_atoms atoms, brightest first.
 TraceResult trace_atoms(const float* vol, Shape3 shape, const TraceOptions& opt);
 

@@ -17,8 +17,16 @@ try:
 except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib  # type: ignore
 
+from .. import _core
+from ..steps.trace import DEFAULT_FIT
+
 __all__ = ["DEFAULTS", "default_config", "default_config_toml", "config_toml", "toml_value", "load_config",
            "merge_config", "read_toml", "step_options"]
+
+# The defaults of the steps that run in the C++ core live once, in its options structs
+# (aet::GenfireOptions, aet::TraceOptions, aet::RefineOptions); the step functions' signatures read
+# them from the same place.
+_G, _T, _R = _core.GenfireOptions(), _core.TraceOptions(), _core.RefineOptions()
 
 # section -> list of (key, default, comment)
 _SPEC = {
@@ -52,29 +60,29 @@ _SPEC = {
         ("bin", "auto", "projection-matching binning factor, or \"auto\" (larger side <= 96 px)"),
     ]),
     "reconstruct": ("GENFIRE reconstruction (aetcore.steps.reconstruct.genfire).", [
-        ("oversampling", 3.0, "Fourier grid side / volume side"),
-        ("iterations", 100, "maximum number of iterations"),
+        ("oversampling", _G.oversampling, "Fourier grid side / volume side (the grid is rounded up to an even 7-smooth size)"),
+        ("iterations", _G.iterations, "maximum number of iterations"),
         ("support", "auto", "\"auto\" (thresholded low-resolution reconstruction) or \"box\""),
-        ("support_margin", 6.0, "automatic support: dilation beyond the object, Å"),
-        ("positivity", True, "clip negative voxels every iteration"),
-        ("interpolation_radius", 0.3, "Fourier gridding radius, grid steps"),
-        ("plane_upsampling", 2, "extra zero-padding of the images before their FFT"),
-        ("extension", 0.5, "fraction of the iterations over which the enforced resolution grows"),
-        ("momentum", 0.9, "momentum of the accelerated alternating projections, in [0, 1)"),
-        ("rfree_fraction", 0.05, "fraction of measured points held out for R-free (0 disables)"),
-        ("patience", 20, "stop after this many iterations without improvement"),
-        ("tol", 1e-4, "relative improvement that counts for `patience`"),
-        ("seed", 0, "random seed (R-free points, classification)"),
+        ("support_margin", _G.support_margin, "automatic support: dilation beyond the object, Å"),
+        ("positivity", _G.positivity, "clip negative voxels every iteration"),
+        ("interpolation_radius", _G.interpolation_radius, "Fourier gridding radius, grid steps"),
+        ("plane_upsampling", _G.plane_upsampling, "extra zero-padding of the images before their FFT"),
+        ("extension", _G.extension, "fraction of the iterations over which the enforced resolution grows"),
+        ("momentum", _G.momentum, "momentum of the accelerated alternating projections, in [0, 1)"),
+        ("rfree_fraction", _G.rfree_fraction, "fraction of measured points held out for R-free (0 disables)"),
+        ("patience", _G.patience, "stop after this many iterations without improvement"),
+        ("tol", _G.tol, "relative improvement that counts for `patience`"),
+        ("seed", _G.seed, "random seed (R-free points, classification)"),
         ("half_set_fsc", True, "also reconstruct the even and odd images for a half-set FSC resolution estimate"),
     ]),
     "trace": ("Atom tracing (aetcore.steps.trace.trace_atoms).", [
         ("threshold", "auto", "minimum peak value (volume units) or \"auto\""),
-        ("min_distance", 2.0, "minimum distance between atoms, Å"),
-        ("fit", "polynomial", "sub-voxel peak fit: \"polynomial\" (35-term quartic) or \"gaussian\" (slower, "
+        ("min_distance", _T.min_distance, "minimum distance between atoms, Å"),
+        ("fit", DEFAULT_FIT, "sub-voxel peak fit: \"polynomial\" (35-term quartic) or \"gaussian\" (slower, "
                               "lower RMSD)"),
-        ("max_drift", 1.5, "largest move of a fit from its voxel maximum, voxels"),
-        ("fit_radius", 2, "fit window half-width, voxels"),
-        ("max_iterations", 50, "Newton steps per fit (status 3 when exhausted)"),
+        ("max_drift", _T.max_drift, "largest move of a fit from its voxel maximum, voxels"),
+        ("fit_radius", _T.fit_radius, "fit window half-width, voxels"),
+        ("max_iterations", _T.max_iterations, "Newton steps per fit (status 3 when exhausted)"),
         ("reject_background", False, "reject maxima that look like background"),
     ]),
     "classify": ("Species classification (aetcore.steps.classify.classify).", [
@@ -87,16 +95,16 @@ _SPEC = {
     ]),
     "refine": ("Refinement against the tilt series (aetcore.steps.refine.refine).", [
         ("enabled", True, "refine positions, heights and B-factors"),
-        ("max_shift", 1.0, "largest move of an atom per coordinate, Å"),
-        ("refine_positions", True, "refine positions"),
-        ("refine_heights", True, "refine per-species heights"),
-        ("refine_b", True, "refine per-species B-factors"),
-        ("iterations", 50, "refinement iterations"),
-        ("cutoff", 5.0, "Gaussian cut-off, in sigmas"),
-        ("precision", "sandwich", "per-atom precision estimate: \"sandwich\" (per-pixel noise) or \"curvature\""),
-        ("refine_angles", False, "also refine every image's tilt angle against the atomic model"),
-        ("angle_range", 2.0, "largest change of a tilt angle per round, degrees"),
-        ("angle_rounds", 3, "rounds of atoms / angles alternation"),
+        ("max_shift", _R.max_shift, "largest move of an atom per coordinate, Å"),
+        ("refine_positions", _R.refine_positions, "refine positions"),
+        ("refine_heights", _R.refine_heights, "refine per-species heights"),
+        ("refine_b", _R.refine_b, "refine per-species B-factors"),
+        ("iterations", _R.iterations, "refinement iterations"),
+        ("cutoff", _R.cutoff, "Gaussian cut-off, in sigmas"),
+        ("precision", _R.precision, "per-atom precision estimate: \"sandwich\" (per-pixel noise) or \"curvature\""),
+        ("refine_angles", _R.refine_angles, "also refine every image's tilt angle against the atomic model"),
+        ("angle_range", _R.angle_range, "largest change of a tilt angle per round, degrees"),
+        ("angle_rounds", _R.angle_rounds, "rounds of atoms / angles alternation"),
     ]),
 }
 

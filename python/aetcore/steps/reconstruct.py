@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from numbers import Integral
 from typing import Callable, Optional
 
 import numpy as np
@@ -18,7 +19,7 @@ from tqdm.auto import tqdm
 
 from .. import _core
 from .._util.memory import check_memory
-from .._util.validate import as_angles, as_generator, as_tilts, as_volume, at_least, positive, resolve_threads
+from .._util.validate import as_angles, as_tilts, as_volume, at_least, positive, resolve_threads
 from ..model.projection import backproject_volume, project_volume
 
 __all__ = ["Reconstruction", "genfire", "resire", "sirt", "wbp", "auto_support", "oversampled_size"]
@@ -57,12 +58,6 @@ class Reconstruction:
     support: Optional[np.ndarray] = None
     parameters: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
-
-
-def oversampled_size(n: int, oversampling: float) -> int:
-    """The side of the oversampled Fourier grid: ``ceil(oversampling * n)`` rounded up to even."""
-    N = int(math.ceil(oversampling * n - 1e-9))
-    return N + (N % 2)
 
 
 def _volume_shape(tilts: np.ndarray, volume_shape) -> tuple:
@@ -123,18 +118,50 @@ def _check_common(tilts, angles, pixel_size):
     return t, a, ps
 
 
-def genfire(tilts, angles, *, pixel_size: float = 1.0, oversampling: float = 3, iterations: int = 100,
-            support=None, positivity: bool = True, interpolation_radius: float = 0.3,
-            plane_upsampling: int = 2, support_margin: float = 6.0,
-            extension: float = 0.5, momentum: float = 0.9, rfree_fraction: float = 0.05, patience: int = 20, tol: float = 1e-4,
-            volume_shape=None, threads=None, seed=None, progress: bool = True,
-            callback: Callable[[int, float, float], None] | None = None) -> Reconstruction:
+#: The defaults of :func:`genfire`: the C++ options struct ``aet::GenfireOptions`` (the one home of
+#: every GENFIRE default, shared with C++ hosts and ``aet config --defaults``).
+_D = _core.GenfireOptions()
+
+
+def oversampled_size(n: int, oversampling: float) -> int:
+    """The side of the oversampled Fourier grid for a volume of largest side ``n``:
+    ``ceil(oversampling * n)`` rounded up to an even 7-smooth number (2^a 3^b 5^c 7^d), a size FFTW
+    transforms fast (``aet::genfire_grid_size``)."""
+    return int(_core.genfire_grid_size(int(n), float(oversampling)))
+
+
+def _seed64(seed) -> int:
+    """The unsigned 64-bit seed of the C++ R-free draw: an int in [0, 2^64) as it is; a Generator
+    gives one draw and None fresh entropy, both below 2^63 (recorded in the results, which store
+    signed 64-bit integers)."""
+    if isinstance(seed, np.random.Generator):
+        return int(seed.integers(0, 2**63, dtype=np.int64))
+    if seed is None:
+        return int(np.random.SeedSequence().entropy % 2**63)
+    if isinstance(seed, Integral) and not isinstance(seed, bool):
+        if not 0 <= int(seed) < 2**64:
+            raise ValueError(f"seed: expected an integer in [0, 2^64), got {seed}")
+        return int(seed)
+    raise TypeError(f"seed: expected None, an int or a numpy.random.Generator, got {type(seed).__name__}")
+
+
+def genfire(tilts, angles, *, pixel_size: float = 1.0, oversampling: float = _D.oversampling,
+            iterations: int = _D.iterations, support=None, positivity: bool = _D.positivity,
+            interpolation_radius: float = _D.interpolation_radius, plane_upsampling: int = _D.plane_upsampling,
+            support_margin: float = _D.support_margin, extension: float = _D.extension,
+            momentum: float = _D.momentum, rfree_fraction: float = _D.rfree_fraction,
+            patience: int = _D.patience, tol: float = _D.tol, volume_shape=None, threads=None, seed=None,
+            progress: bool = True, callback: Callable[[int, float, float], None] | None = None) -> Reconstruction:
     """GENFIRE reconstruction (Pryor et al., Sci. Rep. 7, 10409, 2017).
 
     The projections' 2D FFTs, zero-padded by the oversampling ratio, are gridded into a 3D Fourier
     grid; the iteration then alternates between real space (positivity, support) and Fourier space
     (the measured values replace the current ones). Low frequencies are enforced first and the
     enforced resolution grows linearly to all measured points (resolution extension).
+
+    The whole algorithm runs in the C++ core (``aet::Genfire``, ``<aetcore/genfire.hpp>``), called
+    once with the GIL released: a C++ host gets the same volume from the same inputs and seed.
+    Defaults are those of ``aet::GenfireOptions`` (``aetcore._core.GenfireOptions()``).
 
     Parameters
     ----------
@@ -145,48 +172,53 @@ def genfire(tilts, angles, *, pixel_size: float = 1.0, oversampling: float = 3, 
     pixel_size : float
         Å per pixel; recorded with the result.
     oversampling : float
-        Ratio of the Fourier grid side to the volume side (>= 1; 3 is GENFIRE's default).
+        Ratio of the Fourier grid side to the volume side (>= 1; default 3, GENFIRE's). The grid
+        side ``ceil(oversampling * n)`` is rounded up to an even 7-smooth size
+        (:func:`oversampled_size`), so odd image sizes cost no more than their smooth neighbours.
     iterations : int
-        Maximum number of iterations.
+        Maximum number of iterations (default 100).
     support : None, "box", or bool array (nz, ny, nx)
-        None: automatic (10 iterations of the lowest quarter of the frequencies with the whole box
-        as support, smoothed, thresholded and dilated; that low-resolution volume inside the mask
-        is also the starting point); "box": the whole volume; an array: the user's mask.
+        None: automatic (``aet::GenfireOptions::support_iterations`` = 10 iterations of the lowest
+        quarter of the frequencies with the whole box as support, smoothed, thresholded and
+        dilated; that low-resolution volume inside the mask is also the starting point); "box": the
+        whole volume; an array: the user's mask.
     support_margin : float
         Automatic support: how far (Å) the mask is dilated beyond the thresholded low-resolution
-        object (at least 2 voxels). A generous margin: a tighter one barely lowers the volume error
-        but pulls the maxima of surface atoms off their places.
+        object (at least 2 voxels; default 6). A generous margin: a tighter one barely lowers the
+        volume error but pulls the maxima of surface atoms off their places.
     positivity : bool
-        Set negative voxels to zero each iteration.
+        Set negative voxels to zero each iteration (default True).
     interpolation_radius : float
-        Gridding radius in Fourier grid steps (measured samples within it contribute, weighted by
-        inverse squared distance).
-    extension : float
-        Fraction of the iterations over which the enforced resolution grows from the lowest
-        frequencies to all of them (0: every measured point from the start).
+        Gridding radius in Fourier grid steps (default 0.3): measured samples within it contribute,
+        weighted by inverse squared distance.
     plane_upsampling : int
-        The images are zero-padded by this further factor before their FFT, so each slice plane is
-        sampled every ``1 / plane_upsampling`` grid steps and more grid points find a measured
-        sample within the radius (the 2D FFTs are cheap next to the iteration).
+        The images are zero-padded by this further factor (1..8, default 2) before their FFT, so
+        each slice plane is sampled every ``1 / plane_upsampling`` grid steps and more grid points
+        find a measured sample within the radius (the 2D FFTs are cheap next to the iteration).
+    extension : float
+        Fraction of the iterations (default 0.5) over which the enforced resolution grows from the
+        lowest frequencies to all of them (0: every measured point from the start).
     momentum : float
-        In [0, 1): each iterate steps on by ``momentum`` times its last move before the next
-        projection (accelerated alternating projections). 0 is GENFIRE's plain error reduction;
-        0.9 reaches in 100 iterations a lower error than several hundred plain ones.
+        In [0, 1) (default 0.9): each iterate steps on by ``momentum`` times its last move before
+        the next projection (accelerated alternating projections). 0 is GENFIRE's plain error
+        reduction; 0.9 reaches in 100 iterations a lower error than several hundred plain ones.
     rfree_fraction : float
-        Fraction of the measured points held out to compute R-free (0 disables).
+        Fraction of the measured points held out to compute R-free (default 0.05; 0 disables).
     patience, tol : int, float
         Once every point is enforced, stop when the error has not fallen by a relative ``tol``
-        for ``patience`` iterations.
+        (default 1e-4) for ``patience`` (default 20) iterations.
     volume_shape : (nz, ny, nx), optional
         Defaults to a cube of side ``max(ny, nx)``.
     threads : int, optional
         OpenMP threads; None: every core the process may use.
     seed : None, int or numpy.random.Generator
-        Chooses the R-free points.
+        Chooses the R-free points: an int in [0, 2^64) seeds the C++ ``std::mt19937_64`` draw
+        (``aet::genfire_rfree_split``) as it is; a Generator gives one 64-bit draw; None fresh
+        entropy. The seed used is recorded in ``parameters["seed"]``.
     progress : bool
         Show a progress bar.
     callback : callable(iteration, error, rfree), optional
-        Called after every iteration.
+        Called after every iteration (rfree is NaN without R-free points).
 
     Returns
     -------
@@ -195,27 +227,20 @@ def genfire(tilts, angles, *, pixel_size: float = 1.0, oversampling: float = 3, 
     """
     t0 = time.perf_counter()
     t, a, ps = _check_common(tilts, angles, pixel_size)
-    oversampling = at_least(oversampling, 1.0, "oversampling")
-    iterations = at_least(iterations, 1, "iterations", integer=True)
-    radius = positive(interpolation_radius, "interpolation_radius")
-    plane_upsampling = at_least(plane_upsampling, 1, "plane_upsampling", integer=True)
-    if plane_upsampling > 8:
-        raise ValueError(f"plane_upsampling: expected 1..8, got {plane_upsampling}")
-    extension = float(at_least(extension, 0.0, "extension"))
-    if extension > 1:
-        raise ValueError(f"extension: expected a fraction in [0, 1], got {extension}")
-    support_margin = float(at_least(support_margin, 0.0, "support_margin"))
-    momentum = float(at_least(momentum, 0.0, "momentum"))
-    if momentum >= 1:
-        raise ValueError(f"momentum: expected a value in [0, 1), got {momentum}")
-    rfree_fraction = float(at_least(rfree_fraction, 0.0, "rfree_fraction"))
-    if rfree_fraction >= 0.5:
-        raise ValueError(f"rfree_fraction: expected a fraction below 0.5, got {rfree_fraction}")
-    patience = at_least(patience, 1, "patience", integer=True)
-    tol = float(at_least(tol, 0.0, "tol"))
+    opt = _core.GenfireOptions()
+    # Types here (a message naming the argument); ranges in the core (aet::validate), which names it too.
+    for name, value, integer in (("oversampling", oversampling, False), ("iterations", iterations, True),
+                                 ("interpolation_radius", interpolation_radius, False),
+                                 ("plane_upsampling", plane_upsampling, True), ("extension", extension, False),
+                                 ("momentum", momentum, False), ("rfree_fraction", rfree_fraction, False),
+                                 ("patience", patience, True), ("tol", tol, False),
+                                 ("support_margin", support_margin, False)):
+        setattr(opt, name, at_least(value, -np.inf, name, integer=integer))
+    opt.positivity = bool(positivity)
+    opt.threads = resolve_threads(threads)
+    opt.seed = _seed64(seed)
+    opt.validate()
     shape = _volume_shape(t, volume_shape)
-    nthreads = resolve_threads(threads)
-    rng = as_generator(seed)
     mask = None
     if isinstance(support, str):
         if support != "box":
@@ -224,100 +249,44 @@ def genfire(tilts, angles, *, pixel_size: float = 1.0, oversampling: float = 3, 
         mask = np.asarray(support)
         if mask.shape != shape:
             raise ValueError(f"support: expected shape {shape}, got {mask.shape}")
-        if not np.any(mask):
-            raise ValueError("support: the mask is empty")
         mask = np.ascontiguousarray(mask != 0, dtype=np.uint8)
 
-    N = oversampled_size(max(shape), oversampling)
-    if N < max(t.shape[1:]):
-        raise ValueError("oversampling: the grid would be smaller than the images")
-    nh = N // 2 + 1
-    plan_bytes = N * N * nh * 8 + 3 * int(np.prod(shape)) * 4
-    grid_bytes = 24 * t.shape[0] * N * N // 2 + t.nbytes
-    check_memory(plan_bytes + grid_bytes, f"GENFIRE on a {N}^3 grid")
-
-    tg = time.perf_counter()
-    idx, val, _, kr = _core.grid_projections(t, np.radians(a), N, radius, plane_upsampling, nthreads)
-    if idx.size == 0:
-        raise ValueError("tilts: no measured Fourier sample fell within interpolation_radius of the grid")
-    timings = {"gridding": time.perf_counter() - tg}
-
-    # Hold out the R-free points, then order the rest by |k| so the enforced set is a prefix.
-    free = np.zeros(idx.size, bool)
-    if rfree_fraction > 0:
-        free[rng.choice(idx.size, int(round(rfree_fraction * idx.size)), replace=False)] = True
-    order = np.argsort(kr[~free], kind="stable")
-    e_idx, e_val, e_kr = idx[~free][order], val[~free][order], kr[~free][order]
-    f_idx, f_val = np.ascontiguousarray(idx[free]), np.ascontiguousarray(val[free])
-    e_idx, e_val = np.ascontiguousarray(e_idx), np.ascontiguousarray(e_val)
-    kmax = float(e_kr[-1]) if e_kr.size else 0.0
-
-    tp = time.perf_counter()
-    plan = _core.GenfirePlan(N, *shape, nthreads)
-    timings["planning"] = time.perf_counter() - tp
-    box = np.zeros(shape, np.float32)
-
+    plan = _core.Genfire(t, np.ascontiguousarray(np.radians(a)), *shape, opt)
+    timings = {"gridding": plan.seconds_gridding, "planning": plan.seconds_planning}
+    initial = None
     if support is None:
-        # Low-resolution pass with the whole box as support, then threshold it.
         ts = time.perf_counter()
-        n_low = int(np.searchsorted(e_kr, 0.25 * kmax, side="right"))
-        for _ in range(10):
-            plan.iterate(box, None, positivity, e_idx, e_val, n_low, f_idx, f_val)
-        mask = np.ascontiguousarray(auto_support(box, dilation=max(2, int(round(support_margin / ps)))), dtype=np.uint8)
-        box *= mask  # the low-resolution pass, cut to the support, is the starting point
+        initial = plan.low_resolution()
+        mask = np.ascontiguousarray(auto_support(initial, dilation=max(2, int(round(opt.support_margin / ps)))),
+                                    dtype=np.uint8)
+        initial *= mask  # the low-resolution pass, cut to the support, is the starting point
         timings["support"] = time.perf_counter() - ts
 
-    n_ext = int(round(extension * iterations))
-    errors, rfree = [], []
-    best, best_err, since_best = None, np.inf, 0
-    x_prev = None
-    ti = time.perf_counter()
-    bar = tqdm(total=iterations, desc="GENFIRE", disable=None if progress else True, leave=False)
+    bar = tqdm(total=opt.iterations, desc="GENFIRE", disable=None if progress else True, leave=False)
+
+    def report(it, err, rf):
+        bar.update(1)
+        bar.set_postfix(error=f"{err:.4f}")
+        if callback is not None:
+            callback(it, err, rf)
+
     try:
-        for it in range(iterations):
-            if it < n_ext:
-                kcut = kmax * (0.1 + 0.9 * (it + 1) / n_ext)
-                n_enf = int(np.searchsorted(e_kr, kcut, side="right"))
-            else:
-                n_enf = e_idx.size
-            err, rf = plan.iterate(box, mask, positivity, e_idx, e_val, n_enf, f_idx, f_val)
-            current = box
-            if momentum > 0:
-                # Accelerated alternating projections: step on along the last move.
-                current = box.copy()
-                if x_prev is not None:
-                    box += momentum * (current - x_prev)
-                x_prev = current
-            errors.append(err)
-            rfree.append(rf if rf >= 0 else np.nan)
-            bar.update(1)
-            bar.set_postfix(error=f"{err:.4f}")
-            if callback is not None:
-                callback(it, err, rfree[-1])
-            if n_enf == e_idx.size:
-                # `err` measures the iterate that went into this step; `box` is one step further,
-                # so keep the iterate whose successor had the lowest error.
-                if err < best_err * (1 - tol):
-                    since_best = 0
-                else:
-                    since_best += 1
-                if err < best_err:
-                    best_err, best = err, current.copy()
-                if since_best >= patience:
-                    break
+        r = plan.run(mask, initial, report)
     finally:
         bar.close()
-    timings["iterations"] = time.perf_counter() - ti
+    timings["iterations"] = r["seconds_iterations"]
     timings["total"] = time.perf_counter() - t0
-    volume = best if best is not None else (x_prev if x_prev is not None else box)
-    params = dict(pixel_size=ps, oversampling=oversampling, grid_size=N, iterations=iterations,
-                  iterations_run=len(errors), support="auto" if support is None else
-                  ("box" if isinstance(support, str) else "user"), positivity=positivity,
-                  support_margin=support_margin, interpolation_radius=radius, plane_upsampling=plane_upsampling, extension=extension, momentum=momentum, rfree_fraction=rfree_fraction,
-                  patience=patience, tol=tol, volume_shape=shape, threads=nthreads,
-                  measured_points=int(idx.size))
-    return Reconstruction(volume=volume, method="genfire", errors=np.asarray(errors),
-                          rfree=np.asarray(rfree) if rfree_fraction > 0 else None, pixel_size=ps,
+    errors = r["errors"]
+    params = dict(pixel_size=ps, oversampling=opt.oversampling, grid_size=int(r["grid_size"]),
+                  iterations=opt.iterations, iterations_run=int(errors.size),
+                  support="auto" if support is None else ("box" if isinstance(support, str) else "user"),
+                  positivity=opt.positivity, support_margin=opt.support_margin,
+                  interpolation_radius=opt.interpolation_radius, plane_upsampling=opt.plane_upsampling,
+                  extension=opt.extension, momentum=opt.momentum, rfree_fraction=opt.rfree_fraction,
+                  patience=opt.patience, tol=opt.tol, volume_shape=shape, threads=opt.threads, seed=opt.seed,
+                  measured_points=int(r["measured_points"]))
+    return Reconstruction(volume=r["volume"], method="genfire", errors=errors,
+                          rfree=r["rfree"] if opt.rfree_fraction > 0 else None, pixel_size=ps,
                           support=None if mask is None else mask.astype(bool), parameters=params,
                           timings=timings)
 

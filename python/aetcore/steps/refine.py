@@ -44,9 +44,13 @@ from ..model.projection import AtomModel, atom_model
 
 __all__ = ["refine", "RefinementResult", "B_BOUNDS"]
 
-#: Bounds on the refined Debye-Waller factors, Å².
-B_BOUNDS = (0.1, 50.0)
-_H_MIN = 1e-6  # relative to the starting height
+#: The defaults of :func:`refine`: the C++ options struct ``aet::RefineOptions`` (the one home of every
+#: refinement default, shared with C++ hosts and ``aet config --defaults``; the L-BFGS-B minimiser
+#: itself is scipy's, see the module documentation).
+_D = _core.RefineOptions()
+#: Bounds on the refined Debye-Waller factors, Å² (``aet::RefineOptions::b_min``, ``b_max``).
+B_BOUNDS = (_D.b_min, _D.b_max)
+_H_MIN = _D.height_min  # relative to the starting height
 
 
 @dataclass(frozen=True)
@@ -97,10 +101,11 @@ class RefinementResult:
 
 
 def refine(positions, species, tilts, angles, pixel_size, *, model: AtomModel | None = None,
-           max_shift: float = 1.0, refine_positions: bool = True, refine_heights: bool = True,
-           refine_b: bool = True, iterations: int = 50, scale=None, cutoff: float = 5.0,
-           precision: str = "sandwich", refine_angles: bool = False, angle_range: float = 2.0,
-           angle_rounds: int = 3, threads=None, progress: bool = False) -> RefinementResult:
+           max_shift: float = _D.max_shift, refine_positions: bool = _D.refine_positions,
+           refine_heights: bool = _D.refine_heights, refine_b: bool = _D.refine_b, iterations: int = _D.iterations,
+           scale=None, cutoff: float = _D.cutoff, precision: str = _D.precision,
+           refine_angles: bool = _D.refine_angles, angle_range: float = _D.angle_range,
+           angle_rounds: int = _D.angle_rounds, threads=None, progress: bool = False) -> RefinementResult:
     """Refine atom positions, heights and B-factors against a tilt series.
 
     Parameters
@@ -118,17 +123,17 @@ def refine(positions, species, tilts, angles, pixel_size, *, model: AtomModel | 
     model : AtomModel, optional
         Starting heights, B-factors and blur (default :func:`aetcore.model.projection.atom_model`).
     max_shift : float
-        Each coordinate stays within ``±max_shift`` Å of its start.
+        Each coordinate stays within ``±max_shift`` Å of its start (default 1).
     refine_positions, refine_heights, refine_b : bool
         Which parameters to refine.
     iterations : int
-        Maximum L-BFGS-B iterations.
+        Maximum L-BFGS-B iterations (default 50).
     scale : None or float
         None solves the global scale in closed form at every evaluation; a number fixes it.
     cutoff : float
-        Atoms are evaluated within ``cutoff`` sigmas.
+        Atoms are evaluated within ``cutoff`` sigmas (default 5).
     precision : {"sandwich", "curvature"}
-        How the per-atom precision is estimated (see the module documentation): ``"sandwich"``
+        Default "sandwich". How the per-atom precision is estimated (see the module documentation): ``"sandwich"``
         weights every pixel by its own squared residual (right for Poisson noise, which is larger
         on the atoms than on the background); ``"curvature"`` assumes one noise level everywhere.
     refine_angles : bool
@@ -140,9 +145,9 @@ def refine(positions, species, tilts, angles, pixel_size, *, model: AtomModel | 
         forward model makes this far more sensitive than re-projections of a volume (see
         :func:`aetcore.steps.align.projection_matching`).
     angle_range : float
-        Largest change of a tilt angle per round, degrees.
+        Largest change of a tilt angle per round, degrees (default 2).
     angle_rounds : int
-        Rounds of the alternation.
+        Rounds of the alternation (default 3).
     threads : int, optional
     progress : bool
         Show a progress bar over the iterations.
@@ -267,7 +272,8 @@ def refine(positions, species, tilts, angles, pixel_size, *, model: AtomModel | 
 
         try:
             res = minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=bounds, callback=callback,
-                           options={"maxiter": iterations, "ftol": 1e-15, "gtol": 1e-12, "maxcor": 20})
+                           options={"maxiter": iterations, "ftol": _D.lbfgs_ftol, "gtol": _D.lbfgs_gtol,
+                                    "maxcor": _D.lbfgs_memory})
         finally:
             bar.close()
         pos, h, b = unpack(np.clip(res.x, [lo if lo is not None else -np.inf for lo, _ in bounds],

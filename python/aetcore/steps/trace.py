@@ -40,10 +40,19 @@ __all__ = ["trace_atoms", "local_maxima", "TracedAtoms", "STATUS", "DEFAULT_THRE
 #: Meaning of the ``status`` codes of :class:`TracedAtoms`.
 STATUS = {0: "converged", 1: "not a maximum", 2: "drifted", 3: "did not converge", 4: "left the volume"}
 
-#: ``threshold=None`` means this fraction of the volume's maximum.
-DEFAULT_THRESHOLD_FRACTION = 0.1
+#: The defaults of :func:`trace_atoms`: the C++ options struct ``aet::TraceOptions`` (the one home of
+#: every tracing default, shared with C++ hosts and ``aet config --defaults``).
+_D = _core.TraceOptions()
 
-_FITS = {"none": 0, "polynomial": 1, "gaussian": 2}
+#: ``threshold=None`` means this fraction of the volume's maximum (``aet::TraceOptions::threshold_fraction``).
+DEFAULT_THRESHOLD_FRACTION = _D.threshold_fraction
+
+#: ``fit`` names and their ``aet::TraceOptions::fit`` codes.
+FITS = {"none": 0, "polynomial": 1, "gaussian": 2}
+_FITS = FITS
+_FIT_NAMES = {v: k for k, v in FITS.items()}
+#: The default ``fit`` name (``aet::TraceOptions::fit``).
+DEFAULT_FIT = _FIT_NAMES[_D.fit]
 
 
 @dataclass(frozen=True)
@@ -88,9 +97,10 @@ class TracedAtoms:
         return self.status == 0
 
 
-def _threshold(value, vol: np.ndarray) -> float:
+def _threshold(value) -> float:
+    """The threshold for the core: a finite number, or NaN for the automatic one (None)."""
     if value is None:
-        return float(DEFAULT_THRESHOLD_FRACTION * vol.max())
+        return float("nan")
     if isinstance(value, bool) or not isinstance(value, Real):
         raise TypeError(f"threshold: expected a number (volume intensity units) or None, got {type(value).__name__}")
     if not np.isfinite(value):
@@ -120,8 +130,7 @@ def local_maxima(volume, threshold=None, *, threads=None):
     values : (n,) float32
     """
     vol = as_volume(volume)
-    thr = _threshold(threshold, vol)
-    return _core.local_maxima(vol, thr, resolve_threads(threads))
+    return _core.local_maxima(vol, _threshold(threshold), resolve_threads(threads))
 
 
 def _support_mask(vol: np.ndarray, p: float) -> np.ndarray:
@@ -151,8 +160,9 @@ def _background_rejects(vol: np.ndarray, vox: np.ndarray, inten: np.ndarray, mas
     return d_bg < d_atom
 
 
-def trace_atoms(volume, pixel_size, *, threshold=None, max_atoms=None, min_distance=2.0, fit="polynomial",
-                max_drift=1.5, fit_radius=2, max_iterations=50, support=None, reject_background=False,
+def trace_atoms(volume, pixel_size, *, threshold=None, max_atoms=None, min_distance=_D.min_distance,
+                fit=DEFAULT_FIT, max_drift=_D.max_drift, fit_radius=_D.fit_radius,
+                max_iterations=_D.max_iterations, support=None, reject_background=False,
                 threads=None) -> TracedAtoms:
     """Trace atoms in a volume: local maxima, sub-voxel fits, minimum distance.
 
@@ -202,48 +212,32 @@ def trace_atoms(volume, pixel_size, *, threshold=None, max_atoms=None, min_dista
         Brightest first; positions in Å, object frame ``(x, y, z)``.
     """
     vol = as_volume(volume)
-    if min(vol.shape) < 3:
-        raise ValueError(f"volume: expected at least 3 voxels along every axis, got shape {vol.shape}")
     p = positive(pixel_size, "pixel_size")
-    thr = _threshold(threshold, vol)
     if max_atoms is None:
-        cap = 0
+        cap = 0  # the core's "no cap"
     else:
         cap = at_least(max_atoms, 1, "max_atoms", integer=True)
-    dmin = at_least(min_distance, 0.0, "min_distance")
     if not isinstance(fit, str) or fit not in _FITS:
         raise ValueError(f"fit: expected one of {sorted(_FITS)}, got {fit!r}")
-    drift = positive(max_drift, "max_drift")
-    radius = at_least(fit_radius, 1, "fit_radius", integer=True)
-    if fit != "none" and radius < 2:
-        raise ValueError(f"fit_radius: a 4th-order polynomial needs fit_radius >= 2, got {fit_radius}")
-    iters = at_least(max_iterations, 1, "max_iterations", integer=True)
-    nt = resolve_threads(threads)
-    if isinstance(support, str):
-        if support != "auto":
-            raise ValueError(f"support: expected 'auto', None or a bool array, got {support!r}")
-        mask = _support_mask(vol, p)
-    elif support is None:
-        mask = None
-    else:
+    if isinstance(support, str) and support != "auto":
+        raise ValueError(f"support: expected 'auto', None or a bool array, got {support!r}")
+    mask = None
+    if support is not None and not isinstance(support, str):
         mask = np.asarray(support)
         if mask.shape != vol.shape:
             raise ValueError(f"support: expected shape {vol.shape}, got {mask.shape}")
         mask = mask != 0
-    reject_background = bool(reject_background)
-    vox, pos, inten, status = _core.trace_atoms(vol, thr, cap, dmin / p, _FITS[fit], drift, radius, nt, iters)
-    if vox.shape[0]:
-        # a fit near the border may land beyond it (noisy edge voxels); such an atom keeps its voxel
-        # maximum, which is inside, with status 4, so that trace never hands classify an atom it refuses
-        gone = np.any((pos < -0.5) | (pos > np.array(vol.shape, np.float64) - 0.5), axis=1)
-        if gone.any():
-            pos = pos.copy()
-            pos[gone] = vox[gone]
-            status = status.copy()
-            status[gone] = 4
+    # Types here (a message naming the argument); ranges, the volume's size and the rule that a fit
+    # which left the volume keeps its voxel (status 4) in the core (aet::trace_atoms, aet::validate).
+    vox, pos, inten, status = _core.trace_atoms(
+        vol, _threshold(threshold), cap, at_least(min_distance, -np.inf, "min_distance"), _FITS[fit],
+        at_least(max_drift, -np.inf, "max_drift"), at_least(fit_radius, -np.inf, "fit_radius", integer=True),
+        resolve_threads(threads), at_least(max_iterations, -np.inf, "max_iterations", integer=True), p)
+    if isinstance(support, str):
+        mask = _support_mask(vol, p)
     if mask is not None and vox.shape[0]:
         keep = mask[vox[:, 0], vox[:, 1], vox[:, 2]]
-        if reject_background:
+        if bool(reject_background):
             keep &= ~_background_rejects(vol, vox, inten, mask)
         vox, pos, inten, status = vox[keep], pos[keep], inten[keep], status[keep]
     nz, ny, nx = vol.shape

@@ -67,7 +67,7 @@ SAN_ENV = LD_PRELOAD="$$($(CXX_SAN) -print-file-name=libasan.so) $$($(CXX_SAN) -
 SAN_TESTS := tests/properties/sanitize tests/model/test_projector.py tests/model/test_geometry.py \
 	tests/steps/test_reconstruct.py tests/steps/test_trace.py tests/steps/test_refine.py \
 	tests/properties/test_threads.py tests/properties/test_bad_input.py tests/properties/test_fuzz.py \
-	tests/properties/test_thread_safety.py tests/properties/test_determinism.py tests/properties/test_memory.py
+	tests/properties/test_determinism.py tests/properties/test_memory.py
 # The reduced set `make test` runs after pytest: fuzzing, the bad-input matrix, memory checks and
 # concurrent calls on the instrumented core, and the projector and geometry tests. Measured on the
 # shared 2-core machine: 30 s (1236 tests), plus the instrumented build when the C++ changed (3 min
@@ -75,7 +75,7 @@ SAN_TESTS := tests/properties/sanitize tests/model/test_projector.py tests/model
 # `make test` (~5 min) and the build that would still fit 30 min, but not "well under" it.
 SAN_QUICK := tests/properties/sanitize tests/model/test_projector.py tests/model/test_geometry.py \
 	tests/properties/test_fuzz.py tests/properties/test_memory.py tests/properties/test_bad_input.py \
-	tests/properties/test_thread_safety.py
+	tests/properties/test_threads.py
 
 $(SAN_DIR)/.stamp: $(CORE_SOURCES) | install
 	$(VENV)/bin/cmake -S . -B $(SAN_DIR) -DAETCORE_SANITIZE=ON -DAETCORE_BUILD_TESTS=OFF -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER="$$(command -v $(CXX_SAN))" \

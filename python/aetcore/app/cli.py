@@ -2,7 +2,8 @@
 (``aet preprocess``, ``align``, ``reconstruct``, ``trace``, ``classify``, ``refine``) to redo a step
 of a results folder with new settings, ``aet analyze`` (strain, chemical order, grains),
 ``aet track`` (4D: atoms and nuclei through time), ``aet batch`` (many datasets on Dask),
-``aet export`` (POSCAR, CIF), ``aet simulate`` (a test data set), ``aet demo`` (simulate, run the
+``aet export`` (POSCAR, CIF), ``aet compare`` (score one atomic model against another),
+``aet simulate`` (a test data set), ``aet demo`` (simulate, run the
 whole chain and score it) and ``aet config --defaults``.
 
 Errors in arguments or input files end the command with exit status 2 and one line naming the
@@ -425,6 +426,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--defaults", action="store_true", help="print the default configuration (TOML)")
     g.add_argument("--check", metavar="FILE.toml", help="check a configuration file")
     p.set_defaults(func=cmd_config)
+
+    from .compare import add_parser as add_compare
+    add_compare(sub, _verbosity)
     return ap
 
 

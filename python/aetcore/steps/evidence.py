@@ -1,0 +1,515 @@
+"""Atoms decided by the evidence in the tilt series (issue 12).
+
+Whether a traced peak is an atom, and which species it is, is decided by the measured projections,
+not by a threshold on the reconstruction. With the atomic model ``M`` (the exact projections of the
+Gaussian atoms of :mod:`aetcore.model.projection` at the fitted heights and B-factors) and a
+variance model of every pixel ``v = alpha * max(M, 0) + beta`` estimated from the series
+(:func:`aetcore.model.noise.fit_variance`: Poisson counts and read noise, in the series' units),
+the Gaussian log-likelihood of the series is ``LL = -1/2 sum w (b - M)^2`` with ``w = 1 / v``.
+
+**Per-atom log-likelihood ratios, in batch.** Removing atom ``i`` of species ``l`` changes the model
+by its footprint ``f_il`` (its projection in every image, a small window), so with the residual
+``r = b - M``, exactly (the weights held fixed):
+
+* presence ``E_i = LL(with i) - LL(without i) = sum w r f_il + 1/2 sum w f_il^2``;
+* relabelling to species ``t``: ``LL_t - LL_l = -sum w r (f_il - f_it) - 1/2 sum w (f_il - f_it)^2``.
+
+The sums run over the footprint windows of all atoms in all images at once: the pixel-averaged
+Gaussian footprint is separable (erf differences along x and along y), so the window sums are
+NumPy contractions over ``(atoms, images, window, window)`` blocks. The model ``M`` comes from the
+C++ projector (:func:`aetcore._core.project_atoms`). Positive evidence says the series prefers the
+atom; an isolated spurious atom has ``E ~ -1/2 sum w f^2`` and a real one ``+1/2 sum w f^2``, each
+with a standard deviation ``sqrt(sum w f^2)``.
+
+**Decision** (:func:`decide_atoms`), rounds of:
+
+1. refine positions, heights and B-factors (:func:`aetcore.steps.refine.refine`), so that the model
+   the evidence is computed with is the best one for the current atoms;
+2. drop atoms whose presence evidence is below `threshold` and relabel atoms to the species with
+   the highest likelihood, repeated until nothing changes. Only the least supported of the doubtful
+   atoms within `radius` of each other is dropped in one pass (two atoms fitted to one true atom
+   each look superfluous while the other is there), then the evidence is recomputed;
+3. add atoms where the residual says one is missing: the weighted residual ``w r`` is
+   back-projected (the adjoint of the projector), smoothed by the atom width, and its local maxima
+   at least `min_distance` from every atom are candidates; a candidate is added, as the species of
+   highest likelihood, when ``LL(with) - LL(without) = sum w r f - 1/2 sum w f^2`` exceeds
+   `add_threshold` (the largest in its `radius` neighbourhood);
+
+until a round drops, relabels and adds nothing (or `rounds`). The evidence of the final atoms is
+returned per atom, for ``atoms.xyz``.
+
+With one species the same step decides atom against no atom (the relabelling is skipped): the API
+serves single-species films (issue 13) unchanged.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+from scipy import ndimage
+from scipy.spatial import cKDTree
+from scipy.special import erf
+
+from .. import _core
+from .._util.validate import as_angles, as_positions, as_tilts, at_least, positive, resolve_threads
+from ..model.geometry import euler_matrices
+from ..model.noise import VarianceModel, fit_variance
+from ..model.projection import AtomModel, atom_model
+
+__all__ = ["Evidence", "Decision", "atom_evidence", "propose_atoms", "decide_atoms", "footprint_sums"]
+
+_CHUNK = 192        # atoms per block of footprint windows (bounds the (atoms, images, W, W) gather)
+_PREFILTER_MARGIN = 10.0  # nats: candidates of the approximate gain map evaluated exactly
+_CUTOFF = 4.0       # footprint half-width in sigmas (the projector's own cutoff is 5; 4 keeps 1 - 6e-5)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Per-atom log-likelihood ratios of a model against a tilt series (natural log units).
+
+    Attributes
+    ----------
+    presence : (n,) float64
+        ``LL(with the atom, as labelled) - LL(without it)``: negative means the series is better
+        explained without the atom.
+    species : (n,) float64
+        ``LL(as labelled) - LL(best other species)`` (+inf with one species): negative means another
+        species explains the series better.
+    relabel : (n, n_species) float64
+        ``LL(as species t) - LL(as labelled)`` for every species t of ``model.symbols`` (0 at the
+        label).
+    noise : VarianceModel
+        The pixel variance model used for the weights.
+    """
+
+    presence: np.ndarray
+    species: np.ndarray
+    relabel: np.ndarray
+    noise: VarianceModel
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of :func:`decide_atoms`.
+
+    Attributes
+    ----------
+    positions : (n, 3) float64
+        Atoms kept and added, Å, object frame (refined in the last round).
+    labels : (n,) int32
+        Species labels into ``model.symbols``.
+    symbols : (n,) str array
+    model : AtomModel
+        Heights and B-factors of the last refinement.
+    evidence : Evidence
+        Evidence of the final atoms.
+    added : (n,) bool
+        True for atoms the decision added (not traced).
+    source : (n,) int64
+        Index of each atom into the `positions` given to :func:`decide_atoms`, -1 for an added atom.
+    history : list of dict
+        Per round: ``dropped``, ``relabelled``, ``added``, ``atoms``.
+    """
+
+    positions: np.ndarray
+    labels: np.ndarray
+    symbols: np.ndarray
+    model: AtomModel
+    evidence: Evidence
+    added: np.ndarray
+    source: np.ndarray
+    history: list = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------------- footprints
+
+def _factors(c: np.ndarray, sigma: float, n: int, half: int):
+    """Pixel-averaged 1-D Gaussian weights around fractional pixel coordinates `c` (...,): the
+    weights (..., 2 half + 1), zero outside the detector, and the (clipped) pixel indices."""
+    j = (np.floor(c + 0.5).astype(np.int64) - half)[..., None] + np.arange(2 * half + 1)
+    s = np.sqrt(2.0) * sigma
+    cc = c[..., None]
+    e = 0.5 * (erf((j + 0.5 - cc) / s) - erf((j - 0.5 - cc) / s))
+    return np.where((j >= 0) & (j < n), e, 0.0), np.clip(j, 0, n - 1)
+
+
+def _amplitudes(model: AtomModel, pixel_size: float):
+    """Integrated intensity (pixel units) and sigma (pixels) of each species' footprint."""
+    sig = np.asarray(model.sigmas, np.float64) / pixel_size
+    return np.asarray(model.heights, np.float64) * (2.0 * np.pi) ** 1.5 * sig ** 3, sig
+
+
+def footprint_sums(positions, angles, shape, pixel_size, model: AtomModel, images, weights):
+    """Window sums of every atom's footprint, for every species of `model`.
+
+    With ``f_is`` the projections (all images, pixel-averaged, CONVENTIONS.md geometry) of an atom
+    of species ``s`` at position ``i``:
+
+    * ``a[i, s] = sum images * weights * f_is``
+    * ``c[i, s, t] = sum weights * f_is * f_it``
+
+    Parameters
+    ----------
+    positions : (n, 3) array
+        Å, object frame.
+    angles : (n_angles,) or (n_angles, 3) array
+        Degrees.
+    shape : (ny, nx)
+        Detector size, pixels.
+    pixel_size : float
+        Å.
+    model : AtomModel
+    images, weights : (n_angles, ny, nx) arrays
+
+    Returns
+    -------
+    a : (n, n_species) float64
+    c : (n, n_species, n_species) float64
+    """
+    ny, nx = shape
+    R = euler_matrices(angles)                                         # (K, 3, 3)
+    p = np.asarray(positions, np.float64) / pixel_size
+    amp, sig = _amplitudes(model, pixel_size)
+    S, n, K = sig.size, p.shape[0], R.shape[0]
+    half = int(np.ceil(_CUTOFF * sig.max()))
+    a = np.zeros((n, S))
+    c = np.zeros((n, S, S))
+    wimg = (np.asarray(images, np.float32) * np.asarray(weights, np.float32)).ravel()
+    wflat = np.asarray(weights, np.float32).ravel()
+    kk = np.arange(K)[None, :, None, None] * (ny * nx)
+    for s0 in range(0, n, _CHUNK):       # blocks of atoms only bound the memory of the gather
+        blk = slice(s0, s0 + _CHUNK)
+        uv = np.einsum("kji,nj->nki", R, p[blk])[..., :2]               # (c, K, 2) detector (u, v), px
+        u = uv[..., 0] + nx // 2
+        v = uv[..., 1] + ny // 2
+        ex, ey = [], []
+        for sg in sig:                                                 # species, not atoms
+            fx, jx = _factors(u, sg, nx, half)
+            fy, jy = _factors(v, sg, ny, half)
+            ex.append(fx)
+            ey.append(fy)
+        idx = kk + jy[..., :, None] * nx + jx[..., None, :]            # (c, K, W, W)
+        G = wimg[idx].astype(np.float64)
+        Wg = wflat[idx].astype(np.float64)
+        for si in range(S):
+            a[blk, si] = amp[si] * np.einsum("ckyx,cky,ckx->c", G, ey[si], ex[si], optimize=True)
+            for ti in range(si, S):
+                v_ = amp[si] * amp[ti] * np.einsum("ckyx,cky,ckx->c", Wg, ey[si] * ey[ti], ex[si] * ex[ti],
+                                                   optimize=True)
+                c[blk, si, ti] = v_
+                c[blk, ti, si] = v_
+    return a, c
+
+
+# ----------------------------------------------------------------------------------- evidence
+
+def _project(positions, labels, model: AtomModel, angles_deg, shape, pixel_size, threads) -> np.ndarray:
+    pos = np.ascontiguousarray(np.asarray(positions, np.float64).reshape(-1, 3) / pixel_size)
+    return _core.project_atoms(pos, np.ascontiguousarray(labels, np.int32),
+                               np.ascontiguousarray(model.heights, np.float64),
+                               np.ascontiguousarray(model.sigmas / pixel_size, np.float64),
+                               np.radians(angles_deg), shape[0], shape[1], 5.0, threads)
+
+
+def _inputs(positions, species, tilts, angles, pixel_size, model):
+    pos = as_positions(positions)
+    t = as_tilts(tilts)
+    a = as_angles(angles, t.shape[0])
+    ps = positive(pixel_size, "pixel_size")
+    if model is not None and not isinstance(model, AtomModel):
+        raise TypeError(f"model: expected an AtomModel or None, got {type(model).__name__}")
+    sp = np.asarray(species)
+    if sp.ndim != 1 or sp.shape[0] != pos.shape[0]:
+        raise ValueError(f"species: expected one entry per atom ({pos.shape[0]}), got shape {sp.shape}")
+    if model is None:
+        if sp.dtype.kind in "iu":
+            raise ValueError("species: integer labels need a `model` (see aetcore.model.projection.atom_model)")
+        from ase.data import atomic_numbers
+        model = atom_model(sorted(dict.fromkeys(str(s) for s in sp), key=lambda s: atomic_numbers.get(s, 0)))
+    return pos, model.labels(sp), t, a, ps, model
+
+
+def _evidence(pos, lab, model, t, a, ps, noise, threads):
+    M = _project(pos, lab, model, a, t.shape[1:], ps, threads)
+    r = t - M
+    if noise is None:
+        noise = fit_variance(M, r)
+    w = 1.0 / noise.variance(M)
+    if pos.shape[0] == 0:
+        S = len(model.symbols)
+        return Evidence(np.zeros(0), np.zeros(0), np.zeros((0, S)), noise), r, w
+    A, C = footprint_sums(pos, a, t.shape[1:], ps, model, r, w)
+    n = lab.shape[0]
+    ar = np.arange(n)
+    a_l = A[ar, lab]
+    c_ll = C[ar, lab, lab]
+    presence = a_l + 0.5 * c_ll
+    d2 = c_ll[:, None] - 2.0 * C[ar, lab, :] + np.einsum("nss->ns", C)   # sum w (f_l - f_t)^2
+    relabel = -(a_l[:, None] - A) - 0.5 * d2
+    relabel[ar, lab] = 0.0
+    if relabel.shape[1] > 1:
+        other = relabel.copy()
+        other[ar, lab] = -np.inf
+        species = -other.max(axis=1)
+    else:
+        species = np.full(n, np.inf)
+    return Evidence(presence, species, relabel, noise), r, w
+
+
+def atom_evidence(positions, species, tilts, angles, pixel_size, *, model: AtomModel | None = None,
+                  noise: VarianceModel | None = None, threads=None) -> Evidence:
+    """Per-atom log-likelihood ratios of an atomic model against a tilt series.
+
+    Parameters
+    ----------
+    positions : (n, 3) array
+        Å, object frame.
+    species : (n,) sequence
+        Element symbols, or integer labels into ``model.symbols``.
+    tilts : (n_angles, ny, nx) array
+        The aligned series the model describes (same units as the model's heights: e.g. the series
+        :func:`aetcore.steps.refine.refine` fitted).
+    angles : (n_angles,) or (n_angles, 3) array
+        Degrees.
+    pixel_size : float
+        Å.
+    model : AtomModel, optional
+        Heights, B-factors and blur (e.g. ``RefinementResult.model``); default
+        :func:`aetcore.model.projection.atom_model` of the species present.
+    noise : VarianceModel, optional
+        Pixel variance; default fitted to the residuals (:func:`aetcore.model.noise.fit_variance`).
+    threads : int, optional
+
+    Returns
+    -------
+    Evidence
+    """
+    pos, lab, t, a, ps, model = _inputs(positions, species, tilts, angles, pixel_size, model)
+    if noise is not None and not isinstance(noise, VarianceModel):
+        raise TypeError(f"noise: expected a VarianceModel or None, got {type(noise).__name__}")
+    return _evidence(pos, lab, model, t, a, ps, noise, resolve_threads(threads))[0]
+
+
+def _least_in_neighbourhood(values, positions, candidates, radius):
+    """Indices of the candidates whose value is the smallest among the candidates within `radius`."""
+    idx = np.flatnonzero(candidates)
+    if idx.size < 2:
+        return idx
+    pairs = cKDTree(positions[idx]).query_pairs(radius, output_type="ndarray")
+    keep = np.ones(idx.size, bool)
+    if pairs.size:
+        v = values[idx]
+        i, j = pairs[:, 0], pairs[:, 1]
+        i_lower = (v[i] < v[j]) | ((v[i] == v[j]) & (i < j))
+        keep[j[i_lower]] = False
+        keep[i[~i_lower]] = False
+    return idx[keep]
+
+
+def propose_atoms(positions, species, tilts, angles, pixel_size, *, model: AtomModel | None = None,
+                  noise: VarianceModel | None = None, threshold: float = 10.0, min_distance: float = 1.6,
+                  radius: float = 2.0, threads=None):
+    """Atoms the residual of the series asks for (step 3 of the module documentation).
+
+    Parameters are those of :func:`atom_evidence`, and:
+
+    threshold : float
+        Smallest ``LL(with) - LL(without)`` of an added atom (nats).
+    min_distance : float
+        Å; candidates closer than this to an atom of the model are not considered.
+    radius : float
+        Å; of candidates closer than this, only the one with the largest gain is added.
+
+    Returns
+    -------
+    positions : (m, 3) float64
+        Å, object frame.
+    labels : (m,) int32
+        Species labels into ``model.symbols``.
+    gain : (m,) float64
+        ``LL(with) - LL(without)`` of each, nats.
+    """
+    pos, lab, t, a, ps, model = _inputs(positions, species, tilts, angles, pixel_size, model)
+    nt = resolve_threads(threads)
+    M = _project(pos, lab, model, a, t.shape[1:], ps, nt)
+    r = t - M
+    if noise is None:
+        noise = fit_variance(M, r)
+    w = 1.0 / noise.variance(M)
+    return _propose(pos, model, t, a, ps, r, w, float(threshold), positive(min_distance, "min_distance"),
+                    positive(radius, "radius"), nt)
+
+
+def _propose(pos, model, t, a, ps, r, w, threshold, min_distance, radius, nt):
+    K, ny, nx = t.shape
+    empty = (np.zeros((0, 3)), np.zeros(0, np.int32), np.zeros(0))
+    rad = np.radians(a)
+    bp_r = _core.backproject_volume(np.ascontiguousarray((w * r).astype(np.float32)), rad, nx, ny, nx, nt)
+    bp_w = _core.backproject_volume(np.ascontiguousarray(w.astype(np.float32)), rad, nx, ny, nx, nt)
+    amp, sig = _amplitudes(model, ps)
+    # Approximate gain map of each species on the voxel grid: smoothing the back-projection by the
+    # atom's 3D Gaussian equals back-projecting the images smoothed by its 2D projection, so
+    # a(x) ~ amp * G_sigma[bp(w r)](x) and c(x) ~ amp^2 G_sigma/sqrt2[bp(w)](x) / (4 pi sigma^2).
+    gmap = None
+    for s in range(sig.size):
+        g = (amp[s] * ndimage.gaussian_filter(bp_r, float(sig[s]))
+             - 0.5 * amp[s] ** 2 * ndimage.gaussian_filter(bp_w, float(sig[s]) / np.sqrt(2.0))
+             / (4.0 * np.pi * sig[s] ** 2))
+        gmap = g if gmap is None else np.maximum(gmap, g)
+    peak = (gmap == ndimage.maximum_filter(gmap, size=3)) & (gmap > threshold - _PREFILTER_MARGIN)
+    pk = np.argwhere(peak)
+    if pk.size == 0:
+        return empty
+    # sub-voxel position: a parabola through the three samples along each axis
+    hi_idx = np.array(gmap.shape) - 1
+    f0 = gmap[tuple(pk.T)]
+    off = np.zeros(pk.shape)
+    for ax in range(3):
+        e = np.zeros(3, np.int64)
+        e[ax] = 1
+        fm = gmap[tuple(np.clip(pk - e, 0, hi_idx).T)]
+        fp = gmap[tuple(np.clip(pk + e, 0, hi_idx).T)]
+        den = fm - 2 * f0 + fp
+        off[:, ax] = np.where(den < 0, np.clip(0.5 * (fm - fp) / np.where(den < 0, den, -1.0), -0.5, 0.5), 0.0)
+    zyx = pk + off
+    cand = (zyx[:, ::-1] - np.array([nx // 2, ny // 2, nx // 2])) * ps          # (x, y, z), Å
+    if pos.shape[0]:
+        d, _ = cKDTree(pos).query(cand)
+        cand = cand[d >= min_distance]
+    if cand.shape[0] == 0:
+        return empty
+    A, C = footprint_sums(cand, a, (ny, nx), ps, model, r, w)
+    gain = A - 0.5 * np.einsum("nss->ns", C)                     # LL(with species s) - LL(without)
+    best = np.argmax(gain, axis=1)
+    g = gain[np.arange(best.size), best]
+    sel = _least_in_neighbourhood(-g, cand, g > threshold, radius)
+    return cand[sel], best[sel].astype(np.int32), g[sel]
+
+
+def _refit_heights(pos, lab, model, t, a, ps, noise, nt):
+    """Weighted least-squares heights of every species at fixed positions and B (the model is linear
+    in the heights): one projection per species and an n_species^2 system."""
+    S = len(model.symbols)
+    P = []
+    for s in range(S):
+        sel = lab == s
+        unit = replace(model, heights=np.eye(S)[s])
+        P.append(_project(pos[sel], lab[sel], unit, a, t.shape[1:], ps, nt))
+    M = sum(h * p for h, p in zip(model.heights, P))
+    w = 1.0 / noise.variance(M)
+    G = np.array([[float(np.vdot(w * P[i], P[j])) for j in range(S)] for i in range(S)])
+    y = np.array([float(np.vdot(w * P[i], t)) for i in range(S)])
+    ok = np.diag(G) > 0
+    h = np.asarray(model.heights, np.float64).copy()
+    if ok.any():
+        sol = np.linalg.solve(G[np.ix_(ok, ok)], y[ok])
+        h[ok] = np.where(sol > 0, sol, h[ok])
+    return replace(model, heights=h)
+
+
+def decide_atoms(positions, species, tilts, angles, pixel_size, *, model: AtomModel | None = None,
+                 threshold: float = 0.0, add_threshold: float = 10.0, min_distance: float = 1.6,
+                 radius: float = 2.0, rounds: int = 4, iterations: int = 20, max_passes: int = 20,
+                 refine_options: dict | None = None, threads=None, log=None) -> Decision:
+    """Drop, relabel and add atoms by the evidence of the tilt series (see the module documentation).
+
+    Parameters
+    ----------
+    positions : (n, 3) array
+        Traced atoms, Å, object frame.
+    species : (n,) sequence
+        Their classified element symbols (or integer labels into ``model.symbols``).
+    tilts : (n_angles, ny, nx) array
+        The aligned series.
+    angles : (n_angles,) or (n_angles, 3) array
+        Degrees.
+    pixel_size : float
+        Å.
+    model : AtomModel, optional
+        Starting heights and B-factors (default :func:`aetcore.model.projection.atom_model`);
+        every round refines them.
+    threshold : float
+        An atom whose presence evidence (nats) is below this is dropped.
+    add_threshold : float
+        A candidate is added when its evidence (nats) exceeds this.
+    min_distance : float
+        Å: no atom is added closer than this to another.
+    radius : float
+        Å: neighbourhood of the one-at-a-time drop and add (see the module documentation).
+    rounds : int
+        Largest number of refine-drop-add rounds (>= 1).
+    iterations : int
+        L-BFGS-B iterations of the refinement of every round.
+    max_passes : int
+        Largest number of drop/relabel passes per round.
+    refine_options : dict, optional
+        Other keyword options of :func:`aetcore.steps.refine.refine` for the refinement of every round.
+    threads : int, optional
+    log : callable, optional
+        Called with one line per round.
+
+    Returns
+    -------
+    Decision
+    """
+    from .refine import refine
+
+    pos, lab, t, a, ps, model = _inputs(positions, species, tilts, angles, pixel_size, model)
+    threshold = float(threshold)
+    add_threshold = float(add_threshold)
+    if not (np.isfinite(threshold) and np.isfinite(add_threshold)):
+        raise ValueError(f"threshold/add_threshold: expected finite numbers, got {threshold}, {add_threshold}")
+    min_distance = positive(min_distance, "min_distance")
+    radius = positive(radius, "radius")
+    rounds = at_least(rounds, 1, "rounds", integer=True)
+    max_passes = at_least(max_passes, 1, "max_passes", integer=True)
+    ropts = dict(refine_options or {})
+    ropts["iterations"] = at_least(iterations, 1, "iterations", integer=True)
+    nt = resolve_threads(threads)
+    syms = np.asarray(model.symbols)
+    multi = len(model.symbols) > 1
+    source = np.arange(pos.shape[0], dtype=np.int64)
+    history = []
+    ev = noise = None
+    for rnd in range(rounds):
+        if pos.shape[0]:
+            ref = refine(pos, lab, t, a, ps, model=model, threads=nt, **ropts)
+            pos, model = ref.positions, ref.model
+        dropped = relabelled = 0
+        noise = None           # re-estimated against the refined model of every round
+        for _ in range(max_passes):
+            ev, r, w = _evidence(pos, lab, model, t, a, ps, noise, nt)
+            noise = ev.noise
+            drop = _least_in_neighbourhood(ev.presence, pos, ev.presence < threshold, radius)
+            change = np.zeros(lab.shape[0], bool)
+            if multi:
+                best = np.argmax(ev.relabel, axis=1)
+                change = (best != lab) & (ev.relabel[np.arange(lab.shape[0]), best] > 0)
+                change[drop] = False
+                lab = np.where(change, best, lab).astype(np.int32)
+            if drop.size == 0 and not change.any():
+                break
+            keep = np.ones(lab.shape[0], bool)
+            keep[drop] = False
+            pos, lab, source = pos[keep], lab[keep], source[keep]
+            dropped += int(drop.size)
+            relabelled += int(change.sum())
+            model = _refit_heights(pos, lab, model, t, a, ps, noise, nt)
+        # r and w belong to the current atoms: the last pass changed nothing
+        new_pos, new_lab, _ = _propose(pos, model, t, a, ps, r, w, add_threshold, min_distance, radius, nt)
+        if new_pos.shape[0]:
+            pos = np.concatenate([pos, new_pos])
+            lab = np.concatenate([lab, new_lab]).astype(np.int32)
+            source = np.concatenate([source, np.full(new_pos.shape[0], -1, np.int64)])
+        history.append({"dropped": dropped, "relabelled": relabelled, "added": int(new_pos.shape[0]),
+                        "atoms": int(pos.shape[0])})
+        if log is not None:
+            log(f"evidence round {rnd + 1}: dropped {dropped}, relabelled {relabelled}, added "
+                f"{new_pos.shape[0]}, {pos.shape[0]} atoms (noise: var = {noise.alpha:.4g} I + {noise.beta:.4g})")
+        if dropped == 0 and relabelled == 0 and new_pos.shape[0] == 0:
+            break
+    if ev is None or history[-1]["added"]:
+        ev = _evidence(pos, lab, model, t, a, ps, noise, nt)[0]
+    return Decision(positions=np.ascontiguousarray(pos, np.float64), labels=lab.astype(np.int32),
+                    symbols=syms[lab], model=model, evidence=ev, added=source < 0, source=source,
+                    history=history)

@@ -1,8 +1,9 @@
 """``aet run`` and its per-step commands as Python: a tilt-series file to an atomic model, a results
 folder and a report.
 
-The chain is a list of steps, each of which reads the products of the step before it and writes its
-own into ``DIR/steps/<step>.h5`` (written whole or not at all):
+The chain is the list of steps :data:`aetcore.steps.chain.STEPS` (whose trace, classify and refine
+steps are those of :func:`aetcore.atoms_from_tilts`); each reads the products of the step before it
+and writes its own into ``DIR/steps/<step>.h5`` (written whole or not at all):
 
 ``preprocess`` (read the file; register and average frames; background; normalise) ->
 ``align`` -> ``reconstruct`` (GENFIRE, plus a half-set FSC for the resolution) -> ``trace`` ->
@@ -36,14 +37,13 @@ import numpy as np
 
 from ..io.results import _step_meta, _step_path, load_step, save_step, write_step_group
 from ..io.tables import write_group
+from ..steps.chain import STEPS, classify_step, model_atoms, refine_step, trace_step
 from .._util.validate import species_symbols
 
 __all__ = ["run", "run_step", "STEPS", "export"]
 
 log = logging.getLogger("aetcore.cli")
 
-#: The steps of ``aet run``, in order.
-STEPS = ("preprocess", "align", "reconstruct", "trace", "classify", "refine")
 _STEP_ORDER = {s: i for i, s in enumerate(STEPS)}
 
 
@@ -297,14 +297,10 @@ def _do_reconstruct(r: _Run) -> None:
 
 
 def _do_trace(r: _Run) -> None:
-    from ..steps.trace import trace_atoms
     from .config import step_options
     rec, _ = r.load("reconstruct")
     t0 = time.perf_counter()
-    tr = trace_atoms(rec["volume"], r.pixel_size, threads=r.threads, **step_options(r.cfg, "trace"))
-    if len(tr) < len(r.species):
-        raise ValueError(f"reconstruction: only {len(tr)} atoms were traced, fewer than the "
-                         f"{len(r.species)} species")
+    tr = trace_step(rec["volume"], r.pixel_size, r.species, threads=r.threads, **step_options(r.cfg, "trace"))
     left = int(np.sum(tr.status == 4))
     r.save("trace", {"positions": tr.positions, "voxel": tr.voxel, "peak": tr.intensity, "status": tr.status},
            {"n_atoms": len(tr), "left_volume": left}, time.perf_counter() - t0)
@@ -313,13 +309,12 @@ def _do_trace(r: _Run) -> None:
 
 
 def _do_classify(r: _Run) -> None:
-    from ..steps.classify import classify
     from .config import step_options
     rec, _ = r.load("reconstruct")
     tr, _ = r.load("trace")
     t0 = time.perf_counter()
-    cls = classify(rec["volume"], tr["positions"], r.species, pixel_size=r.pixel_size, seed=r.seed,
-                   **step_options(r.cfg, "classify"))
+    cls = classify_step(rec["volume"], tr["positions"], r.species, r.pixel_size, seed=r.seed,
+                        **step_options(r.cfg, "classify"))
     r.save("classify", {"labels": cls.labels, "symbols": cls.symbols, "intensity": cls.intensity,
                         "initial_labels": cls.initial_labels,
                         "changes_per_round": np.asarray(cls.changes_per_round, np.int64)},
@@ -329,21 +324,18 @@ def _do_classify(r: _Run) -> None:
 
 
 def _do_refine(r: _Run) -> None:
-    from ..steps.refine import refine
     from .config import step_options
     al, _ = r.load("align")
     tr, _ = r.load("trace")
     cl, _ = r.load("classify")
     t0 = time.perf_counter()
-    keep = cl["labels"] >= 0
-    positions = tr["positions"][keep]
-    symbols = np.asarray(r.species)[cl["labels"][keep]]
     if not r.cfg["refine"]["enabled"]:
+        positions = tr["positions"][cl["labels"] >= 0]
         r.save("refine", {"positions": positions, "precision": np.full(positions.shape, np.nan)},
                {"enabled": False, "r1_before": None, "r1_after": None}, time.perf_counter() - t0)
         return
-    ref = refine(positions, symbols, al["tilts"], al["angles"], r.pixel_size, threads=r.threads,
-                 progress=r.progress, **step_options(r.cfg, "refine", drop=("enabled",)))
+    ref = refine_step(tr["positions"], cl["labels"], r.species, al["tilts"], al["angles"], r.pixel_size,
+                      threads=r.threads, progress=r.progress, **step_options(r.cfg, "refine", drop=("enabled",)))
     r.save("refine", {"positions": ref.positions, "precision": ref.precision, "loss_history": ref.loss_history,
                       "angles": ref.angles},
            {"enabled": True, "r1_before": ref.r1_before, "r1_after": ref.r1_after,
@@ -362,26 +354,17 @@ _DO = {"preprocess": _do_preprocess, "align": _do_align, "reconstruct": _do_reco
 def _atoms(r: _Run, steps: dict):
     """The atomic model of the folder (refined if the refine step is valid) as ase.Atoms, from the
     loaded valid `steps` ({step: (arrays, attrs)})."""
-    from ase import Atoms
     tr, _ = steps["trace"]
     cl, _ = steps["classify"]
-    keep = cl["labels"] >= 0
-    symbols = np.asarray(r.species)[cl["labels"][keep]]
-    info = {"pixel_size": r.pixel_size, "non_atoms": int((~keep).sum())}
+    info, positions, precision = {}, None, None
     if "refine" in steps:
         ref, ref_attrs = steps["refine"]
         positions, precision = ref["positions"], ref["precision"]
         for k in ("r1_before", "r1_after"):
             if ref_attrs.get(k) is not None:
                 info[k] = float(ref_attrs[k])
-    else:
-        positions, precision = tr["positions"][keep], np.full((int(keep.sum()), 3), np.nan)
-    atoms = Atoms(symbols=list(symbols), positions=positions)
-    atoms.set_array("intensity", cl["intensity"][keep].astype(np.float64))
-    atoms.set_array("fit_status", tr["status"][keep].astype(np.int64))
-    atoms.set_array("precision", np.asarray(precision, np.float64))
-    atoms.info.update(info)
-    return atoms
+    return model_atoms(r.species, r.pixel_size, tr["positions"], tr["status"], cl["labels"], cl["intensity"],
+                       positions=positions, precision=precision, info=info)
 
 
 def _provenance(r: _Run) -> dict:

@@ -1,5 +1,7 @@
-"""The chain from a tilt series to an atomic model in one call: reconstruction (GENFIRE), atom
-tracing, species classification and refinement against the projections."""
+"""The chain from a tilt series to an atomic model: the one place the order of the steps is written
+(:data:`STEPS`), and the atom steps (:func:`trace_step`, :func:`classify_step`, :func:`refine_step`,
+:func:`model_atoms`) that both :func:`atoms_from_tilts` (arrays in memory) and the results-folder
+runner :mod:`aetcore.app.folder` (``aet run``, one step file per step) call."""
 from __future__ import annotations
 
 import time
@@ -14,7 +16,11 @@ from .reconstruct import genfire
 from .refine import refine as refine_model
 from .trace import trace_atoms
 
-__all__ = ["atoms_from_tilts", "atoms_from_volume"]
+__all__ = ["STEPS", "atoms_from_tilts", "atoms_from_volume", "trace_step", "classify_step", "refine_step",
+           "model_atoms"]
+
+#: The steps of ``aet run``, in order: the products of each are the inputs of the next.
+STEPS = ("preprocess", "align", "reconstruct", "trace", "classify", "refine")
 
 
 def _options(value, name: str) -> dict:
@@ -105,32 +111,91 @@ def atoms_from_volume(volume, tilts, angles, pixel_size: float, species: Sequenc
     timings = {}
 
     t0 = time.perf_counter()
-    traced = trace_atoms(volume, ps, threads=nthreads, **opts["trace_options"])
-    if len(traced) < len(species):
-        raise ValueError(f"volume: only {len(traced)} atoms were traced, fewer than the {len(species)} species")
+    traced = trace_step(volume, ps, species, threads=nthreads, **opts["trace_options"])
     timings["trace"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    cls = classify(volume, traced.positions, species, pixel_size=ps, seed=rng, **opts["classify_options"])
-    keep = cls.labels >= 0
+    cls = classify_step(volume, traced.positions, species, ps, seed=rng, **opts["classify_options"])
     timings["classify"] = time.perf_counter() - t0
 
-    positions = traced.positions[keep]
-    symbols = np.asarray(species)[cls.labels[keep]]
-    precision = np.full((positions.shape[0], 3), np.nan)
-    info = {"changes_per_round": list(cls.changes_per_round), "non_atoms": int((~keep).sum()), "pixel_size": ps}
+    info = {"changes_per_round": list(cls.changes_per_round)}
+    positions = precision = None
     if refine:
         t0 = time.perf_counter()
-        ref = refine_model(positions, symbols, t, a, ps, threads=nthreads, **opts["refine_options"])
+        ref = refine_step(traced.positions, cls.labels, species, t, a, ps, threads=nthreads, **opts["refine_options"])
         positions, precision = ref.positions, ref.precision
         info.update(r1_before=ref.r1_before, r1_after=ref.r1_after,
                     heights=dict(zip(ref.model.symbols, ref.model.heights.tolist())),
                     b_factors=dict(zip(ref.model.symbols, ref.model.b_factors.tolist())))
         timings["refine"] = time.perf_counter() - t0
     info["timings"] = timings
+    return model_atoms(species, ps, traced.positions, traced.status, cls.labels, cls.intensity,
+                       positions=positions, precision=precision, info=info)
+
+
+def trace_step(volume, pixel_size: float, species: Sequence[str], *, threads=None, **options):
+    """The trace step: :func:`aetcore.steps.trace.trace_atoms` with `options`, refusing a volume in
+    which fewer atoms than species were found (nothing to classify)."""
+    traced = trace_atoms(volume, pixel_size, threads=threads, **options)
+    if len(traced) < len(species):
+        raise ValueError(f"volume: only {len(traced)} atoms were traced, fewer than the {len(species)} species")
+    return traced
+
+
+def classify_step(volume, positions, species: Sequence[str], pixel_size: float, *, seed=None, **options):
+    """The classify step: :func:`aetcore.steps.classify.classify` of the traced `positions`."""
+    return classify(volume, positions, species, pixel_size=pixel_size, seed=seed, **options)
+
+
+def _kept(positions, labels, species):
+    """The traced atoms the classification kept (label >= 0) and their symbols."""
+    labels = np.asarray(labels)
+    keep = labels >= 0
+    return np.asarray(positions)[keep], np.asarray(species)[labels[keep]]
+
+
+def refine_step(positions, labels, species: Sequence[str], tilts, angles, pixel_size: float, *, threads=None,
+                **options):
+    """The refine step: :func:`aetcore.steps.refine.refine` of the atoms the classification kept
+    (`positions` are the traced ones, `labels` the classification's, -1 for a non-atom)."""
+    kept, symbols = _kept(positions, labels, species)
+    return refine_model(kept, symbols, tilts, angles, pixel_size, threads=threads, **options)
+
+
+def model_atoms(species: Sequence[str], pixel_size: float, traced_positions, status, labels, intensity, *,
+                positions=None, precision=None, info: dict | None = None) -> Atoms:
+    """The atomic model (``atoms.xyz``) from the products of the trace and classify steps, and of the
+    refine step when it ran.
+
+    Parameters
+    ----------
+    species : sequence of str
+        The species, in the order the labels index.
+    pixel_size : float
+        Å per voxel (stored in ``atoms.info``).
+    traced_positions, status : (n, 3), (n,) arrays
+        The trace step's positions (Å) and fit status of every traced atom.
+    labels, intensity : (n,) arrays
+        The classify step's species index (-1: not an atom) and integrated intensity.
+    positions, precision : (m, 3) arrays, optional
+        The refined positions and their precision (Å) of the m kept atoms; None: the traced positions
+        and NaN precision.
+    info : dict, optional
+        More ``atoms.info`` entries.
+
+    Returns
+    -------
+    ase.Atoms
+        The kept atoms with per-atom arrays ``intensity``, ``fit_status`` and ``precision``;
+        ``atoms.info`` has ``pixel_size`` and ``non_atoms`` (atoms the classification dropped).
+    """
+    keep = np.asarray(labels) >= 0
+    kept, symbols = _kept(traced_positions, labels, species)
+    if positions is None:
+        positions, precision = kept, np.full(kept.shape, np.nan)
     atoms = Atoms(symbols=list(symbols), positions=positions)
-    atoms.set_array("intensity", cls.intensity[keep].astype(np.float64))
-    atoms.set_array("fit_status", traced.status[keep].astype(np.int64))
+    atoms.set_array("intensity", np.asarray(intensity)[keep].astype(np.float64))
+    atoms.set_array("fit_status", np.asarray(status)[keep].astype(np.int64))
     atoms.set_array("precision", np.asarray(precision, np.float64))
-    atoms.info.update(info)
+    atoms.info.update({"pixel_size": float(pixel_size), "non_atoms": int((~keep).sum()), **(info or {})})
     return atoms

@@ -130,3 +130,13 @@ def test_thread_counts_agree_bitwise_for_projectors(rng):
     p = project_volume(vol, a)
     np.testing.assert_array_equal(backproject_volume(p, a, vol.shape, threads=1),
                                   backproject_volume(p, a, vol.shape, threads=2))
+
+
+def test_threads_none_means_every_core_the_process_may_use(rng):
+    # CONVENTIONS: threads=None is all the cores the process may use (its CPU affinity, not the machine)
+    import os
+    from aetcore._util.validate import resolve_threads
+    assert resolve_threads(None) == len(os.sched_getaffinity(0))
+    vol = rng.random((16, 16, 16), dtype=np.float32)
+    a = rng.uniform(-60, 60, (3, 3))
+    np.testing.assert_array_equal(project_volume(vol, a, threads=None), project_volume(vol, a, threads=1))

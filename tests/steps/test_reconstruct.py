@@ -128,3 +128,20 @@ def test_progress_callback_sees_every_iteration(particle):
     genfire(tilts, angles, iterations=7, progress=False, callback=lambda i, e, f: seen.append((i, e)))
     assert [i for i, _ in seen] == list(range(7))
     assert all(np.isfinite(e) for _, e in seen)
+
+
+@pytest.mark.parametrize("method", ["sirt", "genfire"])
+def test_angle_order_does_not_matter(method):
+    # CONVENTIONS: angles need not be sorted or evenly spaced; the k-th angle belongs to the k-th image
+    rng = np.random.default_rng(5)
+    pos = rng.uniform(-4, 4, (12, 3))
+    angles = np.sort(rng.uniform(-70, 70, 15))  # uneven steps
+    tilts = project_atoms(pos, ["Pt"] * 12, angles, (32, 32), 0.5)
+    order = rng.permutation(15)
+    if method == "sirt":
+        run = lambda t, a: sirt(t, a, pixel_size=0.5, iterations=20, threads=1, progress=False).volume  # noqa: E731
+    else:
+        run = lambda t, a: genfire(t, a, pixel_size=0.5, iterations=20, oversampling=2, seed=0,  # noqa: E731
+                                   threads=1, progress=False).volume
+    a, b = run(tilts, angles), run(tilts[order], angles[order])
+    np.testing.assert_allclose(b, a, rtol=0, atol=1e-4 * np.abs(a).max())

@@ -67,8 +67,8 @@ def read_model(path, *, variable: str | None = None, species_variable: str | Non
         if suffix in (".csv", ".txt", ".dat"):
             return _read_csv(p)
         if suffix in (".xyz", ".extxyz"):
-            from ase.io import read
-            atoms = read(p, index=-1)
+            from ..io.readers import read_atoms
+            atoms = read_atoms(p)
             return np.asarray(atoms.positions, np.float64), np.array(atoms.get_chemical_symbols())
     except ValueError as e:
         if str(e).startswith(str(p)):

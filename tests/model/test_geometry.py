@@ -100,3 +100,24 @@ def test_fourier_slice_theorem():
         z = np.exp(-2j * np.pi * k3[2] * c / n)
         F3 = np.einsum("zyx,z,y,x->", vol, z, y, x)  # DFT at a non-integer frequency
         assert abs(F2[kv % n, ku % n] - F3) < 1e-4 * abs(F2[0, 0])
+
+
+@pytest.mark.parametrize("pixel_size", [0.3, 0.5])
+def test_atom_projection_is_the_pixel_mean_of_the_written_gaussian(pixel_size):
+    # CONVENTIONS, forward model: sigma^2 = B / (8 pi^2) + blur^2, the projection H sqrt(2 pi) sigma
+    # exp(-|p - p_i|^2 / (2 sigma^2)) (the beam integral counted in voxels: / pixel_size), and a pixel
+    # holds its mean over the pixel's square; computed here with erf, independently of the core
+    from scipy.special import erf
+    from aetcore.model.projection import atom_model
+    m = atom_model(["Pt"], heights={"Pt": 2.0}, b_factors={"Pt": 4.0}, blur=0.2)
+    s, n, p = np.sqrt(4.0 / (8 * np.pi ** 2) + 0.2 ** 2), 32, pixel_size
+    pos = np.array([[0.13, -0.21, 0.4]])
+    img = project_atoms(pos, ["Pt"], [0.0], (n, n), p, model=m, cutoff=12.0)[0].astype(np.float64)
+    edges = (np.arange(n + 1) - n // 2 - 0.5) * p
+
+    def pixel_mean(c):  # mean of exp(-(t - c)^2 / (2 s^2)) over each pixel, in Å along one axis
+        return np.diff(erf((edges - c) / (s * np.sqrt(2)))) * s * np.sqrt(np.pi / 2) / p
+
+    ref = 2.0 * np.sqrt(2 * np.pi) * s / p * np.outer(pixel_mean(pos[0, 1]), pixel_mean(pos[0, 0]))
+    np.testing.assert_allclose(img, ref, rtol=0, atol=1e-6 * ref.max())
+    assert img.sum() == pytest.approx(2.0 * (2 * np.pi) ** 1.5 * s ** 3 / p ** 3, rel=1e-6)

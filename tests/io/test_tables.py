@@ -54,3 +54,14 @@ def test_group_without_meta(tmp_path):
     with h5py.File(tmp_path / "g.h5", "w") as f:
         write_group(f.create_group("a"), {"x": np.ones(2)})
         assert read_group(f["a"])[1] is None
+
+
+def test_csv_text_is_quoted_and_none_is_empty(tmp_path):
+    p = tmp_path / "q.csv"
+    text = ["plain", "a, b", 'say "hi"', "two\nlines", None]
+    write_csv(p, {"text": text, "n": [1, None, 3, None, 5], "r": [0.5, None, None, None, 1e-9]})
+    with open(p, encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["text"] for r in rows] == ["plain", "a, b", 'say "hi"', "two\nlines", ""]
+    assert [r["n"] for r in rows] == ["1", "", "3", "", "5"]
+    assert [r["r"] for r in rows] == ["0.5", "", "", "", "1e-09"]

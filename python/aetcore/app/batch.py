@@ -32,7 +32,6 @@ dataset into ``<out>/batch.csv`` and ``<out>/batch.json``. :func:`add_batch_pars
 """
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import os
@@ -570,19 +569,13 @@ def _row(spec: DatasetSpec) -> dict:
 
 
 def _write_tables(m: Manifest, rows: list, species: tuple, meta: dict):
-    from ..io.writers import atomic_path, write_json
-    fields = [*_CSV_FIELDS[:5], *(f"count_{s}" for s in species), *_CSV_FIELDS[5:]]
-    with atomic_path(m.out / "batch.csv") as tmp:
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=fields)
-            w.writeheader()
-            for r in rows:
-                cells = {k: r[k] for k in _CSV_FIELDS}
-                counts = r["counts"] or {}
-                cells.update({f"count_{s}": counts.get(s, "") for s in species})
-                if cells["time_s"] is not None:
-                    cells["time_s"] = round(cells["time_s"], 3)
-                w.writerow({k: "" if v is None else v for k, v in cells.items()})
+    from ..io.tables import write_csv
+    from ..io.writers import write_json
+    columns = {k: [r[k] for r in rows] for k in _CSV_FIELDS[:5]}
+    columns.update({f"count_{s}": [(r["counts"] or {}).get(s) for r in rows] for s in species})
+    columns.update({k: [r[k] for r in rows] for k in _CSV_FIELDS[5:]})
+    columns["time_s"] = [None if t is None else round(t, 3) for t in columns["time_s"]]
+    write_csv(m.out / "batch.csv", columns)
     write_json(m.out / "batch.json", {**meta, "datasets": rows})
 
 

@@ -4,8 +4,9 @@
 One encoding everywhere:
 
 - CSV (:func:`write_csv`): a header row of column names, then one row per item, UTF-8. Floats with
-  8 significant digits (``nan``, ``inf``), booleans as ``1``/``0``, a cell that holds a list of
-  integers (the nuclei of an event, say) as ``1;2;3``.
+  8 significant digits (``nan``, ``inf``), booleans as ``1``/``0``, None as an empty cell, a cell
+  that holds a list of integers (the nuclei of an event, say) as ``1;2;3``; text with a comma, a
+  quote or a line break is quoted as RFC 4180 says (what Python's ``csv`` module reads back).
 - HDF5 (:func:`write_group`, :func:`write_h5`, :func:`read_group`): one dataset per column or array;
   text as fixed-length UTF-8 bytes (NumPy ``S``; :func:`read_group` gives ``str`` back), a list of
   integers per row as ``1;2;3`` text like the CSV; a nested dict as a sub-group; arrays of more than
@@ -43,6 +44,18 @@ def _joined(values) -> list:
     return [";".join(str(int(x)) for x in cell) for cell in values]
 
 
+def _quoted(t: np.ndarray) -> np.ndarray:
+    """RFC 4180: a cell with a comma, a quote or a line break between quotes, its quotes doubled."""
+    need = np.zeros(t.shape, bool)
+    for c in (",", '"', "\n", "\r"):
+        need |= np.char.find(t, c) >= 0
+    if not need.any():
+        return t
+    out = t.astype(object)
+    out[need] = ['"' + c.replace('"', '""') + '"' for c in t[need]]
+    return out.astype(str)
+
+
 def _text_column(values, name: str) -> np.ndarray:
     if _list_cells(values):
         return np.asarray(_joined(values), dtype=str)
@@ -53,7 +66,9 @@ def _text_column(values, name: str) -> np.ndarray:
         return np.char.mod("%.8g", a)
     if a.dtype.kind == "b":
         return np.where(a, "1", "0")
-    return a.astype(str)
+    if a.dtype == object:
+        a = np.asarray(["" if v is None else str(v) for v in a], dtype=str)
+    return _quoted(a.astype(str))
 
 
 def write_csv(path, columns: dict) -> None:

@@ -12,7 +12,7 @@ from scipy.spatial.transform import Rotation
 from aetcore.analysis.track.correspondence import Correspondence, correspond
 from aetcore.analysis.track.nuclei import find_nuclei, link_nuclei
 from aetcore.analysis.track.registration import icp, kabsch
-from aetcore.analysis.track.folder import track_folders
+from aetcore.app.track import track_folders
 from aetcore.analysis.track.series import track_series
 from test_bond_order import random_packing
 

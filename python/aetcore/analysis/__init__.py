@@ -6,8 +6,9 @@ Modules: :mod:`~aetcore.analysis.neighbors` (neighbour lists, RDF, coordination)
 :mod:`~aetcore.analysis.strain` (Gaussian-smoothed strain tensor per atom and on planes),
 :mod:`~aetcore.analysis.order` (L1_0/L1_2 local order, phases, Warren–Cowley, anti-sites, swaps,
 anti-phase boundaries), :mod:`~aetcore.analysis.grains` (connected regions of one phase),
-:mod:`~aetcore.analysis.bond_order` (Steinhardt q_l), :mod:`~aetcore.analysis.plots` (figures) and
-:mod:`~aetcore.analysis.folder` (:func:`analyze_folder`, the body of ``aet analyze``).
+:mod:`~aetcore.analysis.bond_order` (Steinhardt q_l) and :mod:`~aetcore.analysis.plots` (figures);
+:mod:`~aetcore.analysis.track`: time series (4D). The body of ``aet analyze``,
+:func:`analyze_folder`, is :mod:`aetcore.app.analyze` (also importable from here).
 """
 from .neighbors import (RDF, coordination, nearest_neighbour_distance, neighbour_list, partial_coordination,
                         radial_distribution, shell_cutoff)
@@ -20,7 +21,6 @@ from .order import (PHASES, VARIANTS, ChemicalOrder, antiphase_boundaries, antis
 from .grains import Grains, find_grains, site_pairs
 from .bond_order import (CUTOFF_FACTOR, FCC_Q4, FCC_Q6, REFERENCE, BondOrder, bond_order, global_steinhardt,
                          neighbour_bonds, normalized_order, steinhardt)
-from .folder import analyze_folder
 
 _PLOTS = ("strain_map_figure", "order_map_figure", "phase_map_figure", "rdf_figure")
 
@@ -30,6 +30,9 @@ def __getattr__(name):
     if name in _PLOTS:
         from . import plots
         return getattr(plots, name)
+    if name == "analyze_folder":  # the folder runner lives with the other runners, in app/
+        from ..app.analyze import analyze_folder
+        return analyze_folder
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

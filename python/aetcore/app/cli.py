@@ -223,7 +223,7 @@ def cmd_step(args) -> int:
 
 
 def cmd_analyze(args) -> int:
-    from ..analysis import analyze_folder
+    from .analyze import analyze_folder
     s = analyze_folder(args.out, lattice=args.lattice, lattice_constant=args.lattice_constant,
                        strain_sigma=args.strain_sigma, planes=tuple(args.planes), chemical=args.chemical,
                        min_grain_size=args.min_grain_size, threads=args.threads)
@@ -234,7 +234,7 @@ def cmd_analyze(args) -> int:
 
 
 def cmd_track(args) -> int:
-    from ..analysis.track.folder import track_folders
+    from .track import track_folders
     s = track_folders(args.models, args.out, order_key=args.order_key, register=not args.no_register,
                       threshold=args.threshold, core_threshold=args.core_threshold, min_size=args.min_size,
                       threads=args.threads)

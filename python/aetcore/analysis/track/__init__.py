@@ -4,8 +4,8 @@ per-atom changes, and crystal nuclei found at each time and followed across time
 Modules: :mod:`~aetcore.analysis.track.registration` (:func:`kabsch`, :func:`icp`),
 :mod:`~aetcore.analysis.track.correspondence` (:func:`correspond`), :mod:`~aetcore.analysis.track.nuclei`
 (:func:`find_nuclei`, :func:`link_nuclei`), :mod:`~aetcore.analysis.track.series` (:func:`track_series`),
-:mod:`~aetcore.analysis.track.folder` (:func:`track_folders`, the body of ``aet track``) and
-:mod:`~aetcore.analysis.track.plots` (figures).
+:mod:`~aetcore.analysis.track.plots` (figures); the body of ``aet track``, :func:`track_folders`, is
+:mod:`aetcore.app.track` (also importable from here).
 
 Every model is a set of atom positions in Å in its own object frame (x, y, z). The models are
 registered one after the other onto the previous, already registered model (:func:`icp`: trimmed
@@ -36,7 +36,13 @@ from .registration import Registration, icp, kabsch
 from .correspondence import Correspondence, correspond
 from .nuclei import EVENTS, find_nuclei, link_nuclei
 from .series import FATES, TrackResult, track_series
-from .folder import track_folders
 
 __all__ = ["Registration", "kabsch", "icp", "Correspondence", "correspond", "find_nuclei", "link_nuclei",
            "TrackResult", "track_series", "track_folders", "EVENTS", "FATES"]
+
+
+def __getattr__(name):
+    if name == "track_folders":  # the folder runner lives with the other runners, in app/
+        from ...app.track import track_folders
+        return track_folders
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

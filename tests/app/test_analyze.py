@@ -1,4 +1,4 @@
-"""aetcore.analysis.analyze_folder (the body of 'aet analyze') on a results folder."""
+"""aetcore.app.analyze.analyze_folder (the body of 'aet analyze') on a results folder."""
 import csv
 import json
 
@@ -8,7 +8,8 @@ import pytest
 from ase import Atoms
 from ase.io import read
 
-from aetcore.analysis import analyze_folder, chemical_order, fit_lattice
+from aetcore.analysis import chemical_order, fit_lattice
+from aetcore.app.analyze import analyze_folder
 from aetcore.io.writers import write_xyz
 from aetcore.model.simulate import FEPT_LATTICE_CONSTANT as A, fept_particle
 

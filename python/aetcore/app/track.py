@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .nuclei import EVENTS
-from .series import FATES, _check_options, track_series
+from ..analysis.track.nuclei import EVENTS
+from ..analysis.track.series import FATES, _check_options, track_series
 
 __all__ = ["track_folders"]
 
@@ -19,7 +19,7 @@ __all__ = ["track_folders"]
 # ----------------------------------------------------------------------------------------------
 
 def _read_model(path: Path, order_key):
-    from ...io.readers import read_atoms
+    from ..io.readers import read_atoms
     atoms = read_atoms(path, name="folders")
     f = path / "atoms.xyz" if path.is_dir() else path
     order = None
@@ -68,8 +68,8 @@ def track_folders(folders, out, *, order_key=None, register=True, trim=0.9, sear
     dict
         The summary written to ``summary.json``.
     """
-    from ...io.tables import write_csv, write_h5
-    from ...io.writers import atomic_path, write_json
+    from ..io.tables import write_csv, write_h5
+    from ..io.writers import atomic_path, write_json
     if isinstance(folders, (str, Path)) or not hasattr(folders, "__len__"):
         raise TypeError(f"folders: expected a sequence of folders or XYZ files, one per time, got "
                         f"{type(folders).__name__}")
@@ -112,7 +112,7 @@ def track_folders(folders, out, *, order_key=None, register=True, trim=0.9, sear
              attrs={"n_times": len(paths), "inputs": json.dumps([str(f) for f in files]),
                     "units": "positions and translations in Å, frame of the first model"})
 
-    from .plots import displacements_figure, nucleus_sizes_figure
+    from ..analysis.track.plots import displacements_figure, nucleus_sizes_figure
     figs = {"nucleus_sizes": (nucleus_sizes_figure(res.tracks, len(paths)),
                               "Nucleus size against time, one line per track, coloured by fate; dashed: "
                               "division or merging."),
@@ -158,7 +158,7 @@ def track_folders(folders, out, *, order_key=None, register=True, trim=0.9, sear
     }
     if report:
         try:
-            from ...report.page import add_section
+            from ..report.page import add_section
         except ImportError:  # the report module is optional
             add_section = None
         if add_section is not None:

@@ -24,12 +24,12 @@ from .._util.validate import as_folder, at_least, one_of, positive
 from ..io.readers import read_atoms
 from ..io.tables import write_csv, write_h5
 from ..io.writers import atomic_path, write_json
-from .bond_order import bond_order
-from .grains import find_grains, site_pairs
-from .lattice import as_lattice, fit_lattice
-from .neighbors import coordination, radial_distribution
-from .order import PHASES, VARIANTS, chemical_order, fcc_shell_offsets, site_neighbours
-from .strain import VOIGT, displacement_gradient, strain_from_gradient, strain_map, to_crystal_frame, voigt
+from ..analysis.bond_order import bond_order
+from ..analysis.grains import find_grains, site_pairs
+from ..analysis.lattice import as_lattice, fit_lattice
+from ..analysis.neighbors import coordination, radial_distribution
+from ..analysis.order import PHASES, VARIANTS, chemical_order, fcc_shell_offsets, site_neighbours
+from ..analysis.strain import VOIGT, displacement_gradient, strain_from_gradient, strain_map, to_crystal_frame, voigt
 
 __all__ = ["analyze_folder", "ANALYSIS_DIR"]
 
@@ -107,7 +107,7 @@ def analyze_folder(folder, *, lattice="fcc", lattice_constant=None, strain_sigma
         planes = (planes,)
     planes = tuple(one_of(p, ("x", "y", "z"), "planes") for p in planes)
 
-    from . import plots  # matplotlib only when figures are made
+    from ..analysis import plots  # matplotlib only when figures are made
 
     atoms = read_atoms(root / "atoms.xyz", min_atoms=4)
     x = np.asarray(atoms.positions, np.float64)

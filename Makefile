@@ -42,11 +42,12 @@ test: install
 
 # The C++ core as a library, configured without Python (AETCORE_BUILD_PYTHON=OFF), and its ctest
 # suite (cpp/tests): projector adjointness and geometry, the GENFIRE round trip, tracing and
-# refinement gradients, and the consume test (cmake --install into the build tree, then a tiny
+# refinement gradients, the C++ GENFIRE against aetcore.genfire (with the venv's Python, which has the
+# package installed), and the consume test (cmake --install into the build tree, then a tiny
 # program built against it with find_package(aetcore)). See docs/cpp.md.
 CPP_DIR := build-cpp
 test-cpp: install
-	$(VENV)/bin/cmake -S . -B $(CPP_DIR) -DAETCORE_BUILD_PYTHON=OFF -DCMAKE_BUILD_TYPE=Release >/dev/null
+	$(VENV)/bin/cmake -S . -B $(CPP_DIR) -DAETCORE_BUILD_PYTHON=OFF -DCMAKE_BUILD_TYPE=Release -DAETCORE_TEST_PYTHON=$(abspath $(PY)) >/dev/null
 	nice $(VENV)/bin/cmake --build $(CPP_DIR) -j2
 	$(VENV)/bin/ctest --test-dir $(CPP_DIR) --output-on-failure
 

@@ -1,9 +1,10 @@
 """Tomographic reconstruction: GENFIRE (Fourier iterative), RESIRE, SIRT and WBP.
 
 Every function takes a tilt series ``(n_angles, ny, nx)`` and angles in degrees (CONVENTIONS.md)
-and returns a :class:`Reconstruction` whose ``volume`` is ``(n, n, n)`` float32 with
-``n = max(ny, nx)`` unless ``volume_shape`` says otherwise, in the units of the projections per
-voxel (lengths along the beam counted in voxels).
+and returns a :class:`Reconstruction` whose ``volume`` is ``(nx, ny, nx)`` float32 (the box follows
+the data, CONVENTIONS.md: the image's ``ny x nx`` and as deep as it is wide) unless
+``volume_shape`` says otherwise, in the units of the projections per voxel (lengths along the beam
+counted in voxels).
 """
 from __future__ import annotations
 
@@ -63,8 +64,7 @@ class Reconstruction:
 def _volume_shape(tilts: np.ndarray, volume_shape) -> tuple:
     ny, nx = tilts.shape[1:]
     if volume_shape is None:
-        n = max(ny, nx)
-        return (n, n, n)
+        return (nx, ny, nx)
     if not (isinstance(volume_shape, (tuple, list)) and len(volume_shape) == 3):
         raise ValueError(f"volume_shape: expected (nz, ny, nx), got {volume_shape!r}")
     return tuple(at_least(s, 1, "volume_shape", integer=True) for s in volume_shape)
@@ -208,7 +208,7 @@ def genfire(tilts, angles, *, pixel_size: float = 1.0, oversampling: float = _D.
         Once every point is enforced, stop when the error has not fallen by a relative ``tol``
         (default 1e-4) for ``patience`` (default 20) iterations.
     volume_shape : (nz, ny, nx), optional
-        Defaults to a cube of side ``max(ny, nx)``.
+        Defaults to ``(nx, ny, nx)``: the image's size, as deep as it is wide (CONVENTIONS.md).
     threads : int, optional
         OpenMP threads; None: every core the process may use.
     seed : None, int or numpy.random.Generator

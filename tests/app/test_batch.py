@@ -1,5 +1,4 @@
 """aet batch: a manifest of datasets run with dask.distributed, failures reported and retried."""
-import argparse
 import contextlib
 import csv
 import io
@@ -10,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aetcore.app.batch import ManifestError, add_batch_parser, batch, load_manifest
+from aetcore.app.batch import ManifestError, batch, load_manifest
 from aetcore.app.cli import main as aet
 
 # a quick configuration: ~2 s per 32 px dataset on one core
@@ -24,14 +23,12 @@ align.matching = false
 
 
 def _parser():
-    ap = argparse.ArgumentParser(prog="aet")
-    sub = ap.add_subparsers(dest="command")
-    add_batch_parser(sub)
-    return ap
+    from aetcore.app.cli import build_parser  # aet batch is declared with every other command
+    return build_parser()
 
 
 def _aet_batch(argv):
-    """Run `aet batch ARGV` through add_batch_parser; (exit status, stdout, stderr)."""
+    """Run `aet batch ARGV` through the aet parser and handler; (exit status, stdout, stderr)."""
     args = _parser().parse_args(["batch", *argv])
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

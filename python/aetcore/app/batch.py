@@ -27,8 +27,8 @@ sweep over one tilt series -- and the settings they share::
 once (:class:`ManifestError`). :func:`batch` runs one :func:`aetcore.app.folder.run` per dataset on a
 ``dask.distributed`` cluster (a ``LocalCluster`` unless a scheduler is given), retries a failed
 dataset (once by default), never lets one failure stop the others, and gathers one row per
-dataset into ``<out>/batch.csv`` and ``<out>/batch.json``. :func:`add_batch_parser` declares the
-``aet batch`` command. See ``docs/batch.md`` for laptops, existing schedulers and SLURM.
+dataset into ``<out>/batch.csv`` and ``<out>/batch.json``; ``aet batch`` (:mod:`aetcore.app.cli`)
+calls them. See ``docs/batch.md`` for laptops, existing schedulers and SLURM.
 """
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ except ModuleNotFoundError:  # Python < 3.11
 log = logging.getLogger("aetcore.batch")
 
 __all__ = ["batch", "load_manifest", "Manifest", "DatasetSpec", "BatchResult", "ManifestError",
-           "add_batch_parser", "MANIFEST_DEFAULT_KEYS", "MANIFEST_DATASET_KEYS"]
+           "MANIFEST_DEFAULT_KEYS", "MANIFEST_DATASET_KEYS"]
 
 #: keys of ``[defaults]`` and what they hold
 MANIFEST_DEFAULT_KEYS = {
@@ -728,80 +728,6 @@ def batch(manifest, *, scheduler=None, workers=None, threads_per_worker=None, re
     return BatchResult(rows=rows, csv_path=m.out / "batch.csv", json_path=m.out / "batch.json",
                        manifest=m.path, scheduler=session.description,
                        threads_per_worker=session.threads, wall_s=meta["wall_s"], species=species)
-
-
-# -------------------------------------------------------------------------------------------- CLI
-def _positive_int(s):
-    import argparse
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {s!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {s!r}")
-    return v
-
-
-def _cmd_batch(args) -> int:
-    """The ``aet batch`` handler: 0 when every dataset succeeded, 1 when some failed, 2 when the
-    manifest or the arguments are bad (nothing ran)."""
-    try:
-        m = load_manifest(args.manifest)
-        if args.check:
-            print(f"{m.path}: OK, {len(m.datasets)} dataset(s); results into {m.out}")
-            return 0
-        res = batch(m, scheduler=args.scheduler, workers=args.workers,
-                    threads_per_worker=args.threads_per_worker, retries=args.retries,
-                    progress=not args.quiet)
-    except (ValueError, TypeError) as e:  # ManifestError is a ValueError
-        print(f"aet batch: error: {e}", file=sys.stderr)
-        return 2
-    if not args.quiet:
-        print(res.table())
-        print(f"{len(res.ok)} of {len(res)} dataset(s) ok in {res.wall_s:.1f} s on {res.scheduler}; "
-              f"wrote {res.csv_path} and {res.json_path.name}")
-    return 0 if not res.failed else 1
-
-
-def add_batch_parser(subparsers):
-    """Declare the ``aet batch`` subcommand on an argparse ``subparsers`` object; return its parser.
-
-    The parser's ``func`` default is the handler, which takes the parsed arguments and returns the
-    exit status (0 all ok, 1 some datasets failed, 2 bad manifest or arguments).
-    """
-    import argparse
-    p = subparsers.add_parser(
-        "batch", help="run many datasets (a manifest) with dask.distributed",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Run `aet run` on every dataset of a TOML manifest with dask.distributed: on a\n"
-                    "LocalCluster by default, or on the workers of an existing scheduler. A failing\n"
-                    "dataset is reported and retried, and never stops the others. Results:\n"
-                    "<out>/<name>/ per dataset, and one table <out>/batch.csv (+ batch.json).",
-        epilog="manifest:\n"
-               "  [defaults]                     out, pixel_size, species, frames, config_file,\n"
-               "                                 [defaults.config] overrides, seed, hdf5_dataset\n"
-               "  [[dataset]]                    name, tilts, angles, and any default to override\n"
-               "  relative paths resolve against the manifest's folder.\n"
-               "exit status: 0 all datasets ok, 1 some failed, 2 bad manifest or arguments.\n"
-               "SLURM (dask-jobqueue) and existing schedulers: see docs/batch.md.")
-    p.add_argument("manifest", metavar="MANIFEST.toml", help="the batch manifest")
-    p.add_argument("--scheduler", metavar="ADDRESS", default=None,
-                   help="address of a running dask scheduler, e.g. tcp://10.0.0.5:8786 "
-                        "(default: start a LocalCluster on this machine)")
-    p.add_argument("--workers", type=_positive_int, default=None, metavar="N",
-                   help="LocalCluster worker processes = datasets at once (default: one per "
-                        "dataset, at most one per core); not with --scheduler")
-    p.add_argument("--threads-per-worker", type=_positive_int, default=None, metavar="N",
-                   help="OpenMP threads of each running dataset (default: the cores divided among "
-                        "the workers; with --scheduler, all cores of the worker process)")
-    p.add_argument("--retries", type=int, default=1, metavar="N",
-                   help="further attempts for a failing dataset (default 1)")
-    p.add_argument("--check", action="store_true", help="check the manifest and exit")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no table")
-    g.add_argument("--verbose", "-v", action="store_true", help="log more")
-    p.set_defaults(func=_cmd_batch)
-    return p
 
 
 class _CallableModule(types.ModuleType):

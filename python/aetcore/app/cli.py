@@ -87,6 +87,29 @@ def cmd_config(args) -> int:
     raise _UsageError("config: give --defaults (print the default configuration) or --check FILE.toml")
 
 
+# ------------------------------------------------------------------------------------------ batch
+def cmd_batch(args) -> int:
+    """``aet batch``: 0 when every dataset succeeded, 1 when some failed, 2 when the manifest or the
+    arguments are bad (nothing ran)."""
+    from .batch import batch, load_manifest
+    try:
+        m = load_manifest(args.manifest)
+        if args.check:
+            print(f"{m.path}: OK, {len(m.datasets)} dataset(s); results into {m.out}")
+            return 0
+        res = batch(m, scheduler=args.scheduler, workers=args.workers,
+                    threads_per_worker=args.threads_per_worker, retries=args.retries,
+                    progress=not args.quiet)
+    except (ValueError, TypeError) as e:  # ManifestError is a ValueError
+        print(f"aet batch: error: {e}", file=sys.stderr)
+        return 2
+    if not args.quiet:
+        print(res.table())
+        print(f"{len(res.ok)} of {len(res)} dataset(s) ok in {res.wall_s:.1f} s on {res.scheduler}; "
+              f"wrote {res.csv_path} and {res.json_path.name}")
+    return 0 if not res.failed else 1
+
+
 # ------------------------------------------------------------------------------------------- demo
 def cmd_demo(args) -> int:
     import contextlib
@@ -368,8 +391,37 @@ def build_parser() -> argparse.ArgumentParser:
     _verbosity(p)
     p.set_defaults(func=cmd_track)
 
-    from .batch import add_batch_parser
-    add_batch_parser(sub)
+    p = sub.add_parser(
+        "batch", help="run many datasets (a manifest) with dask.distributed",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run `aet run` on every dataset of a TOML manifest with dask.distributed: on a\n"
+                    "LocalCluster by default, or on the workers of an existing scheduler. A failing\n"
+                    "dataset is reported and retried, and never stops the others. Results:\n"
+                    "<out>/<name>/ per dataset, and one table <out>/batch.csv (+ batch.json).",
+        epilog="manifest:\n"
+               "  [defaults]                     out, pixel_size, species, frames, config_file,\n"
+               "                                 [defaults.config] overrides, seed, hdf5_dataset\n"
+               "  [[dataset]]                    name, tilts, angles, and any default to override\n"
+               "  relative paths resolve against the manifest's folder.\n"
+               "exit status: 0 all datasets ok, 1 some failed, 2 bad manifest or arguments.\n"
+               "SLURM (dask-jobqueue) and existing schedulers: see docs/batch.md.")
+    p.add_argument("manifest", metavar="MANIFEST.toml", help="the batch manifest")
+    p.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                   help="address of a running dask scheduler, e.g. tcp://10.0.0.5:8786 "
+                        "(default: start a LocalCluster on this machine)")
+    p.add_argument("--workers", type=_int_at_least(1), default=None, metavar="N",
+                   help="LocalCluster worker processes = datasets at once (default: one per "
+                        "dataset, at most one per core); not with --scheduler")
+    p.add_argument("--threads-per-worker", type=_int_at_least(1), default=None, metavar="N",
+                   help="OpenMP threads of each running dataset (default: the cores divided among "
+                        "the workers; with --scheduler, all cores of the worker process)")
+    p.add_argument("--retries", type=int, default=1, metavar="N",
+                   help="further attempts for a failing dataset (default 1)")
+    p.add_argument("--check", action="store_true", help="check the manifest and exit")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no table")
+    g.add_argument("--verbose", "-v", action="store_true", help="log more")
+    p.set_defaults(func=cmd_batch)
 
     p = sub.add_parser("export", help="write the atomic model as POSCAR and CIF (for DFT)",
                        description="Write DIR/atoms.xyz as DIR/atoms.vasp (POSCAR) and DIR/atoms.cif through "

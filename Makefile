@@ -124,7 +124,7 @@ test-wheel: wheel
 	  env -u PYTHONPATH $(WHEEL_VENV)/bin/python -I wheel_smoke.py && cd / && rm -rf $$tmp
 
 bench: install
-	$(PIP) install -q ".[bench]"
+	CMAKE_BUILD_PARALLEL_LEVEL=2 $(PIP) install -q --no-build-isolation ".[bench]"  # as make install: reuses build/<wheel tag>
 	$(PY) bench/reconstruction.py
 	$(PY) bench/atoms.py
 	$(PY) bench/alignment.py

@@ -121,3 +121,13 @@ def test_atom_projection_is_the_pixel_mean_of_the_written_gaussian(pixel_size):
     ref = 2.0 * np.sqrt(2 * np.pi) * s / p * np.outer(pixel_mean(pos[0, 1]), pixel_mean(pos[0, 0]))
     np.testing.assert_allclose(img, ref, rtol=0, atol=1e-6 * ref.max())
     assert img.sum() == pytest.approx(2.0 * (2 * np.pi) ** 1.5 * s ** 3 / p ** 3, rel=1e-6)
+
+
+def test_default_atom_intensity_rises_as_z_to_1_6_to_1_8():
+    # CONVENTIONS, forward model: the integrated intensity of an atom rises roughly as Z^1.6-1.8 with
+    # the default per-species model (heights and B-factors), measured on projections of lone atoms
+    from ase.data import atomic_numbers
+    totals = {s: project_atoms(np.zeros((1, 3)), [s], [0.0], (64, 64), 0.4)[0].sum() for s in ("Ti", "Fe", "Pt")}
+    for a, b in (("Ti", "Pt"), ("Fe", "Pt"), ("Ti", "Fe")):
+        k = np.log(totals[b] / totals[a]) / np.log(atomic_numbers[b] / atomic_numbers[a])
+        assert 1.6 <= k <= 1.8, (a, b, k)

@@ -136,15 +136,14 @@ std::int64_t available_memory_bytes() {
 std::string format_bytes(double n) {
     static const char* const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
     char buf[512];  // "%.1f" of an absurd estimate (1e300 bytes) prints every digit
-    for (int i = 0; i < 6; ++i) {
-        if (std::abs(n) < 1024 || i == 5) {
-            if (i == 0) std::snprintf(buf, sizeof buf, "%lld B", static_cast<long long>(n));
-            else std::snprintf(buf, sizeof buf, "%.1f %s", n, units[i]);
-            return buf;
-        }
+    int i = 0;
+    while (i < 5 && !(std::abs(n) < 1024)) {
         n /= 1024.0;
+        ++i;
     }
-    return buf;  // not reached
+    if (i == 0) std::snprintf(buf, sizeof buf, "%lld B", static_cast<long long>(n));
+    else std::snprintf(buf, sizeof buf, "%.1f %s", n, units[i]);
+    return std::string(buf);
 }
 
 void check_memory(double bytes, const std::string& what) {

@@ -94,7 +94,7 @@ test-sanitize-quick: install $(SAN_DIR)/.stamp
 # recompiled), then repaired by auditwheel: libfftw3f, libfftw3f_omp and libgomp are copied into
 # aetcore.libs/ with RPATHs to them, and the tag becomes the most portable manylinux tag the
 # build machine allows (manylinux_2_34 on Debian 12: glibc 2.34 symbols).
-WHEEL_DEPS := $(SOURCES) README.md LICENSE $(wildcard LICENSES/*)
+WHEEL_DEPS := $(SOURCES) $(wildcard cmake/*) README.md LICENSE $(wildcard LICENSES/*)
 dist/.stamp-wheel: $(WHEEL_DEPS) | deps $(PY)
 	$(PIP) install -q --group wheel
 	rm -rf dist/raw dist/aetcore-*.whl

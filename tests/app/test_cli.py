@@ -37,7 +37,7 @@ def test_defaults_toml_parses_back_to_defaults(capsys):
     assert rc == 0
     parsed = tomllib.loads(out)
     assert parsed == aconfig.DEFAULTS
-    assert set(parsed) == {"preprocess", "align", "reconstruct", "trace", "classify", "refine"}
+    assert set(parsed) == {"preprocess", "align", "reconstruct", "trace", "classify", "evidence", "refine"}
     assert out == aconfig.default_config_toml()
     assert all(line.count("#") >= 1 for line in out.splitlines() if "=" in line)  # every key documented
 
@@ -145,7 +145,8 @@ def test_simulate_then_run_end_to_end(tmp_path, capsys):
     s = json.loads((res / "summary.json").read_text())
     assert sum(s["counts"].values()) == len(atoms) == s["atoms"]
     assert s["r1_after"] < s["r1_before"]
-    assert {"preprocess", "align", "reconstruct", "trace", "classify", "refine", "total"} <= set(s["timings_s"])
+    assert {"preprocess", "align", "reconstruct", "trace", "classify", "evidence", "refine",
+            "total"} <= set(s["timings_s"])
     assert json.loads((res / "run.json").read_text())["config"]["reconstruct"]["iterations"] == 30
     assert s["alignment"]["enabled"] is False
     assert s["resolution_A"] is not None and 0.8 <= s["resolution_A"] <= s["resolution_fsc05_A"] < 5  # Nyquist 0.8 Å

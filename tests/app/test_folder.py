@@ -135,6 +135,8 @@ def test_one_step_with_new_settings(sim, done, tmp_path, capsys):
     assert main(["classify", "--out", str(out), "--quiet"]) == 0
     atoms = read(out / "atoms.xyz")
     assert len(atoms) <= len(pos) and np.isnan(atoms.get_array("precision")).all()  # not refined yet
+    assert main(["evidence", "--out", str(out), "--quiet"]) == 0
+    assert np.isfinite(read(out / "atoms.xyz").get_array("evidence")).all()
     assert main(["refine", "--out", str(out), "--quiet"]) == 0
     assert np.isfinite(read(out / "atoms.xyz").get_array("precision")).all()
     # a step whose predecessor is missing is refused with a message naming it

@@ -29,7 +29,7 @@ def test_atoms_from_tilts_finds_every_atom_with_its_species(case):
     prec = atoms.get_array("precision")
     assert np.all(np.isfinite(prec)) and np.all(prec < 0.1)
     assert set(atoms.get_array("fit_status")) <= {0, 1, 2, 3}
-    assert set(atoms.info["timings"]) == {"reconstruct", "trace", "classify", "refine"}
+    assert set(atoms.info["timings"]) == {"reconstruct", "trace", "classify", "evidence", "refine"}
 
 
 def test_atoms_from_tilts_refuses_bad_input(case):

@@ -1,5 +1,5 @@
 """The ``aet`` command line: ``aet run`` (tilt series to atoms and a report), one command per step
-(``aet preprocess``, ``align``, ``reconstruct``, ``trace``, ``classify``, ``refine``) to redo a step
+(``aet preprocess``, ``align``, ``reconstruct``, ``trace``, ``classify``, ``evidence``, ``refine``) to redo a step
 of a results folder with new settings, ``aet analyze`` (strain, chemical order, grains),
 ``aet track`` (4D: atoms and nuclei through time), ``aet batch`` (many datasets on Dask),
 ``aet export`` (POSCAR, CIF), ``aet compare`` (score one atomic model against another),
@@ -320,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
         "reconstruct": "GENFIRE reconstruction of the aligned series (and the half-set FSC)",
         "trace": "trace atoms in the reconstruction",
         "classify": "classify the traced atoms into the species",
+        "evidence": "drop, relabel and add atoms by the evidence (log-likelihood) of the aligned series",
         "refine": "refine positions, heights and B-factors against the aligned series",
     }
     for step, text in step_help.items():

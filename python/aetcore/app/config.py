@@ -8,6 +8,7 @@ for Python's None where a parameter takes it.
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import math
 from pathlib import Path
@@ -18,6 +19,7 @@ except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib  # type: ignore
 
 from .. import _core
+from ..steps.evidence import decide_atoms
 from ..steps.trace import DEFAULT_FIT
 
 __all__ = ["DEFAULTS", "default_config", "default_config_toml", "config_toml", "toml_value", "load_config",
@@ -27,6 +29,8 @@ __all__ = ["DEFAULTS", "default_config", "default_config_toml", "config_toml", "
 # (aet::GenfireOptions, aet::TraceOptions, aet::RefineOptions); the step functions' signatures read
 # them from the same place.
 _G, _T, _R = _core.GenfireOptions(), _core.TraceOptions(), _core.RefineOptions()
+# the evidence step's defaults: the signature of decide_atoms
+_E = {k: p.default for k, p in inspect.signature(decide_atoms).parameters.items()}
 
 # section -> list of (key, default, comment)
 _SPEC = {
@@ -92,6 +96,16 @@ _SPEC = {
         ("max_rounds", 50, "maximum reassignment rounds"),
         ("patience", 5, "stop after this many rounds without fewer changes"),
         ("non_atom", True, "allow a non-atom class for spurious peaks"),
+    ]),
+    "evidence": ("Atoms decided by the tilt series (aetcore.steps.evidence.decide_atoms): drop, relabel and "
+                 "add atoms by log-likelihood ratios (nats) of the projections.", [
+        ("enabled", True, "decide atoms and species by the evidence of the tilt series"),
+        ("threshold", _E["threshold"], "drop an atom whose evidence (LL with - LL without, nats) is below this"),
+        ("add_threshold", _E["add_threshold"], "add an atom where the residual's evidence exceeds this, nats"),
+        ("min_distance", _E["min_distance"], "no atom is added closer than this to another, Å"),
+        ("radius", _E["radius"], "neighbourhood of the one-at-a-time drop and add, Å"),
+        ("rounds", _E["rounds"], "largest number of refine-drop-add rounds"),
+        ("iterations", _E["iterations"], "refinement iterations per round"),
     ]),
     "refine": ("Refinement against the tilt series (aetcore.steps.refine.refine).", [
         ("enabled", True, "refine positions, heights and B-factors"),

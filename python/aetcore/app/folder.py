@@ -1,13 +1,14 @@
 """``aet run`` and its per-step commands as Python: a tilt-series file to an atomic model, a results
 folder and a report.
 
-The chain is the list of steps :data:`aetcore.steps.chain.STEPS` (whose trace, classify and refine
-steps are those of :func:`aetcore.atoms_from_tilts`); each reads the products of the step before it
+The chain is the list of steps :data:`aetcore.steps.chain.STEPS` (whose trace, classify, evidence
+and refine steps are those of :func:`aetcore.atoms_from_tilts`); each reads the products of the step before it
 and writes its own into ``DIR/steps/<step>.h5`` (written whole or not at all):
 
 ``preprocess`` (read the file; register and average frames; background; normalise) ->
 ``align`` -> ``reconstruct`` (GENFIRE, plus a half-set FSC for the resolution) -> ``trace`` ->
-``classify`` -> ``refine``; then the folder's outputs are assembled: ``atoms.xyz``,
+``classify`` -> ``evidence`` (atoms dropped, relabelled and added by the log-likelihood of the
+series) -> ``refine``; then the folder's outputs are assembled: ``atoms.xyz``,
 ``reconstruction.mrc``, ``results.h5`` (everything, with provenance), ``summary.json`` and
 ``report.html``.
 
@@ -37,7 +38,7 @@ import numpy as np
 
 from ..io.results import _step_meta, _step_path, load_step, save_step, write_step_group
 from ..io.tables import write_group
-from ..steps.chain import STEPS, classify_step, model_atoms, refine_step, trace_step
+from ..steps.chain import STEPS, classify_step, evidence_step, model_atoms, refine_step, trace_step
 from .._util.validate import species_symbols
 
 __all__ = ["run", "run_step", "STEPS", "export"]
@@ -323,21 +324,44 @@ def _do_classify(r: _Run) -> None:
     log.info("classify: %s; %d rounds (%.1f s)", cls.counts(), len(cls.changes_per_round), r.timings["classify"])
 
 
-def _do_refine(r: _Run) -> None:
+def _do_evidence(r: _Run) -> None:
     from .config import step_options
     al, _ = r.load("align")
     tr, _ = r.load("trace")
     cl, _ = r.load("classify")
+    rec, _ = r.load("reconstruct")
+    t0 = time.perf_counter()
+    arrays, attrs = evidence_step(tr["positions"], cl["labels"], r.species, al["tilts"], al["angles"], r.pixel_size,
+                                  intensity=cl["intensity"], volume=rec["volume"],
+                                  enabled=bool(r.cfg["evidence"]["enabled"]), threads=r.threads, log=log.info,
+                                  **step_options(r.cfg, "evidence", drop=("enabled",)))
+    r.save("evidence", arrays, attrs, time.perf_counter() - t0)
+    if attrs["enabled"]:
+        log.info("evidence: %d atoms (%d dropped, %d added; %d with negative evidence) (%.1f s)",
+                 arrays["positions"].shape[0], attrs["dropped"], attrs["added"],
+                 int(np.sum(arrays["presence"] < 0)), r.timings["evidence"])
+
+
+def _decided(ev: dict) -> dict:
+    """The evidence step's arrays as read back (symbols as str)."""
+    return dict(ev, symbols=np.asarray(ev["symbols"]).astype(str))
+
+
+def _do_refine(r: _Run) -> None:
+    from .config import step_options
+    al, _ = r.load("align")
+    ev, ev_attrs = r.load("evidence")
     t0 = time.perf_counter()
     if not r.cfg["refine"]["enabled"]:
-        positions = tr["positions"][cl["labels"] >= 0]
+        positions = ev["positions"]
         r.save("refine", {"positions": positions, "precision": np.full(positions.shape, np.nan)},
                {"enabled": False, "r1_before": None, "r1_after": None}, time.perf_counter() - t0)
         return
-    ref = refine_step(tr["positions"], cl["labels"], r.species, al["tilts"], al["angles"], r.pixel_size,
-                      threads=r.threads, progress=r.progress, **step_options(r.cfg, "refine", drop=("enabled",)))
+    ref, decided = refine_step(_decided(ev), ev_attrs, al["tilts"], al["angles"], r.pixel_size, threads=r.threads,
+                               progress=r.progress, **step_options(r.cfg, "refine", drop=("enabled",)))
     r.save("refine", {"positions": ref.positions, "precision": ref.precision, "loss_history": ref.loss_history,
-                      "angles": ref.angles},
+                      "angles": ref.angles, "presence": decided["presence"],
+                      "species_evidence": decided["species_evidence"]},
            {"enabled": True, "r1_before": ref.r1_before, "r1_after": ref.r1_after,
             "angles_refined": bool(r.cfg["refine"]["refine_angles"]), "angle_history": ref.angle_history,
             "heights": dict(zip(ref.model.symbols, ref.model.heights.tolist())),
@@ -347,7 +371,7 @@ def _do_refine(r: _Run) -> None:
 
 
 _DO = {"preprocess": _do_preprocess, "align": _do_align, "reconstruct": _do_reconstruct,
-       "trace": _do_trace, "classify": _do_classify, "refine": _do_refine}
+       "trace": _do_trace, "classify": _do_classify, "evidence": _do_evidence, "refine": _do_refine}
 
 
 # ----------------------------------------------------------------------------------------- outputs
@@ -357,14 +381,17 @@ def _atoms(r: _Run, steps: dict):
     tr, _ = steps["trace"]
     cl, _ = steps["classify"]
     info, positions, precision = {}, None, None
+    decided = _decided(steps["evidence"][0]) if "evidence" in steps else None
     if "refine" in steps:
         ref, ref_attrs = steps["refine"]
         positions, precision = ref["positions"], ref["precision"]
+        if decided is not None and "presence" in ref:
+            decided.update(presence=ref["presence"], species_evidence=ref["species_evidence"])
         for k in ("r1_before", "r1_after"):
             if ref_attrs.get(k) is not None:
                 info[k] = float(ref_attrs[k])
     return model_atoms(r.species, r.pixel_size, tr["positions"], tr["status"], cl["labels"], cl["intensity"],
-                       positions=positions, precision=precision, info=info)
+                       decided, positions=positions, precision=precision, info=info)
 
 
 def _provenance(r: _Run) -> dict:
@@ -396,7 +423,8 @@ def _finish(r: _Run) -> dict:
             if atoms is not None:
                 write_group(f.create_group("atoms"), {
                     "positions": atoms.positions, "symbols": np.asarray(atoms.get_chemical_symbols()),
-                    **{k: atoms.get_array(k) for k in ("intensity", "precision", "fit_status")}})
+                    **{k: atoms.get_array(k) for k in ("intensity", "precision", "fit_status", "evidence",
+                                                       "species_evidence")}})
             prov = _provenance(r)
             g = f.create_group("provenance")
             for k, v in prov.items():
@@ -418,6 +446,9 @@ def _finish(r: _Run) -> dict:
         "counts": counts,
         "non_atoms": None if atoms is None else atoms.info["non_atoms"],
         "fits_left_volume": steps["trace"][1].get("left_volume") if "trace" in steps else None,
+        "evidence": {k: (steps["evidence"][1] if "evidence" in steps else {}).get(k)
+                     for k in ("enabled", "dropped", "added", "history", "noise_alpha", "noise_beta")},
+        "doubtful_atoms": None if atoms is None else int(np.sum(atoms.get_array("evidence") < 0)),
         "r1_before": ref_attrs.get("r1_before"),
         "r1_after": ref_attrs.get("r1_after"),
         "heights": ref_attrs.get("heights"),

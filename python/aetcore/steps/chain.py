@@ -1,6 +1,6 @@
 """The chain from a tilt series to an atomic model: the one place the order of the steps is written
-(:data:`STEPS`), and the atom steps (:func:`trace_step`, :func:`classify_step`, :func:`refine_step`,
-:func:`model_atoms`) that both :func:`atoms_from_tilts` (arrays in memory) and the results-folder
+(:data:`STEPS`), and the atom steps (:func:`trace_step`, :func:`classify_step`, :func:`evidence_step`,
+:func:`refine_step`, :func:`model_atoms`) that both :func:`atoms_from_tilts` (arrays in memory) and the results-folder
 runner :mod:`aetcore.app.folder` (``aet run``, one step file per step) call."""
 from __future__ import annotations
 
@@ -12,15 +12,16 @@ from ase import Atoms
 
 from .._util.validate import as_angles, as_generator, as_tilts, positive, resolve_threads, species_symbols
 from .classify import classify
+from .evidence import atom_evidence, decide_atoms
 from .reconstruct import genfire
 from .refine import refine as refine_model
 from .trace import trace_atoms
 
-__all__ = ["STEPS", "atoms_from_tilts", "atoms_from_volume", "trace_step", "classify_step", "refine_step",
-           "model_atoms"]
+__all__ = ["STEPS", "atoms_from_tilts", "atoms_from_volume", "trace_step", "classify_step", "evidence_step",
+           "refine_step", "model_atoms"]
 
 #: The steps of ``aet run``, in order: the products of each are the inputs of the next.
-STEPS = ("preprocess", "align", "reconstruct", "trace", "classify", "refine")
+STEPS = ("preprocess", "align", "reconstruct", "trace", "classify", "evidence", "refine")
 
 
 def _options(value, name: str) -> dict:
@@ -32,9 +33,9 @@ def _options(value, name: str) -> dict:
 
 
 def atoms_from_tilts(tilts, angles, pixel_size: float, species: Sequence[str], *, refine: bool = True,
-                     genfire_options: dict | None = None, trace_options: dict | None = None,
-                     classify_options: dict | None = None, refine_options: dict | None = None,
-                     threads=None, seed=None, progress: bool = True) -> Atoms:
+                     decide: bool = True, genfire_options: dict | None = None, trace_options: dict | None = None,
+                     classify_options: dict | None = None, evidence_options: dict | None = None,
+                     refine_options: dict | None = None, threads=None, seed=None, progress: bool = True) -> Atoms:
     """Reconstruct, trace, classify and refine: the 3D position and species of every atom.
 
     Parameters
@@ -50,10 +51,13 @@ def atoms_from_tilts(tilts, angles, pixel_size: float, species: Sequence[str], *
     refine : bool
         Refine positions, per-species heights and B-factors against the tilt series (each atom
         moves at most ``max_shift`` = 1 Å per coordinate unless ``refine_options`` says otherwise).
-    genfire_options, trace_options, classify_options, refine_options : dict, optional
+    decide : bool
+        Drop, relabel and add atoms by the evidence of the tilt series
+        (:func:`aetcore.steps.evidence.decide_atoms`) between classification and refinement.
+    genfire_options, trace_options, classify_options, evidence_options, refine_options : dict, optional
         Keyword options passed to :func:`aetcore.steps.reconstruct.genfire`,
-        :func:`aetcore.steps.trace.trace_atoms`, :func:`aetcore.steps.classify.classify` and
-        :func:`aetcore.steps.refine.refine`.
+        :func:`aetcore.steps.trace.trace_atoms`, :func:`aetcore.steps.classify.classify`,
+        :func:`aetcore.steps.evidence.decide_atoms` and :func:`aetcore.steps.refine.refine`.
     threads : int, optional
     seed : None, int or numpy.random.Generator
     progress : bool
@@ -71,8 +75,9 @@ def atoms_from_tilts(tilts, angles, pixel_size: float, species: Sequence[str], *
     t0 = time.perf_counter()
     rec = genfire(t, a, pixel_size=ps, threads=nthreads, seed=rng, progress=progress, **gopts)
     elapsed = time.perf_counter() - t0
-    atoms = atoms_from_volume(rec.volume, t, a, ps, species, refine=refine, trace_options=trace_options,
-                              classify_options=classify_options, refine_options=refine_options,
+    atoms = atoms_from_volume(rec.volume, t, a, ps, species, refine=refine, decide=decide,
+                              trace_options=trace_options, classify_options=classify_options,
+                              evidence_options=evidence_options, refine_options=refine_options,
                               threads=nthreads, seed=rng)
     atoms.info["reconstruction_errors"] = rec.errors.tolist()
     atoms.info["timings"] = {"reconstruct": elapsed, **atoms.info["timings"]}
@@ -87,8 +92,9 @@ def _check_inputs(tilts, angles, pixel_size, species):
 
 
 def atoms_from_volume(volume, tilts, angles, pixel_size: float, species: Sequence[str], *, refine: bool = True,
-                      trace_options: dict | None = None, classify_options: dict | None = None,
-                      refine_options: dict | None = None, threads=None, seed=None) -> Atoms:
+                      decide: bool = True, trace_options: dict | None = None, classify_options: dict | None = None,
+                      evidence_options: dict | None = None, refine_options: dict | None = None,
+                      threads=None, seed=None) -> Atoms:
     """Trace, classify and refine the atoms of a reconstruction of `tilts`.
 
     Parameters are those of :func:`atoms_from_tilts`, with ``volume`` the reconstruction
@@ -99,13 +105,16 @@ def atoms_from_volume(volume, tilts, angles, pixel_size: float, species: Sequenc
     ase.Atoms
         Positions in Å in the object frame (CONVENTIONS.md), symbols per atom, and per-atom arrays
         ``intensity`` (integrated, volume units), ``fit_status`` (0 converged, see
-        :data:`aetcore.steps.trace.STATUS`) and ``precision`` ((n, 3) Å, NaN without refinement).
+        :data:`aetcore.steps.trace.STATUS`; -1 for an atom the evidence step added),
+        ``precision`` ((n, 3) Å, NaN without refinement), ``evidence`` and ``species_evidence``
+        (log-likelihood ratios, nats, see :class:`aetcore.steps.evidence.Evidence`; NaN with
+        ``decide=False``).
         ``atoms.info`` holds the refinement R1 before and after, the refined heights and
         B-factors, the classification history and the time per step (s).
     """
     t, a, ps, species = _check_inputs(tilts, angles, pixel_size, species)
     opts = {n: _options(v, n) for n, v in [("trace_options", trace_options), ("classify_options", classify_options),
-                                          ("refine_options", refine_options)]}
+                                          ("evidence_options", evidence_options), ("refine_options", refine_options)]}
     nthreads = resolve_threads(threads)
     rng = as_generator(seed)
     timings = {}
@@ -118,18 +127,23 @@ def atoms_from_volume(volume, tilts, angles, pixel_size: float, species: Sequenc
     cls = classify_step(volume, traced.positions, species, ps, seed=rng, **opts["classify_options"])
     timings["classify"] = time.perf_counter() - t0
 
-    info = {"changes_per_round": list(cls.changes_per_round)}
+    t0 = time.perf_counter()
+    decided, dattrs = evidence_step(traced.positions, cls.labels, species, t, a, ps, intensity=cls.intensity,
+                                    volume=volume, enabled=decide, threads=nthreads, **opts["evidence_options"])
+    timings["evidence"] = time.perf_counter() - t0
+
+    info = {"changes_per_round": list(cls.changes_per_round), "evidence_history": dattrs.get("history", [])}
     positions = precision = None
     if refine:
         t0 = time.perf_counter()
-        ref = refine_step(traced.positions, cls.labels, species, t, a, ps, threads=nthreads, **opts["refine_options"])
+        ref, decided = refine_step(decided, dattrs, t, a, ps, threads=nthreads, **opts["refine_options"])
         positions, precision = ref.positions, ref.precision
         info.update(r1_before=ref.r1_before, r1_after=ref.r1_after,
                     heights=dict(zip(ref.model.symbols, ref.model.heights.tolist())),
                     b_factors=dict(zip(ref.model.symbols, ref.model.b_factors.tolist())))
         timings["refine"] = time.perf_counter() - t0
     info["timings"] = timings
-    return model_atoms(species, ps, traced.positions, traced.status, cls.labels, cls.intensity,
+    return model_atoms(species, ps, traced.positions, traced.status, cls.labels, cls.intensity, decided,
                        positions=positions, precision=precision, info=info)
 
 
@@ -154,18 +168,84 @@ def _kept(positions, labels, species):
     return np.asarray(positions)[keep], np.asarray(species)[labels[keep]]
 
 
-def refine_step(positions, labels, species: Sequence[str], tilts, angles, pixel_size: float, *, threads=None,
-                **options):
-    """The refine step: :func:`aetcore.steps.refine.refine` of the atoms the classification kept
-    (`positions` are the traced ones, `labels` the classification's, -1 for a non-atom)."""
+def evidence_step(positions, labels, species: Sequence[str], tilts, angles, pixel_size: float, *,
+                  intensity=None, volume=None, enabled: bool = True, threads=None, log=None,
+                  **options) -> tuple[dict, dict]:
+    """The evidence step: :func:`aetcore.steps.evidence.decide_atoms` of the atoms the classification
+    kept (`positions` are the traced ones, `labels` the classification's, -1 for a non-atom).
+    `intensity` (the classification's, per traced atom) and `volume` (the reconstruction) give the
+    integrated intensity of every atom, sampled from the volume as the classification does for the
+    atoms the evidence added.
+
+    Returns
+    -------
+    arrays : dict
+        ``positions`` (m, 3) Å, ``symbols`` (m,), ``source`` (m,) index into the traced atoms (-1: added
+        by the evidence), ``presence`` and ``species_evidence`` (m,) nats (NaN when not `enabled`), and
+        with `intensity` and `volume` given, ``intensity`` (m,).
+    attrs : dict
+        ``enabled``; when enabled also ``history``, ``dropped``, ``added``, the noise model
+        (``noise_alpha``, ``noise_beta``), ``heights`` and ``b_factors``.
+    """
+    source = np.flatnonzero(np.asarray(labels) >= 0)
     kept, symbols = _kept(positions, labels, species)
-    return refine_model(kept, symbols, tilts, angles, pixel_size, threads=threads, **options)
+    if not enabled:
+        nan = np.full(source.shape[0], np.nan)
+        return ({"positions": kept, "symbols": symbols.astype("U2"), "source": source, "presence": nan,
+                 "species_evidence": nan}, {"enabled": False})
+    d = decide_atoms(kept, symbols, tilts, angles, pixel_size, threads=threads, log=log, **options)
+    src = np.where(d.source >= 0, source[np.maximum(d.source, 0)], -1).astype(np.int64)
+    arrays = {"positions": d.positions, "symbols": d.symbols.astype("U2"), "source": src,
+              "presence": d.evidence.presence, "species_evidence": d.evidence.species}
+    if intensity is not None and volume is not None:
+        from .classify import _offsets_sphere, _sample
+        vol = np.asarray(volume, np.float32)
+        added = src < 0
+        value = np.asarray(intensity, np.float64)[np.maximum(src, 0)]
+        if added.any():   # the classification's integrated intensity (1 Å sphere) at the added atoms
+            centres = d.positions[added][:, ::-1] / pixel_size + np.array(vol.shape) // 2
+            value[added] = _sample(vol, centres, _offsets_sphere(1.0, pixel_size)).sum(1)
+        arrays["intensity"] = value
+    attrs = {"enabled": True, "history": d.history, "dropped": int(kept.shape[0] - np.sum(d.source >= 0)),
+             "added": int(d.added.sum()), "noise_alpha": float(d.evidence.noise.alpha),
+             "noise_beta": float(d.evidence.noise.beta),
+             "heights": dict(zip(d.model.symbols, d.model.heights.tolist())),
+             "b_factors": dict(zip(d.model.symbols, d.model.b_factors.tolist())), "blur": float(d.model.blur)}
+    return arrays, attrs
 
 
-def model_atoms(species: Sequence[str], pixel_size: float, traced_positions, status, labels, intensity, *,
-                positions=None, precision=None, info: dict | None = None) -> Atoms:
-    """The atomic model (``atoms.xyz``) from the products of the trace and classify steps, and of the
-    refine step when it ran.
+def refine_step(decided: dict, decided_attrs: dict, tilts, angles, pixel_size: float, *, threads=None, **options):
+    """The refine step: :func:`aetcore.steps.refine.refine` of the atoms of the evidence step
+    (`decided`, `decided_attrs`: the products of :func:`evidence_step`), then, when that step was
+    enabled, the evidence of the refined atoms (:func:`aetcore.steps.evidence.atom_evidence`, with the
+    evidence step's noise model). The refinement starts from the evidence step's atom model (heights,
+    B-factors, blur) unless `options` give a ``model``.
+
+    Returns
+    -------
+    RefinementResult, dict
+        The refinement and `decided` with the refined ``positions`` and the new evidence.
+    """
+    from ..model.noise import VarianceModel
+    from ..model.projection import atom_model
+    symbols = np.asarray(decided["symbols"]).astype(str)
+    if decided_attrs.get("enabled") and options.get("model") is None:
+        options["model"] = atom_model(list(decided_attrs["heights"]), heights=decided_attrs["heights"], b_factors=decided_attrs["b_factors"],
+                                      blur=float(decided_attrs["blur"]))
+    ref = refine_model(decided["positions"], symbols, tilts, angles, pixel_size, threads=threads, **options)
+    out = dict(decided, positions=ref.positions)
+    if decided_attrs.get("enabled"):
+        noise = VarianceModel(float(decided_attrs["noise_alpha"]), float(decided_attrs["noise_beta"]))
+        e = atom_evidence(ref.positions, symbols, tilts, ref.angles, pixel_size, model=ref.model, noise=noise,
+                          threads=threads)
+        out.update(presence=e.presence, species_evidence=e.species)
+    return ref, out
+
+
+def model_atoms(species: Sequence[str], pixel_size: float, traced_positions, status, labels, intensity,
+                decided: dict | None = None, *, positions=None, precision=None, info: dict | None = None) -> Atoms:
+    """The atomic model (``atoms.xyz``) from the products of the trace, classify and evidence steps, and
+    of the refine step when it ran.
 
     Parameters
     ----------
@@ -177,25 +257,45 @@ def model_atoms(species: Sequence[str], pixel_size: float, traced_positions, sta
         The trace step's positions (Å) and fit status of every traced atom.
     labels, intensity : (n,) arrays
         The classify step's species index (-1: not an atom) and integrated intensity.
+    decided : dict, optional
+        The evidence step's arrays (:func:`evidence_step`, or :func:`refine_step`'s with the refined
+        evidence): the m atoms of the model; None: the atoms the classification kept.
     positions, precision : (m, 3) arrays, optional
-        The refined positions and their precision (Å) of the m kept atoms; None: the traced positions
-        and NaN precision.
+        The refined positions and their precision (Å) of the m atoms; None: the positions of the
+        evidence step (or the traced ones) and NaN precision.
     info : dict, optional
         More ``atoms.info`` entries.
 
     Returns
     -------
     ase.Atoms
-        The kept atoms with per-atom arrays ``intensity``, ``fit_status`` and ``precision``;
-        ``atoms.info`` has ``pixel_size`` and ``non_atoms`` (atoms the classification dropped).
+        The atoms with per-atom arrays ``intensity`` (NaN for an added atom), ``fit_status`` (-1 for
+        an added atom), ``precision``, ``evidence`` and ``species_evidence`` (nats, NaN without the
+        evidence step); ``atoms.info`` has ``pixel_size`` and ``non_atoms`` (atoms the classification
+        dropped).
     """
     keep = np.asarray(labels) >= 0
-    kept, symbols = _kept(traced_positions, labels, species)
+    if decided is None:
+        source = np.flatnonzero(keep)
+        kept, symbols = _kept(traced_positions, labels, species)
+        presence = species_evidence = np.full(source.shape[0], np.nan)
+    else:
+        source = np.asarray(decided["source"], np.int64)
+        kept, symbols = np.asarray(decided["positions"]), np.asarray(decided["symbols"]).astype(str)
+        presence, species_evidence = decided["presence"], decided["species_evidence"]
     if positions is None:
         positions, precision = kept, np.full(kept.shape, np.nan)
+    traced = source >= 0
+    src = np.maximum(source, 0)
     atoms = Atoms(symbols=list(symbols), positions=positions)
-    atoms.set_array("intensity", np.asarray(intensity)[keep].astype(np.float64))
-    atoms.set_array("fit_status", np.asarray(status)[keep].astype(np.int64))
+    if decided is not None and "intensity" in decided:
+        intensity = np.asarray(decided["intensity"], np.float64)
+    else:
+        intensity = np.where(traced, np.asarray(intensity)[src], np.nan)
+    atoms.set_array("intensity", intensity.astype(np.float64))
+    atoms.set_array("fit_status", np.where(traced, np.asarray(status)[src], -1).astype(np.int64))
     atoms.set_array("precision", np.asarray(precision, np.float64))
+    atoms.set_array("evidence", np.asarray(presence, np.float64))
+    atoms.set_array("species_evidence", np.asarray(species_evidence, np.float64))
     atoms.info.update({"pixel_size": float(pixel_size), "non_atoms": int((~keep).sum()), **(info or {})})
     return atoms

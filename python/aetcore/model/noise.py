@@ -88,7 +88,13 @@ class VarianceModel:
 
 
 def _binned_line(x: np.ndarray, y: np.ndarray, bins: int, min_count: int):
-    """Weighted least-squares line ``y = a x + b`` through the means of y in quantile bins of x."""
+    """Weighted least-squares line ``y = a x + b`` through the means of y in quantile bins of x.
+
+    Small series get fewer, fuller bins (at least `min_count` pixels each where the series allows,
+    else a quarter of the pixels each), so that a small but valid series is never refused."""
+    if x.size < 2 * min_count:
+        min_count = max(2, x.size // 4)
+    bins = int(max(2, min(bins, x.size // min_count)))
     q = np.unique(np.quantile(x, np.linspace(0.0, 1.0, bins + 1)))
     if q.size < 3:
         raise ValueError("tilts: the series has too few distinct intensities to fit a noise model")

@@ -55,10 +55,11 @@ from scipy.spatial import cKDTree
 from scipy.special import erf
 
 from .. import _core
-from .._util.validate import as_angles, as_positions, as_tilts, at_least, positive, resolve_threads
+from .._util.validate import at_least, positive, resolve_threads
 from ..model.geometry import euler_matrices
 from ..model.noise import VarianceModel, fit_variance
-from ..model.projection import AtomModel, atom_model
+from ..model.projection import AtomModel
+from .refine import atom_inputs
 
 __all__ = ["Evidence", "Decision", "atom_evidence", "propose_atoms", "decide_atoms", "footprint_sums",
            "free_widths"]
@@ -216,24 +217,6 @@ def _project(positions, labels, model: AtomModel, angles_deg, shape, pixel_size,
                                np.radians(angles_deg), shape[0], shape[1], 5.0, threads)
 
 
-def _inputs(positions, species, tilts, angles, pixel_size, model):
-    pos = as_positions(positions)
-    t = as_tilts(tilts)
-    a = as_angles(angles, t.shape[0])
-    ps = positive(pixel_size, "pixel_size")
-    if model is not None and not isinstance(model, AtomModel):
-        raise TypeError(f"model: expected an AtomModel or None, got {type(model).__name__}")
-    sp = np.asarray(species)
-    if sp.ndim != 1 or sp.shape[0] != pos.shape[0]:
-        raise ValueError(f"species: expected one entry per atom ({pos.shape[0]}), got shape {sp.shape}")
-    if model is None:
-        if sp.dtype.kind in "iu":
-            raise ValueError("species: integer labels need a `model` (see aetcore.model.projection.atom_model)")
-        from ase.data import atomic_numbers
-        model = atom_model(sorted(dict.fromkeys(str(s) for s in sp), key=lambda s: atomic_numbers.get(s, 0)))
-    return pos, model.labels(sp), t, a, ps, model
-
-
 def _evidence(pos, lab, model, t, a, ps, noise, threads):
     M = _project(pos, lab, model, a, t.shape[1:], ps, threads)
     r = t - M
@@ -289,7 +272,7 @@ def atom_evidence(positions, species, tilts, angles, pixel_size, *, model: AtomM
     -------
     Evidence
     """
-    pos, lab, t, a, ps, model = _inputs(positions, species, tilts, angles, pixel_size, model)
+    pos, lab, t, a, ps, model = atom_inputs(positions, species, tilts, angles, pixel_size, model)
     if noise is not None and not isinstance(noise, VarianceModel):
         raise TypeError(f"noise: expected a VarianceModel or None, got {type(noise).__name__}")
     return _evidence(pos, lab, model, t, a, ps, noise, resolve_threads(threads))[0]
@@ -341,7 +324,7 @@ def propose_atoms(positions, species, tilts, angles, pixel_size, *, model: AtomM
     gain : (m,) float64
         ``LL(with) - LL(without)`` of each, nats.
     """
-    pos, lab, t, a, ps, model = _inputs(positions, species, tilts, angles, pixel_size, model)
+    pos, lab, t, a, ps, model = atom_inputs(positions, species, tilts, angles, pixel_size, model)
     nt = resolve_threads(threads)
     M = _project(pos, lab, model, a, t.shape[1:], ps, nt)
     r = t - M
@@ -466,7 +449,7 @@ def decide_atoms(positions, species, tilts, angles, pixel_size, *, model: AtomMo
     """
     from .refine import refine
 
-    pos, lab, t, a, ps, model = _inputs(positions, species, tilts, angles, pixel_size, model)
+    pos, lab, t, a, ps, model = atom_inputs(positions, species, tilts, angles, pixel_size, model)
     model = free_widths(model)
     threshold = float(threshold)
     add_threshold = float(add_threshold)

@@ -100,6 +100,26 @@ class RefinementResult:
     angle_history: list = field(default_factory=list)
 
 
+
+def atom_inputs(positions, species, tilts, angles, pixel_size, model):
+    """The checked inputs of a fit of atoms to a tilt series (refinement, evidence):
+    ``(positions, labels, tilts, angles, pixel_size, model)``; without a `model`, the default
+    :func:`atom_model` of the species in ascending atomic number."""
+    pos = as_positions(positions)
+    t = as_tilts(tilts)
+    a = as_angles(angles, t.shape[0])
+    ps = positive(pixel_size, "pixel_size")
+    if model is not None and not isinstance(model, AtomModel):
+        raise TypeError(f"model: expected an AtomModel or None, got {type(model).__name__}")
+    sp = np.asarray(species)
+    if sp.ndim != 1 or sp.shape[0] != pos.shape[0]:
+        raise ValueError(f"species: expected one entry per atom ({pos.shape[0]}), got shape {sp.shape}")
+    if model is None:
+        if sp.dtype.kind in "iu":
+            raise ValueError("species: integer labels need a `model` (see aetcore.model.projection.atom_model)")
+        model = atom_model(sorted(dict.fromkeys(str(s) for s in sp), key=lambda s: atomic_numbers.get(s, 0)))
+    return pos, model.labels(sp), t, a, ps, model
+
 def refine(positions, species, tilts, angles, pixel_size, *, model: AtomModel | None = None,
            max_shift: float = _D.max_shift, refine_positions: bool = _D.refine_positions,
            refine_heights: bool = _D.refine_heights, refine_b: bool = _D.refine_b, iterations: int = _D.iterations,
@@ -156,21 +176,7 @@ def refine(positions, species, tilts, angles, pixel_size, *, model: AtomModel | 
     -------
     RefinementResult
     """
-    pos0 = as_positions(positions)
-    t = as_tilts(tilts)
-    a = as_angles(angles, t.shape[0])
-    ps = positive(pixel_size, "pixel_size")
-    if model is not None and not isinstance(model, AtomModel):
-        raise TypeError(f"model: expected an AtomModel or None, got {type(model).__name__}")
-    sp = np.asarray(species)
-    if sp.ndim != 1 or sp.shape[0] != pos0.shape[0]:
-        raise ValueError(f"species: expected one entry per atom ({pos0.shape[0]}), got shape {sp.shape}")
-    if model is None:
-        if sp.dtype.kind in "iu":
-            raise ValueError("species: integer labels need a `model` (see aetcore.model.projection.atom_model)")
-        symbols = sorted(dict.fromkeys(str(s) for s in sp), key=lambda s: atomic_numbers.get(s, 0))
-        model = atom_model(symbols)
-    labels = model.labels(sp)
+    pos0, labels, t, a, ps, model = atom_inputs(positions, species, tilts, angles, pixel_size, model)
     max_shift = positive(max_shift, "max_shift")
     rp = flag(refine_positions, "refine_positions")
     rh = flag(refine_heights, "refine_heights")

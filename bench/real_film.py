@@ -17,7 +17,7 @@ For each sub-area (default: area 1), the source's own files are read as they are
    its noise peaks (the classification's non-atom rule cannot, with one species).
 4. **published model**: the source's final model (R1 only).
 
-Scores are against the published model (``aetcore.app.compare.compare_models``: best global
+Scores are against the published model (``aetcore.quality.compare.compare_models``: best global
 translation, one-to-one pairs within 1 Å) inside the film: laterally 3 Å inside the area's box, and
 along z between the lowest and highest published atom of that box, 1 Å beyond. R1 of every model
 against the measured projections is computed the same way for each: the model's atoms inside the
@@ -70,7 +70,7 @@ def film_region(published, half):
 
 
 def score(published, positions, region) -> dict:
-    from aetcore.app.compare import compare_models
+    from aetcore.quality.compare import compare_models
     c = compare_models(published, None, positions, None, max_distance=TOLERANCE, region=region)
     above = np.count_nonzero(positions[:, 2] + c.translation[2] > region[2, 1])
     below = np.count_nonzero(positions[:, 2] + c.translation[2] < region[2, 0])

@@ -275,6 +275,36 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from ..io.models import read_model
+    from ..quality.compare import compare_models, parse_region
+    a, sa = read_model(args.a, variable=args.variable)
+    b, sb = read_model(args.b, variable=args.variable)
+    if sa is None and args.species_a:
+        sa = np.full(len(a), args.species_a)
+    if sb is None and args.species_b:
+        sb = np.full(len(b), args.species_b)
+    if args.shift_b is not None:
+        try:
+            shift = np.array([float(v) for v in args.shift_b.split(",")])
+        except ValueError:
+            shift = np.zeros(0)
+        if shift.shape != (3,) or not np.isfinite(shift).all():
+            raise ValueError(f"--shift-b: expected dx,dy,dz in Å, got {args.shift_b!r}")
+        b = b + shift
+    region = parse_region(args.region) if args.region else None
+    c = compare_models(a, sa, b, sb, max_distance=args.tolerance, register=not args.no_register,
+                       region=region)
+    if not args.quiet:
+        print(f"A: {args.a} ({len(a)} atoms), B: {args.b} ({len(b)} atoms)"
+              + (f", region {args.region}" if region is not None else ""))
+        print(c.summary())
+    if args.json:
+        from ..io.writers import write_json
+        write_json(args.json, dict(c.as_dict(), a=str(args.a), b=str(args.b), region=args.region))
+    return 0
+
+
 # ----------------------------------------------------------------------------------------- parser
 def _verbosity(p) -> None:
     g = p.add_mutually_exclusive_group()
@@ -480,8 +510,27 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--check", metavar="FILE.toml", help="check a configuration file")
     p.set_defaults(func=cmd_config)
 
-    from .compare import add_parser as add_compare
-    add_compare(sub, _verbosity)
+    p = sub.add_parser("compare", help="score one atomic model against another",
+                       description="Score model B against model A (e.g. a published model): best global "
+                                   "translation, one-to-one pairs within a tolerance, recall, precision, "
+                                   "RMSD per axis and the species confusion. Models: .xyz, .mat (a (3, n) "
+                                   "positions variable and a species variable), .csv/.txt (x y z [species]).")
+    p.add_argument("a", metavar="A", help="the reference model")
+    p.add_argument("b", metavar="B", help="the model scored")
+    p.add_argument("--tolerance", type=_positive_float("tolerance"), default=1.0, metavar="Å", help="pairing distance (default 1 Å)")
+    p.add_argument("--region", default=None, metavar="x0:x1,y0:y1,z0:z1",
+                   help="count only atoms inside this box, Å in A's frame (an empty bound is open; write "
+                        "--region=-20:20,:,: when it starts with a minus sign)")
+    p.add_argument("--no-register", action="store_true", help="the models are already in one frame")
+    p.add_argument("--shift-b", default=None, metavar="dx,dy,dz",
+                   help="add this offset (Å) to B's positions first (e.g. a sub-area's centre; "
+                        "--shift-b=-1,0,0 for a leading minus sign)")
+    p.add_argument("--species-a", default=None, metavar="S", help="species of every atom of A when its file has none")
+    p.add_argument("--species-b", default=None, metavar="S", help="species of every atom of B when its file has none")
+    p.add_argument("--variable", default=None, metavar="NAME", help=".mat: the positions variable (both files)")
+    p.add_argument("--json", default=None, metavar="FILE", help="also write the scores as JSON")
+    _verbosity(p)
+    p.set_defaults(func=cmd_compare)
     return ap
 
 

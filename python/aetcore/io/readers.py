@@ -766,11 +766,7 @@ def read_angles(path, n: int | None = None, *, dataset: str | None = None) -> np
         text = p.read_text()
     except UnicodeDecodeError as e:
         raise ValueError(f"{p}: not a text file of angles ({e})") from e
-    for lineno, line in enumerate(text.splitlines(), 1):
-        line = line.split("#", 1)[0].strip()
-        if not line:
-            continue
-        fields = [f for f in line.replace(",", " ").replace(";", " ").split() if f]
+    for lineno, line, fields in text_fields(text):
         try:
             rows.append([float(f) for f in fields])
         except ValueError:
@@ -790,6 +786,23 @@ def read_angles(path, n: int | None = None, *, dataset: str | None = None) -> np
     if n is not None:
         check_angles(a, n, p)
     return a
+
+
+def text_fields(text: str):
+    """The fields of each line of a small text table (angles, models): the one tokenizer of them.
+
+    ``#`` starts a comment; commas, semicolons and white space separate fields; blank lines are
+    skipped. Yields ``(line number, stripped line, fields)``, line numbers from 1.
+
+    Examples
+    --------
+    >>> list(text_fields("# x, y\n1, 2 ; 3\n\n4"))
+    [(2, '1, 2 ; 3', ['1', '2', '3']), (4, '4', ['4'])]
+    """
+    for lineno, line in enumerate(text.splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if line:
+            yield lineno, line, line.replace(",", " ").replace(";", " ").split()
 
 
 def check_angles(angles, n: int, path="angles") -> None:

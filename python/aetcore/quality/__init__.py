@@ -1,3 +1,4 @@
 """How good a result is: :mod:`~aetcore.quality.metrics` (errors of volumes and projections, FSC and
-resolution) and :mod:`~aetcore.quality.scoring` (atoms against the truth, alignment errors).
+resolution) and :mod:`~aetcore.quality.scoring` (atoms against the truth, alignment errors) and :mod:`~aetcore.quality.compare` (one model against
+another: ``aet compare``).
 """

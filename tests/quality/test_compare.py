@@ -6,7 +6,8 @@ import pytest
 import scipy.io
 
 from aetcore.app.cli import main
-from aetcore.app.compare import compare_models, parse_region, read_model
+from aetcore.io.models import read_model
+from aetcore.quality.compare import compare_models, parse_region
 
 
 def _lattice(n=8, a=2.5):

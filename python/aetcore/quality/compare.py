@@ -1,82 +1,19 @@
-"""``aet compare A B``: score one atomic model against another (a published model, another run).
-
-Models are read from extended XYZ (``.xyz``, ase), MATLAB (``.mat``: a ``(3, n)`` or ``(n, 3)``
-positions variable and, if present, a species variable; :func:`aetcore.io.matlab.mat_model`) or
-CSV/text (``x, y, z`` and optionally a species column; a header line is skipped). Positions are in Å.
+"""One atomic model scored against another (a published model, another run): ``aet compare``.
 
 The matching is :func:`aetcore.quality.scoring.match_atoms` (best global translation, then a one to
 one assignment within a tolerance). With a region, the matching runs on the atoms within the
 region grown by the tolerance (so a pair across its border still pairs), and the scores count the
 atoms inside it: recall over A's atoms in the region, precision over B's (moved by the
 translation), the RMSD and the species confusion over the pairs whose A atom is in the region.
+Models are read by :func:`aetcore.io.models.read_model`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-__all__ = ["read_model", "compare_models", "Comparison", "parse_region", "cmd_compare", "add_parser"]
-
-
-def _read_csv(p: Path):
-    rows, species = [], []
-    text = p.read_text()
-    for lineno, line in enumerate(text.splitlines(), 1):
-        line = line.split("#", 1)[0].strip()
-        if not line:
-            continue
-        fields = [f for f in line.replace(",", " ").replace(";", " ").split() if f]
-        try:
-            nums = [float(f) for f in fields[:3]]
-        except ValueError:
-            if not rows and lineno == 1:
-                continue  # header
-            raise ValueError(f"{p}: line {lineno}: expected x y z [species], got {line!r}") from None
-        if len(fields) not in (3, 4) or len(nums) != 3:
-            raise ValueError(f"{p}: line {lineno}: expected x y z [species], got {line!r}")
-        rows.append(nums)
-        species.append(fields[3] if len(fields) == 4 else None)
-    if not rows:
-        raise ValueError(f"{p}: no atoms found")
-    have = [s is not None for s in species]
-    if any(have) and not all(have):
-        raise ValueError(f"{p}: some lines have a species column and some do not")
-    return np.asarray(rows, np.float64), (np.array(species) if all(have) else None)
-
-
-def read_model(path, *, variable: str | None = None, species_variable: str | None = None):
-    """Positions ``(n, 3)`` in Å and species (array of str, or None) of a model file.
-
-    Parameters
-    ----------
-    path : str or Path
-        ``.xyz`` (extended XYZ), ``.mat`` or ``.csv``/``.txt``.
-    variable, species_variable : str, optional
-        For ``.mat``: the positions and species variables (see :func:`aetcore.io.matlab.mat_model`).
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise ValueError(f"{p}: no such file")
-    suffix = p.suffix.lower()
-    try:
-        if suffix == ".mat":
-            from ..io.matlab import mat_model
-            return mat_model(p, variable, species_variable)
-        if suffix in (".csv", ".txt", ".dat"):
-            return _read_csv(p)
-        if suffix in (".xyz", ".extxyz"):
-            from ..io.readers import read_atoms
-            atoms = read_atoms(p)
-            return np.asarray(atoms.positions, np.float64), np.array(atoms.get_chemical_symbols())
-    except ValueError as e:
-        if str(e).startswith(str(p)):
-            raise
-        raise ValueError(f"{p}: cannot read the model: {e}") from e
-    except Exception as e:
-        raise ValueError(f"{p}: cannot read the model ({type(e).__name__}: {e})") from e
-    raise ValueError(f"{p}: unknown model format {suffix!r}; expected .xyz, .mat, .csv or .txt")
+__all__ = ["compare_models", "Comparison", "parse_region"]
 
 
 def parse_region(text: str) -> np.ndarray:
@@ -224,58 +161,3 @@ def compare_models(a_positions, a_species, b_positions, b_species=None, *, max_d
                       rmsd_pm=rmsd, rmsd_axes_pm=axes, translation=t, n_a=n_a, n_b=n_b,
                       n_pairs=int(len(pa)), max_distance=float(max_distance), confusion=confusion,
                       labels=labels)
-
-
-def add_parser(sub, verbosity) -> None:
-    """The ``aet compare`` subparser (`verbosity` adds the shared --quiet/--verbose options)."""
-    p = sub.add_parser("compare", help="score one atomic model against another",
-                       description="Score model B against model A (e.g. a published model): best global "
-                                   "translation, one-to-one pairs within a tolerance, recall, precision, "
-                                   "RMSD per axis and the species confusion. Models: .xyz, .mat (a (3, n) "
-                                   "positions variable and a species variable), .csv/.txt (x y z [species]).")
-    p.add_argument("a", metavar="A", help="the reference model")
-    p.add_argument("b", metavar="B", help="the model scored")
-    p.add_argument("--tolerance", type=float, default=1.0, metavar="Å", help="pairing distance (default 1 Å)")
-    p.add_argument("--region", default=None, metavar="x0:x1,y0:y1,z0:z1",
-                   help="count only atoms inside this box, Å in A's frame (an empty bound is open; write "
-                        "--region=-20:20,:,: when it starts with a minus sign)")
-    p.add_argument("--no-register", action="store_true", help="the models are already in one frame")
-    p.add_argument("--shift-b", default=None, metavar="dx,dy,dz",
-                   help="add this offset (Å) to B's positions first (e.g. a sub-area's centre; "
-                        "--shift-b=-1,0,0 for a leading minus sign)")
-    p.add_argument("--species-a", default=None, metavar="S", help="species of every atom of A when its file has none")
-    p.add_argument("--species-b", default=None, metavar="S", help="species of every atom of B when its file has none")
-    p.add_argument("--variable", default=None, metavar="NAME", help=".mat: the positions variable (both files)")
-    p.add_argument("--json", default=None, metavar="FILE", help="also write the scores as JSON")
-    verbosity(p)
-    p.set_defaults(func=cmd_compare)
-
-
-def cmd_compare(args) -> int:
-    a, sa = read_model(args.a, variable=args.variable)
-    b, sb = read_model(args.b, variable=args.variable)
-    if sa is None and args.species_a:
-        sa = np.full(len(a), args.species_a)
-    if sb is None and args.species_b:
-        sb = np.full(len(b), args.species_b)
-    if args.shift_b is not None:
-        try:
-            shift = np.array([float(v) for v in args.shift_b.split(",")])
-        except ValueError:
-            shift = np.zeros(0)
-        if shift.shape != (3,) or not np.isfinite(shift).all():
-            raise ValueError(f"--shift-b: expected dx,dy,dz in Å, got {args.shift_b!r}")
-        b = b + shift
-    if not (np.isfinite(args.tolerance) and args.tolerance > 0):
-        raise ValueError(f"--tolerance: expected a positive distance in Å, got {args.tolerance}")
-    region = parse_region(args.region) if args.region else None
-    c = compare_models(a, sa, b, sb, max_distance=args.tolerance, register=not args.no_register,
-                       region=region)
-    if not args.quiet:
-        print(f"A: {args.a} ({len(a)} atoms), B: {args.b} ({len(b)} atoms)"
-              + (f", region {args.region}" if region is not None else ""))
-        print(c.summary())
-    if args.json:
-        from ..io.writers import write_json
-        write_json(args.json, dict(c.as_dict(), a=str(args.a), b=str(args.b), region=args.region))
-    return 0

@@ -23,7 +23,7 @@ from contextlib import ExitStack, contextmanager
 from numbers import Integral, Real
 from pathlib import Path
 
-from .._util.validate import as_folder
+from .._util.validate import as_folder, flag
 from ..io.writers import atomic_path
 
 __all__ = ["add_section", "remove_section", "build_report", "REPORT_DIR", "REPORT_FILE"]
@@ -193,8 +193,7 @@ def add_section(folder, key, title, html, figures=None, order=None, *, dpi=DEFAU
             raise TypeError(f"order: expected an int or None, got {type(order).__name__}")
         if isinstance(dpi, bool) or not isinstance(dpi, Real) or not 0 < dpi <= 1200:
             raise ValueError(f"dpi: expected a number in (0, 1200], got {dpi!r}")
-        if not isinstance(build, bool):
-            raise TypeError(f"build: expected a bool, got {type(build).__name__}")
+        build = flag(build, "build")
 
         rdir = root / REPORT_DIR
         rdir.mkdir(exist_ok=True)
@@ -255,8 +254,7 @@ def remove_section(folder, key, *, build=True) -> Path:
     """
     root = _folder(folder)
     _check_name(key, "key")
-    if not isinstance(build, bool):
-        raise TypeError(f"build: expected a bool, got {type(build).__name__}")
+    build = flag(build, "build")
     rdir = root / REPORT_DIR
     rdir.mkdir(exist_ok=True)
     with _locked(rdir):

@@ -163,6 +163,15 @@ void register_reconstruction(py::module_& m) {
           py::arg("n"), py::arg("fraction"), py::arg("seed"),
           "The held-out mask of GENFIRE's R-free split of n points (std::mt19937_64(seed), partial Fisher-Yates).");
 
+    m.def("genfire_memory_bytes",
+          [](index_t K, index_t ny, index_t nx, index_t vz, index_t vy, index_t vx, const GenfireOptions& opt) {
+              return genfire_memory_bytes(K, ny, nx, Shape3{vz, vy, vx}, opt);
+          },
+          py::arg("n_images"), py::arg("ny"), py::arg("nx"), py::arg("vz"), py::arg("vy"), py::arg("vx"),
+          py::arg("options"),
+          "Bytes a GENFIRE reconstruction of n_images ny x nx images into a (vz, vy, vx) box needs with these "
+          "options (the estimate Genfire checks before it allocates).");
+
     py::class_<Genfire>(m, "Genfire",
                         "A GENFIRE reconstruction: the constructor grids the projections, splits R-free and plans "
                         "the FFTs once; low_resolution() and run() iterate (aetcore/genfire.hpp).")

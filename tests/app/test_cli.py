@@ -132,9 +132,10 @@ def test_simulate_then_run_end_to_end(tmp_path, capsys):
     r = subprocess.run([sys.executable, "-m", "aetcore", "run", str(sim / "tilts.npy"), "--angles",
                         str(sim / "angles.txt"), "--pixel-size", "0.4", "--species", "Fe,Pt", "--out",
                         str(res), "--config", str(tmp_path / "fast.toml"), "--threads", "2"],
-                       capture_output=True, text=True, timeout=120)
+                       capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "atoms" in r.stdout
+    assert "memory estimate" in r.stderr and "available" in r.stderr  # printed before the work
     atoms = read(res / "atoms.xyz")
     assert set(atoms.get_chemical_symbols()) <= {"Fe", "Pt"}
     assert abs(len(atoms) - len(truth)) <= 0.1 * len(truth)
@@ -149,6 +150,7 @@ def test_simulate_then_run_end_to_end(tmp_path, capsys):
             "total"} <= set(s["timings_s"])
     assert json.loads((res / "run.json").read_text())["config"]["reconstruct"]["iterations"] == 30
     assert s["alignment"]["enabled"] is False
+    assert s["memory_estimate"]["peak_step"] in s["memory_estimate"]["steps_bytes"]
     assert s["resolution_A"] is not None and 0.8 <= s["resolution_A"] <= s["resolution_fsc05_A"] < 5  # Nyquist 0.8 Å
     # the scores against the truth are sensible
     from aetcore.quality.scoring import match_atoms
@@ -187,3 +189,21 @@ def test_demo_prints_scores_and_writes_report(tmp_path, capsys):
     for word in ("recall", "precision", "RMSD", "pm", "species accuracy"):
         assert word in out
     assert (tmp_path / "d" / "demo.txt").read_text() == out
+
+
+def test_run_refuses_before_work_when_memory_is_short(tmp_path, capsys, monkeypatch):
+    """A 288^2 x 68 series (the FePt 2017 size) under a 2 GiB limit: `aet run` prints its estimate's
+    verdict and the option to lower, exits 1 and writes no step."""
+    from aetcore.app.estimate import estimate_run
+    t = np.lib.format.open_memmap(tmp_path / "big.npy", mode="w+", dtype=np.float32, shape=(68, 288, 288))
+    del t
+    np.savetxt(tmp_path / "angles.txt", np.linspace(-70, 70, 68))
+    need = estimate_run((68, 288, 288), aconfig.default_config(), threads=2).peak
+    assert need > 2 * 2**30
+    monkeypatch.setenv("AETCORE_MEMORY_LIMIT", "2G")
+    rc, _, err = _run(["run", str(tmp_path / "big.npy"), "--angles", str(tmp_path / "angles.txt"),
+                       "--pixel-size", "0.35", "--species", "Fe,Pt", "--out", str(tmp_path / "res"),
+                       "--threads", "2", "--quiet"], capsys)
+    assert rc == 1
+    assert "not enough memory" in err and "reconstruct" in err and "oversampling = 2" in err
+    assert not (tmp_path / "res" / "steps").exists()

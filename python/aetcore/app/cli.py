@@ -550,6 +550,9 @@ def main(argv=None) -> int:
     except (_UsageError, ValueError, TypeError, FileNotFoundError, PermissionError) as e:
         print(f"aet {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except MemoryError as e:  # an estimate refused before the work: the message names the option to lower
+        print(f"aet {args.command}: error: not enough memory: {e}", file=sys.stderr)
+        return 1
     except MissingExtraError as e:  # an optional dependency: the message names the extra to install
         print(f"aet {args.command}: error: {e}", file=sys.stderr)
         return 1

@@ -78,6 +78,7 @@ class _Run:
         self.timings: dict = {}
         self.resumed: list = []
         self.t_start = time.perf_counter()
+        self.memory_estimate = None  # RunEstimate of `aet run` (aetcore.app.estimate)
 
     @property
     def pixel_size(self) -> float:
@@ -462,6 +463,9 @@ def _finish(r: _Run) -> dict:
         "steps": done,
         "resumed_steps": list(r.resumed),
         "timings_s": timings,
+        "memory_estimate": None if r.memory_estimate is None else {
+            "peak_bytes": r.memory_estimate.peak, "peak_step": r.memory_estimate.peak_step,
+            "steps_bytes": r.memory_estimate.steps},
         "outputs": [],
     }
     report = _report(r, steps, atoms, summary)
@@ -495,6 +499,22 @@ def _report(r: _Run, steps: dict, atoms, summary: dict):
 
 
 # ------------------------------------------------------------------------------------------- API
+def _check_memory(state: dict, cfg: dict, threads, progress: bool):
+    """The run's memory estimate (:mod:`aetcore.app.estimate`), printed with the progress bars and
+    refused (MemoryError naming the option to lower) before any work when it does not fit."""
+    from .._util.memory import available_bytes, format_bytes
+    from ..io.readers import read_tilt_metadata
+    from .estimate import check_run_memory
+    n, ny, nx = read_tilt_metadata(state["tilts"], dataset=state["dataset"])["shape"]
+    frames = state["frames"]
+    est = check_run_memory((max(1, n // frames), ny, nx), cfg, frames=frames, threads=threads)
+    line = f"{est.summary()}; {format_bytes(available_bytes())} available"
+    log.info(line)
+    if progress:
+        print(f"aet run: {line}", file=sys.stderr)
+    return est
+
+
 def run(tilts_path, angles_path, pixel_size: float, species: Sequence[str], out, *, frames: int = 1,
         config=None, threads=None, dataset=None, seed=None, resume: bool = False,
         progress: bool = False, angle_convention: str = "aetcore") -> dict:
@@ -544,7 +564,9 @@ def run(tilts_path, angles_path, pixel_size: float, species: Sequence[str], out,
     state = _new_state(tilts_path, angles_path, pixel_size, species, frames, dataset, angle_convention)
     out.mkdir(parents=True, exist_ok=True)
     seed = cfg["reconstruct"]["seed"] if seed is None else seed
+    est = _check_memory(state, cfg, threads, progress)
     r = _Run(out, state, cfg, threads, seed, progress)
+    r.memory_estimate = est
     r.write_state()
     from tqdm.auto import tqdm
     t0 = time.perf_counter()

@@ -23,7 +23,7 @@ from .._util.memory import check_memory
 from .._util.validate import as_angles, as_tilts, as_volume, at_least, positive, resolve_threads
 from ..model.projection import backproject_volume, project_volume
 
-__all__ = ["Reconstruction", "genfire", "resire", "sirt", "wbp", "auto_support", "oversampled_size"]
+__all__ = ["Reconstruction", "genfire", "resire", "sirt", "wbp", "auto_support", "oversampled_size", "genfire_memory"]
 
 
 @dataclass
@@ -61,8 +61,9 @@ class Reconstruction:
     timings: dict = field(default_factory=dict)
 
 
-def _volume_shape(tilts: np.ndarray, volume_shape) -> tuple:
-    ny, nx = tilts.shape[1:]
+def _volume_shape(image_shape, volume_shape) -> tuple:
+    """The reconstruction box: `volume_shape` checked, or ``(nx, ny, nx)`` for ``(ny, nx)`` images."""
+    ny, nx = image_shape
     if volume_shape is None:
         return (nx, ny, nx)
     if not (isinstance(volume_shape, (tuple, list)) and len(volume_shape) == 3):
@@ -128,6 +129,48 @@ def oversampled_size(n: int, oversampling: float) -> int:
     ``ceil(oversampling * n)`` rounded up to an even 7-smooth number (2^a 3^b 5^c 7^d), a size FFTW
     transforms fast (``aet::genfire_grid_size``)."""
     return int(_core.genfire_grid_size(int(n), float(oversampling)))
+
+
+def genfire_memory(n_images: int, image_shape, *, volume_shape=None, oversampling: float = _D.oversampling,
+                   interpolation_radius: float = _D.interpolation_radius,
+                   plane_upsampling: int = _D.plane_upsampling, threads=None) -> int:
+    """Bytes :func:`genfire` needs for `n_images` images of `image_shape` (the estimate the core
+    checks before it allocates: gridding records, FFT plan, iterates and support).
+
+    Parameters
+    ----------
+    n_images : int
+        Images in the series.
+    image_shape : (ny, nx)
+        Pixels per image.
+    volume_shape : (nz, ny, nx), optional
+        The reconstruction box; None: ``(nx, ny, nx)``, as :func:`genfire` chooses it.
+    oversampling, interpolation_radius, plane_upsampling, threads
+        As for :func:`genfire`: the options the memory depends on.
+
+    Returns
+    -------
+    int
+        Bytes.
+
+    Examples
+    --------
+    >>> from aetcore.steps.reconstruct import genfire_memory
+    >>> genfire_memory(68, (288, 288)) > genfire_memory(68, (128, 128))
+    True
+    """
+    k = at_least(n_images, 1, "n_images", integer=True)
+    if not (isinstance(image_shape, (tuple, list)) and len(image_shape) == 2):
+        raise ValueError(f"image_shape: expected (ny, nx), got {image_shape!r}")
+    ny, nx = (at_least(v, 1, "image_shape", integer=True) for v in image_shape)
+    shape = _volume_shape((ny, nx), volume_shape)
+    opt = _core.GenfireOptions()
+    opt.oversampling = at_least(oversampling, -np.inf, "oversampling")
+    opt.interpolation_radius = at_least(interpolation_radius, -np.inf, "interpolation_radius")
+    opt.plane_upsampling = at_least(plane_upsampling, -np.inf, "plane_upsampling", integer=True)
+    opt.threads = resolve_threads(threads)
+    opt.validate()
+    return int(_core.genfire_memory_bytes(k, ny, nx, *shape, opt))
 
 
 def _seed64(seed) -> int:
@@ -240,7 +283,7 @@ def genfire(tilts, angles, *, pixel_size: float = 1.0, oversampling: float = _D.
     opt.threads = resolve_threads(threads)
     opt.seed = _seed64(seed)
     opt.validate()
-    shape = _volume_shape(t, volume_shape)
+    shape = _volume_shape(t.shape[1:], volume_shape)
     mask = None
     if isinstance(support, str):
         if support != "box":
@@ -295,7 +338,7 @@ def _iterative_setup(tilts, angles, pixel_size, iterations, volume_shape, thread
     """The checks and derived values every iterative real-space method starts with."""
     t, a, ps = _check_common(tilts, angles, pixel_size)
     iterations = at_least(iterations, 1, "iterations", integer=True)
-    shape = _volume_shape(t, volume_shape)
+    shape = _volume_shape(t.shape[1:], volume_shape)
     # the iterate, its update, two volume-sized normalisers and a few series-sized work arrays
     check_memory(4.0 * 4 * float(np.prod(shape, dtype=np.float64)) + 3.0 * t.nbytes,
                  f"a real-space reconstruction of a {'x'.join(map(str, shape))} volume")
@@ -427,7 +470,7 @@ def wbp(tilts, angles, *, pixel_size: float = 1.0, filter: str = "ram-lak", volu
     t, a, ps = _check_common(tilts, angles, pixel_size)
     if filter not in ("ram-lak", "shepp-logan", "hann"):
         raise ValueError(f"filter: expected 'ram-lak', 'shepp-logan' or 'hann', got {filter!r}")
-    shape = _volume_shape(t, volume_shape)
+    shape = _volume_shape(t.shape[1:], volume_shape)
     nthreads = resolve_threads(threads)
     nx = t.shape[2]
     npad = 1 << int(math.ceil(math.log2(2 * nx)))

@@ -160,3 +160,41 @@ def test_end_to_end_genfire_trace_classify():
           f"species accuracy {m.species_accuracy:.3f}, rounds {c.changes_per_round}")
     assert m.recall >= 0.95
     assert m.species_accuracy >= 0.97
+
+
+def _pt_with_noise_peaks(seed=4, noise_per_atom=2.5):
+    """A Pt particle (one species) in a noisy volume, and its atoms plus peaks of the noise in the
+    vacuum around it (the voxel maxima of the noise farther than 4 Å from every atom), more of them
+    than atoms, as around a film (bench/real_film.py: 1761 peaks for about 570 atoms)."""
+    from scipy.ndimage import maximum_filter
+    from scipy.spatial import cKDTree
+    pos, sp, _ = fept_particle(9.0, seed=seed)
+    vol = noisy(ground_truth_volume(pos, ["Pt"] * len(pos), (N, N, N), PS), 0.01, seed)
+    peaks = np.argwhere((vol == maximum_filter(vol, 3)) & (vol > 0))
+    xyz = (peaks[:, ::-1] - N // 2) * PS
+    far = cKDTree(pos).query(xyz)[0] > 4.0
+    rng = np.random.default_rng(seed)
+    noise = xyz[far][rng.choice(int(far.sum()), int(noise_per_atom * len(pos)), replace=False)]
+    return vol, pos, noise
+
+
+def test_single_species_noise_peaks_are_non_atoms():
+    """With one species the non-atom rule of the multi-species case cannot see noise (one cluster
+    holds both); the bimodal split must: nearly every vacuum peak dropped, every atom kept."""
+    vol, pos, noise = _pt_with_noise_peaks()
+    allpos = np.vstack([pos, noise])
+    c = classify(vol, allpos, ["Pt"], pixel_size=PS, seed=0)
+    atom_kept = np.mean(c.labels[:len(pos)] == 0)
+    noise_dropped = np.mean(c.labels[len(pos):] == -1)
+    print(f"Pt + {len(noise)} noise peaks: atoms kept {atom_kept:.3f}, noise dropped {noise_dropped:.3f}, "
+          f"threshold {c.threshold:.3g}")
+    assert atom_kept >= 0.99
+    assert noise_dropped >= 0.95
+
+
+def test_single_species_without_noise_keeps_every_atom():
+    """No noise mode: the split must not cut a single species' own intensity spread (surface atoms
+    are dimmer than bulk ones)."""
+    vol, pos, _ = _pt_with_noise_peaks()
+    c = classify(vol, pos, ["Pt"], pixel_size=PS, seed=0)
+    assert np.all(c.labels == 0)

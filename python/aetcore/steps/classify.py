@@ -33,7 +33,8 @@ import numpy as np
 
 from .._util.validate import as_generator, as_positions, as_volume, at_least, flag, positive, species_symbols
 
-__all__ = ["classify", "Classification", "NON_ATOM_SYMBOL", "NON_ATOM_FRACTION", "NON_ATOM_SIGMAS"]
+__all__ = ["classify", "Classification", "NON_ATOM_SYMBOL", "NON_ATOM_FRACTION", "NON_ATOM_SIGMAS",
+           "NOISE_MODE_BIC"]
 
 #: Symbol given to non-atoms (ASE's dummy atom, atomic number 0).
 NON_ATOM_SYMBOL = "X"
@@ -41,6 +42,9 @@ NON_ATOM_SYMBOL = "X"
 NON_ATOM_FRACTION = 0.5
 #: ... and also more than this many robust standard deviations below it.
 NON_ATOM_SIGMAS = 3.0
+#: With one species, a two-Gaussian fit of the intensities must lower the BIC by more than this for
+#: its dim mode to be taken as noise peaks (a difference of 10 is "very strong" evidence, Kass & Raftery 1995).
+NOISE_MODE_BIC = 10.0
 
 _METHODS = ("kmeans", "gmm")
 _CHUNK = 2048  # atoms per gather block (bounds the temporary memory of the trilinear gather)
@@ -185,6 +189,32 @@ def _cluster(x: np.ndarray, k: int, method: str, rng: np.random.Generator) -> np
     return rank[lab]
 
 
+def _noise_mode_threshold(x: np.ndarray, rng: np.random.Generator) -> float:
+    """With one species: the intensity above which a peak belongs to the bright mode of a bimodal
+    intensity distribution, or ``-inf`` when the distribution is not bimodal in that way.
+
+    A two-component Gaussian mixture is fitted to the intensities. Its dim component is a mode of
+    noise peaks (vacuum, streaks) when the mixture explains the data better than one Gaussian
+    (BIC lower by more than :data:`NOISE_MODE_BIC`) and the dim mean is at most
+    :data:`NON_ATOM_FRACTION` of the bright one (dim surface atoms, at 70-90 % of the bulk, do not
+    qualify); the threshold is where the bright component's posterior reaches 1/2.
+    """
+    from sklearn.mixture import GaussianMixture
+    if x.size < 20:
+        return -np.inf
+    xs = x.reshape(-1, 1)
+    state = int(rng.integers(0, 2 ** 31 - 1))
+    one = GaussianMixture(1, random_state=state).fit(xs)
+    two = GaussianMixture(2, n_init=3, random_state=state).fit(xs)
+    mu = two.means_.ravel()
+    dim, bright = int(np.argmin(mu)), int(np.argmax(mu))
+    if not (two.bic(xs) < one.bic(xs) - NOISE_MODE_BIC and mu[dim] <= NON_ATOM_FRACTION * mu[bright]):
+        return -np.inf
+    grid = np.linspace(mu[dim], mu[bright], 2048)
+    post = two.predict_proba(grid.reshape(-1, 1))[:, bright]
+    return float(grid[int(np.argmax(post >= 0.5))])
+
+
 # ------------------------------------------------------------------------------- re-classification
 
 def _distances(B, lab, k, neighbours):
@@ -300,10 +330,16 @@ def classify(volume, positions, species, *, pixel_size, radius=None, box=None, m
         rank[keep] = _cluster(intensity[keep], k, method, rng)
         if not non_atom:
             break
+        if k == 1 and not np.isfinite(threshold):
+            # one cluster holds atoms and noise peaks alike: split a bimodal distribution first
+            threshold = _noise_mode_threshold(intensity, rng)
+            if np.isfinite(threshold):
+                keep = intensity >= threshold
+                continue
         lightest = intensity[keep][rank[keep] == 0]
         med = float(np.median(lightest))
         sigma = 1.4826 * float(np.median(np.abs(lightest - med)))
-        threshold = min(NON_ATOM_FRACTION * med, med - NON_ATOM_SIGMAS * sigma)
+        threshold = max(threshold, min(NON_ATOM_FRACTION * med, med - NON_ATOM_SIGMAS * sigma))
         new_keep = intensity >= threshold
         if np.array_equal(new_keep, keep):
             break

@@ -27,43 +27,32 @@ class _UsageError(Exception):
     pass
 
 
-def _positive_float(name):
+def _number(name: str, *, minimum: float, strict: bool, integer: bool = False):
+    """An argparse type: a finite number (an integer if asked) above `minimum` (strictly or not)."""
     def parse(s):
         try:
-            v = float(s)
+            v = int(s) if integer else float(s)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {s!r}") from None
-        if not (np.isfinite(v) and v > 0):
-            raise argparse.ArgumentTypeError(f"expected a positive number, got {s!r}")
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if integer else 'a number'}, got {s!r}") from None
+        if not (np.isfinite(v) and (v > minimum if strict else v >= minimum)):
+            what = "a positive number" if (strict and minimum == 0 and not integer) else (
+                f"{'an integer' if integer else 'a number'} {'>' if strict else '>='} {minimum:g}")
+            raise argparse.ArgumentTypeError(f"expected {what}, got {s!r}")
         return v
     parse.__name__ = name
     return parse
+
+
+def _positive_float(name):
+    return _number(name, minimum=0, strict=True)
 
 
 def _non_negative_float(name):
-    def parse(s):
-        try:
-            v = float(s)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {s!r}") from None
-        if not (np.isfinite(v) and v >= 0):
-            raise argparse.ArgumentTypeError(f"expected a number >= 0, got {s!r}")
-        return v
-    parse.__name__ = name
-    return parse
+    return _number(name, minimum=0, strict=False)
 
 
 def _int_at_least(minimum):
-    def parse(s):
-        try:
-            v = int(s)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {s!r}") from None
-        if v < minimum:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {s!r}")
-        return v
-    parse.__name__ = "integer"
-    return parse
+    return _number("integer", minimum=minimum, strict=False, integer=True)
 
 
 def _species(s):

@@ -1,5 +1,6 @@
-"""Time and accuracy of aetcore.steps.refine.refine on the demo-sized FePt (aet demo's defaults:
-radius 14 Å, 51 angles over ±70°, 96 x 96 pixels at 0.4 Å, dose 5e4 e/Å², seed 0), started from the
+"""Time and accuracy of aetcore.steps.refine.refine on an FePt particle of radius 14 Å (791 atoms) in
+aet demo's geometry (51 angles over ±70°, 96 x 96 pixels at 0.4 Å, dose 5e4 e/Å², seed 0; the demo
+itself uses radius 11.5 Å at 96 px), started from the
 truth displaced by 0.15 Å RMS per coordinate, default options, one thread. Prints the median wall time of
 `--repeat` runs (and of the CPU time), the number of objective evaluations made from Python, the RMSD to the truth before and after, R1, iterations and the minimiser's message.
 

@@ -1,8 +1,11 @@
 #include <aetcore/refine.hpp>
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 #include <string>
+#include <Eigen/Dense>
+#include <aetcore/bounded_lbfgs.hpp>
 #include <aetcore/memory.hpp>
 
 namespace aet {
@@ -275,6 +278,172 @@ RefineEval refine_objective(const AtomSet& atoms, const std::vector<Mat3>& rotat
                     out.jtj[i] += acc_j[std::size_t(t)][i];
                     out.jtrrj[i] += acc_m[std::size_t(t)][i];
                 }
+    }
+    return out;
+}
+
+RefineResult refine_atoms(const double* positions, const std::int32_t* species, index_t n,
+                          const std::vector<double>& heights, const std::vector<double>& b_factors, double blur,
+                          const std::vector<Mat3>& rotations, index_t ndy, index_t ndx, const float* measured,
+                          double pixel_size, double scale, const RefineOptions& opt, const RefineProgress& progress) {
+    validate(opt);
+    if (n < 0) throw std::invalid_argument("positions: expected n >= 0 atoms, got " + std::to_string(n));
+    if (n > 0 && (positions == nullptr || species == nullptr))
+        throw std::invalid_argument(positions == nullptr ? "positions: expected data for " + std::to_string(n) + " atoms"
+                                                         : "species: expected data for " + std::to_string(n) + " atoms");
+    const index_t ns = index_t(heights.size());
+    if (ns < 1) throw std::invalid_argument("heights: expected at least one species");
+    for (index_t q = 0; q < ns; ++q)
+        if (!(heights[std::size_t(q)] > 0) || !std::isfinite(heights[std::size_t(q)]))
+            throw std::invalid_argument("heights: expected positive finite values to refine, got " +
+                                        std::to_string(heights[std::size_t(q)]) + " for species " + std::to_string(q));
+    if (index_t(b_factors.size()) != ns)
+        throw std::invalid_argument("b_factors: expected one per species (" + std::to_string(ns) + "), got " +
+                                    std::to_string(b_factors.size()));
+    for (double b : b_factors)
+        if (!std::isfinite(b)) throw std::invalid_argument("b_factors: expected finite values, got " + std::to_string(b));
+    if (!std::isfinite(blur) || blur < 0)
+        throw std::invalid_argument("blur: expected a finite number >= 0, got " + std::to_string(blur));
+    if (!(pixel_size > 0) || !std::isfinite(pixel_size))
+        throw std::invalid_argument("pixel_size: expected a positive number, got " + std::to_string(pixel_size));
+    if (!(scale >= 0) || !std::isfinite(scale))
+        throw std::invalid_argument("scale: expected 0 (closed form) or a positive number, got " + std::to_string(scale));
+    if (rotations.empty()) throw std::invalid_argument("rotations: expected at least one image");
+    if (ndy < 1 || ndx < 1)
+        throw std::invalid_argument("tilts: expected non-empty images, got " + std::to_string(ndy) + " x " +
+                                    std::to_string(ndx));
+    if (measured == nullptr) throw std::invalid_argument("tilts: expected data");
+    const double npix = double(rotations.size()) * double(ndy) * double(ndx);
+    check_memory(8.0 * (2.0 + 2.0 * opt.lbfgs_memory) * (3.0 * double(n) + 2.0 * double(ns)) + 8.0 * 12.0 * double(n),
+                 "the refinement");
+    double bsum = 0.0, norm = 0.0;
+    const std::size_t N = std::size_t(rotations.size()) * std::size_t(ndy) * std::size_t(ndx);
+    for (std::size_t i = 0; i < N; ++i) {
+        const double v = measured[i];
+        if (!std::isfinite(v))
+            throw std::invalid_argument("tilts: expected finite values, got " + std::to_string(v) + " at flat index " +
+                                        std::to_string(i));
+        bsum += std::abs(v);
+        norm += v * v;
+    }
+    norm *= 0.5;
+    if (!(norm > 0)) throw std::invalid_argument("tilts: expected a non-zero tilt series");
+
+    const bool rp = opt.refine_positions, rh = opt.refine_heights, rb = opt.refine_b;
+    const std::vector<double> pos0(positions, positions + 3 * n);
+    const std::vector<double> h0 = heights;
+    std::vector<double> b0(b_factors);
+    for (double& b : b0) b = std::min(std::max(b, opt.b_min), opt.b_max);
+    for (double b : b0) sigma_from_b(b, blur, pixel_size);  // checks blur and B together
+
+    // x = [position offsets, Å (3n)] [H / H_0 (ns)] [B, Å^2 (ns)], each block only when refined
+    const std::size_t np = rp ? std::size_t(3 * n) : 0, nh = rh ? std::size_t(ns) : 0, nb = rb ? std::size_t(ns) : 0;
+    std::vector<double> x0(np + nh + nb), lower(x0.size()), upper(x0.size());
+    for (std::size_t i = 0; i < np; ++i) {
+        x0[i] = 0.0;
+        lower[i] = -opt.max_shift;
+        upper[i] = opt.max_shift;
+    }
+    for (std::size_t q = 0; q < nh; ++q) {
+        x0[np + q] = 1.0;
+        lower[np + q] = opt.height_min;
+        upper[np + q] = HUGE_VAL;
+    }
+    for (std::size_t q = 0; q < nb; ++q) {
+        x0[np + nh + q] = b0[q];
+        lower[np + nh + q] = opt.b_min;
+        upper[np + nh + q] = opt.b_max;
+    }
+
+    // the model of a parameter vector: positions in voxels, heights, sigmas
+    std::vector<double> pos_vox(pos0.size()), h(h0), b(b0);
+    AtomSet atoms;
+    atoms.species = species;
+    atoms.n = n;
+    atoms.cutoff = opt.cutoff;
+    auto unpack = [&](const std::vector<double>& x) {
+        for (std::size_t i = 0; i < pos0.size(); ++i) pos_vox[i] = (pos0[i] + (rp ? x[i] : 0.0)) / pixel_size;
+        for (std::size_t q = 0; q < std::size_t(ns); ++q) {
+            h[q] = rh ? h0[q] * x[np + q] : h0[q];
+            b[q] = rb ? x[np + nh + q] : b0[q];
+        }
+        atoms.positions = pos_vox.data();
+        atoms.heights = h;
+        atoms.sigmas.resize(std::size_t(ns));
+        for (std::size_t q = 0; q < std::size_t(ns); ++q) atoms.sigmas[q] = sigma_from_b(b[q], blur, pixel_size);
+    };
+    auto evaluate = [&](const std::vector<double>& x, bool grad, bool jtj) {
+        unpack(x);
+        return refine_objective(atoms, rotations, ndy, ndx, measured, scale, pixel_size, grad, jtj, opt.threads);
+    };
+
+    RefineResult out;
+    const RefineEval start = evaluate(x0, false, false);
+    out.loss_history.push_back(start.loss);
+    out.r1_before = start.abs_residual / bsum;
+    std::vector<double> x = x0;
+    if (x0.empty()) {
+        out.message = "nothing to refine";
+    } else {
+        const BoundedObjective fun = [&](const std::vector<double>& xv, std::vector<double>& g) {
+            const RefineEval e = evaluate(xv, true, false);
+            for (std::size_t i = 0; i < np; ++i) g[i] = e.grad_pos[i] / pixel_size / norm;
+            for (std::size_t q = 0; q < nh; ++q) g[np + q] = e.grad_height[q] * h0[q] / norm;
+            for (std::size_t q = 0; q < nb; ++q) g[np + nh + q] = e.grad_b[q] / norm;
+            return e.loss / norm;
+        };
+        const BoundedIterationCallback cb = [&](int it, const std::vector<double>&, double f) {
+            out.loss_history.push_back(f * norm);
+            return !progress || progress(it, f * norm);
+        };
+        BoundedLbfgsOptions lo;
+        lo.max_iterations = opt.iterations;
+        lo.memory = opt.lbfgs_memory;
+        lo.ftol = opt.lbfgs_ftol;
+        lo.gtol = opt.lbfgs_gtol;
+        const BoundedLbfgsResult r = minimize_bounded_lbfgs(fun, x0, lower, upper, lo, cb);
+        x = r.x;
+        out.iterations = r.iterations;
+        out.evaluations = r.evaluations;
+        out.message = r.message;
+        out.cancelled = r.cancelled;
+    }
+
+    // the final model, its scale, noise and per-atom precision
+    const RefineEval fin = evaluate(x, false, true);
+    const double s = fin.scale;
+    out.positions.resize(pos0.size());
+    for (std::size_t i = 0; i < pos0.size(); ++i) out.positions[i] = pos_vox[i] * pixel_size;
+    for (std::size_t i = 0; i < np; ++i) out.positions[i] = pos0[i] + x[i];  // exactly start + offset
+    out.heights = h;
+    out.b_factors = b;
+    if (rh && scale == 0.0) {
+        for (double& hq : out.heights) hq *= s;
+        out.scale = 1.0;
+    } else {
+        out.scale = s;
+    }
+    out.r1_after = fin.abs_residual / bsum;
+    const double n_params = double(np + nh + nb) + (scale == 0.0 ? 1.0 : 0.0);
+    const double dof = std::max(1.0, npix - n_params);
+    const double noise_var = 2.0 * fin.loss / dof;
+    out.noise_sigma = std::sqrt(noise_var);
+    const double c = (s / pixel_size) * (s / pixel_size);  // J of s P per Å from P per voxel
+    const int ii[6] = {0, 0, 0, 1, 1, 2}, jj[6] = {0, 1, 2, 1, 2, 2};
+    double amax = 1.0;
+    for (double v : fin.jtj) amax = std::max(amax, std::abs(v * c));
+    const bool sandwich = opt.precision == "sandwich";
+    out.precision.assign(std::size_t(3 * n), std::numeric_limits<double>::infinity());
+    for (index_t a = 0; a < n; ++a) {
+        Eigen::Matrix3d A, M;
+        for (int q = 0; q < 6; ++q) {
+            A(ii[q], jj[q]) = A(jj[q], ii[q]) = fin.jtj[std::size_t(6 * a + q)] * c;
+            M(ii[q], jj[q]) = M(jj[q], ii[q]) = fin.jtrrj[std::size_t(6 * a + q)] * c * (npix / dof);  // HC1
+        }
+        if (!(A.determinant() > 1e-300 * amax * amax * amax)) continue;
+        const Eigen::Matrix3d Ai = A.inverse();
+        const Eigen::Matrix3d cov = sandwich ? Eigen::Matrix3d(Ai * M * Ai) : Eigen::Matrix3d(noise_var * Ai);
+        for (int k = 0; k < 3; ++k) out.precision[std::size_t(3 * a + k)] = std::sqrt(std::max(cov(k, k), 0.0));
     }
     return out;
 }

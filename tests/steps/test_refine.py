@@ -236,3 +236,78 @@ def test_refine_angles_recovers_tilt_errors():
     assert rms_before > 0.8 and rms_after < 0.15
     assert m1.rmsd_pm < 0.6 * m0.rmsd_pm and r.r1_after < plain.r1_after
     np.testing.assert_array_equal(plain.angles, nominal)  # without the option the angles are the input
+
+
+# ------------------------------------------------------------------ the C++ loop against scipy
+def test_matches_scipy_lbfgsb_on_the_same_objective(pt_case):
+    # The whole refinement runs in the core (aet::refine_atoms, its own bounded L-BFGS). An independent
+    # minimisation of the same objective (_core.refine_objective) by scipy's L-BFGS-B, same parameters
+    # (offsets in Å within ±max_shift, H / H_0, B in B_BOUNDS) and the same normalisation, both run to
+    # convergence on a noisy series, reaches the same minimum.
+    from scipy.optimize import minimize
+    pos, sp, model, clean = pt_case
+    rng = np.random.default_rng(8)
+    tilts = (clean + rng.normal(0, 0.03 * float(clean.max()), clean.shape)).astype(np.float32)
+    start = pos + rng.normal(0, 0.15, pos.shape)
+    start_model = project.atom_model(["Pt"], heights=model.heights * 0.9, b_factors=model.b_factors + 1.0)
+    r = refine(start, sp, tilts, ANGLES, PS, model=start_model, iterations=1000, threads=1)
+
+    n = len(pos)
+    labels = np.zeros(n, np.int32)
+    ang = np.radians(np.stack([0 * ANGLES, ANGLES, 0 * ANGLES], 1))
+    h0, norm = start_model.heights.copy(), 0.5 * float((tilts.astype(np.float64) ** 2).sum())
+
+    def fun(x):
+        p, h, b = start + x[:3 * n].reshape(n, 3), h0 * x[3 * n:3 * n + 1], x[3 * n + 1:]
+        d = _core.refine_objective(p / PS, labels, h, b, model.blur, PS, ang, tilts, 0.0, 5.0, True, False, 1)
+        g = np.concatenate([d["grad_positions"].ravel() / PS, d["grad_heights"] * h0, d["grad_b_factors"]])
+        return d["loss"] / norm, g / norm
+
+    x0 = np.concatenate([np.zeros(3 * n), [1.0], start_model.b_factors])
+    bounds = [(-1.0, 1.0)] * (3 * n) + [(_core.RefineOptions().height_min, None), B_BOUNDS]
+    ref = minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=bounds,
+                   options={"maxiter": 1000, "ftol": 1e-15, "gtol": 1e-12, "maxcor": 20})
+    ref_pos = start + ref.x[:3 * n].reshape(n, 3)
+    ref_loss = ref.fun * norm
+    dpos = np.abs(r.positions - ref_pos).max()
+    print(f"C++ {r.n_iterations} iterations ({r.message}), loss {r.loss_history[-1]:.9g}; scipy {ref.nit} iterations "
+          f"({ref.message}), loss {ref_loss:.9g}; largest position difference {100 * dpos:.2e} pm; "
+          f"RMSD to truth {100 * _rms(r.positions, pos):.3f} / {100 * _rms(ref_pos, pos):.3f} pm")
+    assert dpos < 0.005  # 0.5 pm
+    assert abs(r.loss_history[-1] - ref_loss) <= 1e-6 * ref_loss
+    assert r.loss_history[-1] <= ref_loss * (1 + 1e-9)  # not a worse minimum
+    assert abs(r.model.b_factors[0] - ref.x[-1]) < 1e-3 * ref.x[-1]
+
+
+def test_progress_bar_follows_the_core_iterations(pt_case, monkeypatch):
+    # progress=True drives the tqdm bar from the core's per-iteration callback (the GIL re-acquired there).
+    from aetcore.steps import refine as mod
+    updates = []
+
+    class Bar:
+        def __init__(self, *a, **k):
+            pass
+
+        def update(self, k):
+            updates.append(k)
+
+        def close(self):
+            updates.append("closed")
+
+    monkeypatch.setattr(mod, "tqdm", Bar)
+    pos, sp, model, tilts = pt_case
+    r = refine(pos + 0.05, sp, tilts, ANGLES, PS, model=model, iterations=4, threads=1, progress=True)
+    assert r.n_iterations == 4 and len(r.loss_history) == 5
+    assert updates == [1, 1, 1, 1, "closed"]
+
+    # an exception in the callback stops the core's loop and is raised again in Python
+    def boom(it, loss):
+        raise RuntimeError(f"stop at {it}")
+
+    ang = np.radians(np.stack([0 * ANGLES, ANGLES, 0 * ANGLES], 1))
+    with pytest.raises(RuntimeError, match="stop at 1"):
+        _core.refine_atoms(pos + 0.05, np.zeros(len(pos), np.int32), model.heights, model.b_factors, model.blur, PS,
+                           ang, tilts, 0.0, _core.RefineOptions(), boom)
+    d = _core.refine_atoms(pos + 0.05, np.zeros(len(pos), np.int32), model.heights, model.b_factors, model.blur, PS,
+                           ang, tilts, 0.0, _core.RefineOptions(), lambda it, loss: it < 2)
+    assert d["cancelled"] and d["n_iterations"] == 2

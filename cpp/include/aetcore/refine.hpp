@@ -7,6 +7,8 @@
 // optionally the Gauss-Newton 3x3 block per atom, sum over pixels of dP/dr dP/dr^T (voxels,
 // without the scale). Everything is float64 inside. Lengths in voxels.
 #pragma once
+#include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 #include <aetcore/atoms.hpp>
@@ -30,15 +32,14 @@ struct RefineEval {
 };
 
 // Every option of the refinement with its default: the one home of these defaults (the signature of
-// aetcore.steps.refine.refine and the [refine] section of `aet config --defaults` read them from
-// here). The minimiser itself (scipy's L-BFGS-B over these parameters) runs in Python today; its
-// settings live here too, so that a C++ port starts from the same numbers.
+// aetcore.steps.refine.refine, the [refine] section of `aet config --defaults` and refine_atoms read
+// them from here), including the bounds of the parameters and the settings of the bounded L-BFGS.
 struct RefineOptions {
     double max_shift = 1.0;          // Å, per coordinate, from the start
     bool refine_positions = true;
     bool refine_heights = true;
     bool refine_b = true;
-    int iterations = 50;             // L-BFGS-B iterations
+    int iterations = 50;             // largest number of L-BFGS iterations
     double cutoff = 5.0;             // atoms evaluated within cutoff sigmas
     std::string precision = "sandwich";  // "sandwich" (per-pixel noise) or "curvature"
     bool refine_angles = false;      // also refine every image's tilt angle
@@ -46,7 +47,9 @@ struct RefineOptions {
     int angle_rounds = 3;
     double b_min = 0.1, b_max = 50.0;  // bounds of the refined B-factors, Å^2
     double height_min = 1e-6;        // lower bound of the heights, relative to the start
-    int lbfgs_memory = 20;           // L-BFGS-B: stored corrections (maxcor)
+    int lbfgs_memory = 20;           // bounded L-BFGS: stored pairs (s, y)
+    // stop when (f_k - f_{k+1}) / max(|f_k|, |f_{k+1}|, 1) <= lbfgs_ftol or when the projected
+    // gradient's largest entry <= lbfgs_gtol (f is the loss divided by sum b^2 / 2)
     double lbfgs_ftol = 1e-15, lbfgs_gtol = 1e-12;
     int threads = 0;
 };
@@ -67,6 +70,49 @@ double sigma_from_b(double b, double blur, double pixel_size);
 RefineEval refine_objective(const AtomSet& atoms, const std::vector<Mat3>& rotations, index_t ndy,
                             index_t ndx, const float* measured, double scale, double pixel_size,
                             bool want_grad, bool want_jtj, int threads);
+
+// Called after every iteration of refine_atoms with its number (1, 2, ...) and the loss L; return
+// false to stop (the result is then that of the last iterate, with `cancelled` set).
+using RefineProgress = std::function<bool(int iteration, double loss)>;
+
+struct RefineResult {
+    std::vector<double> positions;   // n x 3, refined (x, y, z), Å
+    std::vector<double> heights;     // per species; the closed-form scale folded in (see refine_atoms)
+    std::vector<double> b_factors;   // per species, Å^2
+    double scale = 1.0;              // the global scale of the returned model
+    double r1_before = 0.0, r1_after = 0.0;  // sum |s P - b| / sum |b|
+    std::vector<double> loss_history;  // L at the start and after every iteration
+    int iterations = 0;
+    int evaluations = 0;             // objective evaluations of the minimiser
+    std::vector<double> precision;   // n x 3, standard deviation of every coordinate, Å (inf: singular block)
+    double noise_sigma = 0.0;        // residual standard deviation per pixel, sqrt(2 L / (N - p))
+    std::string message;             // why the minimiser stopped
+    bool cancelled = false;          // the progress callback returned false
+};
+
+// The whole refinement of an atomic model against a measured tilt series: minimise
+// L = sum (s P - b)^2 / 2 (refine_objective) over, as the options ask, the position offsets from the
+// start (Å, each within +-max_shift), the heights relative to the start (H / H_0 >= height_min) and
+// the B-factors (Å^2, in [b_min, b_max]; the starting B are clipped into that range), the blur fixed.
+// The minimiser is minimize_bounded_lbfgs (aetcore/bounded_lbfgs.hpp) on L / (sum b^2 / 2) with
+// lbfgs_memory, lbfgs_ftol, lbfgs_gtol and `iterations`. Then, at the result:
+//  - scale: with scale == 0 the closed form s = <P, b> / <P, P> at every evaluation; when heights are
+//    refined it is folded into the returned heights (H s) and the result's scale is 1, else the
+//    result's scale is s. A positive scale is kept fixed;
+//  - noise_sigma^2 = 2 L / (N - p), N the number of pixels, p the number of refined parameters (+1
+//    for a closed-form scale);
+//  - per atom, A = J^T J and M = J^T diag(r^2) J (the 3x3 blocks of the derivatives of s P per Å,
+//    refine_objective's jtj and jtrrj); precision = sqrt(diag(cov)) with cov = A^-1 M A^-1 N / (N - p)
+//    ("sandwich", HC1) or noise_sigma^2 A^-1 ("curvature"); inf where det A <= 1e-300 max(1, max|A|)^3.
+// positions: n x 3 (x, y, z), Å from the origin; species: n labels into heights/b_factors; blur and
+// pixel_size in Å; rotations and measured (K x ndy x ndx float32) as refine_objective. Throws
+// std::invalid_argument naming the argument (validate(opt), "positions", "species", "heights",
+// "b_factors", "blur", "rotations", "tilts", "pixel_size", "scale") and aet::MemoryError.
+RefineResult refine_atoms(const double* positions, const std::int32_t* species, index_t n,
+                          const std::vector<double>& heights, const std::vector<double>& b_factors, double blur,
+                          const std::vector<Mat3>& rotations, index_t ndy, index_t ndx, const float* measured,
+                          double pixel_size, double scale, const RefineOptions& opt,
+                          const RefineProgress& progress = RefineProgress());
 
 // d/dc and d/ds of gaussian_cell_means (differences of Gaussians): with t± = i ± 0.5 - c and
 // phi(t) = exp(-t^2 / (2 s^2)) / (sqrt(2 pi) s): dE/dc = phi(t-) - phi(t+),

@@ -434,7 +434,7 @@ def decide_atoms(positions, species, tilts, angles, pixel_size, *, model: AtomMo
     rounds : int
         Largest number of refine-drop-add rounds (>= 1).
     iterations : int
-        L-BFGS-B iterations of the refinement of every round.
+        Iterations of the bounded L-BFGS of the refinement of every round.
     max_passes : int
         Largest number of drop/relabel passes per round.
     refine_options : dict, optional

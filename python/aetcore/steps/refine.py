@@ -2,9 +2,19 @@
 
 Minimises ``L = sum_k sum_pixels (s P_k - b_k)^2 / 2`` over atom positions, per-species heights
 ``H_s`` and Debye-Waller factors ``B_s`` (the blur is fixed), where ``P_k`` are the exact (erf) pixel
-projections of the Gaussian atoms at the measured angles and ``s`` a global scale. The loss and its
-analytic gradient come from the C++ core (float64 inside, OpenMP over angles, deterministic for a
-given thread count); the minimiser is ``scipy.optimize.minimize(method="L-BFGS-B", jac=True)``.
+projections of the Gaussian atoms at the measured angles and ``s`` a global scale. The whole
+refinement runs in the C++ core, ``aet::refine_atoms`` (``cpp/src/refine.cpp``, docs/cpp.md), in one
+call with the GIL released: the loss and its analytic gradient (float64 inside, OpenMP over angles,
+deterministic for a given thread count), the bounded L-BFGS minimiser
+(``aet::minimize_bounded_lbfgs``, ``cpp/include/aetcore/bounded_lbfgs.hpp``: projected L-BFGS with
+the two-loop recursion on the free variables and a line search on the projected path; it stops like
+scipy's L-BFGS-B, on ``(f_k - f_{k+1}) / max(|f_k|, |f_{k+1}|, 1) <= lbfgs_ftol`` or a projected
+gradient ``<= lbfgs_gtol``), the loss history, the scale folding, the noise level and the per-atom
+precision below. A C++ host gets the same refinement from the same inputs. Python checks the
+arguments, converts the species, drives the progress bar from the core's per-iteration callback and
+wraps the result. The outer loop of ``refine_angles=True`` (whole refinements alternating with a
+per-image search of the tilt angle) stays in Python: it is a loop around whole refinements, not part
+of one.
 
 Scale: with ``scale=None`` (default) ``s = <P, b> / <P, P>`` is solved in closed form at every
 evaluation; by the envelope theorem the gradient at fixed ``s`` is then the gradient of the reduced
@@ -12,9 +22,11 @@ objective. ``s`` and the heights are degenerate (``P`` is linear in ``H``), so w
 refined with a closed-form scale, ``s`` is folded into the returned heights and ``scale`` is 1.
 Pass a number to fix ``s``.
 
-Parameters seen by L-BFGS-B: position offsets from the start in Å (bounds ``±max_shift`` per
-coordinate), heights relative to their start (``H / H_0`` > 0) and ``B`` in Å² (bounds [0.1, 50]);
-the objective is divided by ``sum b^2 / 2`` so that its scale does not depend on the data.
+Parameters seen by the minimiser: position offsets from the start in Å (bounds ``±max_shift`` per
+coordinate), heights relative to their start (``H / H_0 >= height_min``) and ``B`` in Å² (bounds
+``[b_min, b_max]`` = :data:`B_BOUNDS`; a starting B outside is clipped into it); the objective is
+divided by ``sum b^2 / 2`` so that its scale does not depend on the data. Every bound and setting is a
+member of ``aet::RefineOptions`` (``_core.RefineOptions()``), the one home of the defaults.
 
 Precision: per atom, the Gauss-Newton 3x3 block ``A_i = J_i^T J_i`` (derivatives of ``s P`` with
 respect to that atom's coordinates, summed over all pixels of all angles) and, by default, the
@@ -33,7 +45,6 @@ from dataclasses import dataclass, field, replace
 from typing import Optional
 
 import numpy as np
-from scipy.optimize import minimize
 from tqdm.auto import tqdm
 
 from .. import _core
@@ -45,12 +56,10 @@ from ..model.projection import AtomModel, atom_model
 __all__ = ["refine", "RefinementResult", "B_BOUNDS"]
 
 #: The defaults of :func:`refine`: the C++ options struct ``aet::RefineOptions`` (the one home of every
-#: refinement default, shared with C++ hosts and ``aet config --defaults``; the L-BFGS-B minimiser
-#: itself is scipy's, see the module documentation).
+#: refinement default and bound, shared with C++ hosts, ``aet::refine_atoms`` and ``aet config --defaults``).
 _D = _core.RefineOptions()
 #: Bounds on the refined Debye-Waller factors, Å² (``aet::RefineOptions::b_min``, ``b_max``).
 B_BOUNDS = (_D.b_min, _D.b_max)
-_H_MIN = _D.height_min  # relative to the starting height
 
 
 @dataclass(frozen=True)
@@ -70,14 +79,14 @@ class RefinementResult:
     r1_before, r1_after : float
         ``sum |s P - b| / sum |b|`` at the start and at the end.
     loss_history : (n_iterations + 1,) float64
-        ``L`` at the start and after every L-BFGS-B iteration.
+        ``L`` at the start and after every iteration of the minimiser.
     n_iterations : int
     precision : (n_atoms, 3) float64
         Estimated standard deviation of each coordinate, Å (Gauss-Newton, see module doc).
     noise_sigma : float
         Residual standard deviation per pixel, projection units.
     message : str
-        The minimiser's message.
+        Why the minimiser stopped (``aet::minimize_bounded_lbfgs``).
     angles : (n_angles, 3) float64
         ZYZ Euler angles, degrees: the refined tilt angles with ``refine_angles=True``, else the
         input.
@@ -147,7 +156,7 @@ def refine(positions, species, tilts, angles, pixel_size, *, model: AtomModel | 
     refine_positions, refine_heights, refine_b : bool
         Which parameters to refine.
     iterations : int
-        Maximum L-BFGS-B iterations (default 50).
+        Maximum iterations of the bounded L-BFGS (default 50).
     scale : None or float
         None solves the global scale in closed form at every evaluation; a number fixes it.
     cutoff : float
@@ -161,7 +170,9 @@ def refine(positions, species, tilts, angles, pixel_size, *, model: AtomModel | 
         (refine the atoms at the current angles; per image, the ``theta`` within ``±angle_range``
         degrees of the current one that minimises that image's squared error, the other atoms and
         images fixed; the mean change removed, since a common offset only turns the model), then a
-        last refinement of the atoms from their start at the refined angles. The exact Gaussian-atom
+        last refinement of the atoms from their start at the refined angles. This outer loop runs in
+        Python around whole refinements in the core (the per-image search is scipy's bounded scalar
+        minimiser on ``_core.refine_objective`` of that image). The exact Gaussian-atom
         forward model makes this far more sensitive than re-projections of a volume (see
         :func:`aetcore.steps.align.projection_matching`).
     angle_range : float
@@ -170,7 +181,7 @@ def refine(positions, species, tilts, angles, pixel_size, *, model: AtomModel | 
         Rounds of the alternation (default 3).
     threads : int, optional
     progress : bool
-        Show a progress bar over the iterations.
+        Show a progress bar over the iterations (updated from the core's callback).
 
     Returns
     -------
@@ -202,121 +213,25 @@ def refine(positions, species, tilts, angles, pixel_size, *, model: AtomModel | 
         out = refine(pos0, labels, t, cur, ps, **kw)
         return replace(out, angles=cur, angle_history=history)
 
-    n, ns = pos0.shape[0], len(model.symbols)
-    h0 = np.asarray(model.heights, np.float64).copy()
+    h0 = np.asarray(model.heights, np.float64)
     if np.any(h0 <= 0):
         raise ValueError(f"model: heights must be positive to refine, got {h0}")
-    b0 = np.clip(np.asarray(model.b_factors, np.float64), *B_BOUNDS)
-    blur = float(model.blur)
-    ang = np.radians(a)
-    bsum = float(np.abs(t.astype(np.float64)).sum())
-    norm = 0.5 * float((t.astype(np.float64) ** 2).sum())
-    if not norm > 0:
-        raise ValueError("tilts: expected a non-zero tilt series")
-
-    def unpack(x):
-        i = 0
-        pos, h, b = pos0, h0, b0
-        if rp:
-            pos = pos0 + x[:3 * n].reshape(n, 3)
-            i = 3 * n
-        if rh:
-            h = h0 * x[i:i + ns]
-            i += ns
-        if rb:
-            b = x[i:i + ns]
-        return pos, h, b
-
-    def evaluate(pos, h, b, grad, jtj=False):
-        return _core.refine_objective(np.ascontiguousarray(pos / ps), labels, np.ascontiguousarray(h),
-                                      np.ascontiguousarray(b), blur, ps, ang, t, fixed_scale, cutoff,
-                                      grad, jtj, nt)
-
-    last = {}
-
-    def fun(x):
-        pos, h, b = unpack(x)
-        d = evaluate(pos, h, b, True)
-        g = []
-        if rp:
-            g.append(d["grad_positions"].ravel() / ps)
-        if rh:
-            g.append(d["grad_heights"] * h0)
-        if rb:
-            g.append(d["grad_b_factors"])
-        last["x"], last["loss"] = x.copy(), d["loss"]
-        return d["loss"] / norm, np.concatenate(g) / norm
-
-    x0, bounds = [], []
-    if rp:
-        x0.append(np.zeros(3 * n))
-        bounds += [(-max_shift, max_shift)] * (3 * n)
-    if rh:
-        x0.append(np.ones(ns))
-        bounds += [(_H_MIN, None)] * ns
-    if rb:
-        x0.append(b0.copy())
-        bounds += [B_BOUNDS] * ns
-
-    start = evaluate(pos0, h0, b0, False)
-    history = [start["loss"]]
-    r1_before = start["abs_residual"] / bsum
-    message, nit = "nothing to refine", 0
-    pos, h, b = pos0, h0, b0
-    if x0:
-        x0 = np.concatenate(x0)
-
-        bar = tqdm(total=iterations, desc="refine", disable=None if progress else True, leave=False)
-
-        def callback(xk):
-            bar.update(1)
-            if "x" in last and np.array_equal(last["x"], xk):
-                history.append(last["loss"])
-            else:
-                p_, h_, b_ = unpack(xk)
-                history.append(evaluate(p_, h_, b_, False)["loss"])
-
-        try:
-            res = minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=bounds, callback=callback,
-                           options={"maxiter": iterations, "ftol": _D.lbfgs_ftol, "gtol": _D.lbfgs_gtol,
-                                    "maxcor": _D.lbfgs_memory})
-        finally:
-            bar.close()
-        pos, h, b = unpack(np.clip(res.x, [lo if lo is not None else -np.inf for lo, _ in bounds],
-                                   [hi if hi is not None else np.inf for _, hi in bounds]))
-        message, nit = str(res.message), int(res.nit)
-
-    final = evaluate(pos, h, b, False, jtj=True)
-    s = float(final["scale"])
-    if rh and scale is None:
-        h = h * s
-        final_scale = 1.0
-        s_eff = s  # J uses s P with the unfolded heights; identical to P with folded heights
-    else:
-        final_scale = s
-        s_eff = s
-    n_params = (3 * n if rp else 0) + (ns if rh else 0) + (ns if rb else 0) + (1 if scale is None else 0)
-    dof = max(1, t.size - n_params)
-    noise_var = 2.0 * final["loss"] / dof
-    # Per-atom 3x3 blocks of J^T J and of J^T diag(r^2) J, derivatives of s P per Å.
-    idx = np.array([[0, 1, 2], [1, 3, 4], [2, 4, 5]])
-    A = (final["jtj"] * (s_eff / ps) ** 2)[:, idx]
-    M = (final["jtrrj"] * (s_eff / ps) ** 2)[:, idx] * (t.size / dof)  # HC1 small-sample factor
-    invertible = np.linalg.det(A) > 1e-300 * np.abs(A).max(initial=1.0) ** 3
-    precision = np.full((n, 3), np.inf)
-    if invertible.any():
-        Ai = np.linalg.inv(A[invertible])
-        if precision_method == "sandwich":
-            cov = Ai @ M[invertible] @ Ai
-        else:
-            cov = noise_var * Ai
-        precision[invertible] = np.sqrt(np.clip(np.diagonal(cov, axis1=1, axis2=2), 0, None))
-    out_model = replace(model, heights=np.asarray(h, np.float64).copy(), b_factors=np.asarray(b, np.float64).copy())
-    return RefinementResult(positions=np.ascontiguousarray(pos, np.float64), labels=labels, model=out_model,
-                            scale=final_scale, r1_before=float(r1_before),
-                            r1_after=float(final["abs_residual"] / bsum),
-                            loss_history=np.asarray(history, np.float64), n_iterations=nit,
-                            precision=precision, noise_sigma=float(np.sqrt(noise_var)), message=message,
+    opt = _core.RefineOptions()
+    opt.max_shift, opt.refine_positions, opt.refine_heights, opt.refine_b = max_shift, rp, rh, rb
+    opt.iterations, opt.cutoff, opt.precision, opt.threads = iterations, cutoff, precision_method, nt
+    bar = tqdm(total=iterations, desc="refine", disable=None if progress else True, leave=False)
+    try:
+        r = _core.refine_atoms(np.ascontiguousarray(pos0, np.float64), np.ascontiguousarray(labels, np.int32),
+                               np.ascontiguousarray(h0), np.ascontiguousarray(model.b_factors, np.float64),
+                               float(model.blur), ps, np.ascontiguousarray(np.radians(a)), t, fixed_scale, opt,
+                               lambda it, loss: bar.update(1))
+    finally:
+        bar.close()
+    out_model = replace(model, heights=r["heights"], b_factors=r["b_factors"])
+    return RefinementResult(positions=r["positions"], labels=labels, model=out_model, scale=float(r["scale"]),
+                            r1_before=float(r["r1_before"]), r1_after=float(r["r1_after"]),
+                            loss_history=r["loss_history"], n_iterations=int(r["n_iterations"]),
+                            precision=r["precision"], noise_sigma=float(r["noise_sigma"]), message=r["message"],
                             angles=a.copy())
 
 

@@ -208,6 +208,34 @@ def test_refine_step_with_angle_refinement_stores_the_angles(done, tmp_path):
     assert abs(np.mean(refined[:, 1] - nominal[:, 1])) < 1e-9  # the common offset is a gauge
 
 
+def test_refine_step_with_holdout_reports_r1_holdout(done, tmp_path):
+    # [refine] holdout_folds: the k-fold validation over images goes to summary.json, results.h5,
+    # atoms.xyz's info and the report, next to the R1 of the fit
+    import shutil
+    out = tmp_path / "res"
+    shutil.copytree(done[0], out)
+    s0 = json.loads((out / "summary.json").read_text())
+    assert s0["r1_holdout"] is None  # off by default
+    (tmp_path / "h.toml").write_text("[refine]\niterations = 10\nholdout_folds = 3\n")
+    assert main(["refine", "--out", str(out), "--config", str(tmp_path / "h.toml"), "--quiet"]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    h = s["holdout"]
+    assert h["folds"] == 3 and len(h["r1_holdout_folds"]) == 3
+    assert s["r1_holdout"] == pytest.approx(np.mean(h["r1_holdout_folds"]))
+    assert 0 < h["r1_fit"] < 1 and 0 < s["r1_holdout"] < 1
+    # every fold sees 2/3 of the images with the whole fit's settings: its fit R1 is the whole fit's
+    assert h["r1_fit"] == pytest.approx(s["r1_after"], rel=0.25)
+    with h5py.File(out / "results.h5", "r") as f:
+        meta = json.loads(f["refine"].attrs["meta"])
+    assert meta["r1_holdout"] == s["r1_holdout"]
+    assert read(out / "atoms.xyz").info["r1_holdout"] == pytest.approx(s["r1_holdout"])
+    html = (out / "report.html").read_text()
+    assert "R1 on held-out images (3-fold validation)" in html and "R1 of the 3-fold fits" in html
+    (tmp_path / "bad.toml").write_text("[refine]\nholdout_folds = 1\n")
+    with pytest.raises(ValueError, match="holdout_folds"):
+        workflow.run_step("refine", out, config=str(tmp_path / "bad.toml"))
+
+
 def test_step_config_is_merged_over_the_folders_and_checked(done, tmp_path, capsys):
     import shutil
     out = tmp_path / "res"

@@ -123,3 +123,23 @@ def test_holdout_bad_input():
 def test_docstring_example():
     r = doctest.testmod(holdout, verbose=False)
     assert r.attempted > 0 and r.failed == 0
+
+
+def test_chain_reports_the_holdout_next_to_the_fit():
+    # atoms_from_volume with refine_options={"holdout_folds": k}: atoms.info carries r1_holdout and
+    # the per-fold numbers, and the time of the validation; the refinement itself is unchanged
+    from aetcore.steps.chain import atoms_from_volume
+    p, s, _ = _series(5.0, 9, 2e4, (32, 32))
+    vol = simulate.ground_truth_volume(p.positions, p.species, (32, 32, 32), PS, threads=1)
+    kw = dict(decide=False, threads=1, seed=0)
+    plain = atoms_from_volume(vol, s.tilts, s.angles, PS, ("Fe", "Pt"), refine_options={"iterations": 15}, **kw)
+    atoms = atoms_from_volume(vol, s.tilts, s.angles, PS, ("Fe", "Pt"),
+                              refine_options={"iterations": 15, "holdout_folds": 3}, **kw)
+    np.testing.assert_array_equal(atoms.positions, plain.positions)
+    assert "r1_holdout" not in plain.info and "holdout" not in plain.info["timings"]
+    h = atoms.info["holdout"]
+    assert h["folds"] == 3 and atoms.info["r1_holdout"] == pytest.approx(np.mean(h["r1_holdout_folds"]))
+    assert 0.9 < atoms.info["r1_holdout"] / h["r1_fit"] < 1.2   # well posed: 43 atoms, 6 training images of 32² px
+    assert atoms.info["timings"]["holdout"] > 0
+    with pytest.raises(ValueError, match="holdout_folds"):
+        atoms_from_volume(vol, s.tilts, s.angles, PS, ("Fe", "Pt"), refine_options={"holdout_folds": 1}, **kw)

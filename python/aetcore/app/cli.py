@@ -181,6 +181,8 @@ def _print_summary(args, s: dict) -> None:
         parts.append(f"{s['atoms']} atoms ({counts})")
     if s.get("r1_before") is not None:
         parts.append(f"R1 {s['r1_before']:.4f} -> {s['r1_after']:.4f}")
+    if s.get("r1_holdout") is not None:
+        parts.append(f"R1 on held-out images {s['r1_holdout']:.4f}")
     if s.get("resolution_A") is not None:
         bound = "≤ " if s.get("resolution_at_nyquist") else ""
         parts.append(f"half-set FSC resolution {bound}{s['resolution_A']:.2f} Å (0.143), "

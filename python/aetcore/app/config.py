@@ -19,6 +19,7 @@ except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib  # type: ignore
 
 from .. import _core
+from ..steps.chain import holdout_step
 from ..steps.evidence import decide_atoms
 from ..steps.trace import DEFAULT_FIT
 
@@ -31,6 +32,8 @@ __all__ = ["DEFAULTS", "default_config", "default_config_toml", "config_toml", "
 _G, _T, _R = _core.GenfireOptions(), _core.TraceOptions(), _core.RefineOptions()
 # the evidence step's defaults: the signature of decide_atoms
 _E = {k: p.default for k, p in inspect.signature(decide_atoms).parameters.items()}
+# the k-fold validation of the refine step: the signature of holdout_step
+_HOLDOUT_FOLDS = inspect.signature(holdout_step).parameters["holdout_folds"].default
 
 # section -> list of (key, default, comment)
 _SPEC = {
@@ -119,6 +122,9 @@ _SPEC = {
         ("refine_angles", _R.refine_angles, "also refine every image's tilt angle against the atomic model"),
         ("angle_range", _R.angle_range, "largest change of a tilt angle per round, degrees"),
         ("angle_rounds", _R.angle_rounds, "rounds of atoms / angles alternation"),
+        ("holdout_folds", _HOLDOUT_FOLDS, "k-fold validation over images: refine on the other images, report R1 "
+                                          "on the held-out ones (r1_holdout); 0 = off, else >= 2 folds, costing "
+                                          "about holdout_folds - 1 refinements"),
     ]),
 }
 

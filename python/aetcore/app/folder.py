@@ -38,7 +38,7 @@ import numpy as np
 
 from ..io.results import _step_meta, _step_path, load_step, save_step, write_step_group
 from ..io.tables import write_group
-from ..steps.chain import STEPS, classify_step, evidence_step, model_atoms, refine_step, trace_step
+from ..steps.chain import STEPS, classify_step, evidence_step, holdout_step, model_atoms, refine_step, trace_step
 from .._util.validate import species_symbols
 
 __all__ = ["run", "run_step", "STEPS", "export"]
@@ -356,19 +356,30 @@ def _do_refine(r: _Run) -> None:
     if not r.cfg["refine"]["enabled"]:
         positions = ev["positions"]
         r.save("refine", {"positions": positions, "precision": np.full(positions.shape, np.nan)},
-               {"enabled": False, "r1_before": None, "r1_after": None}, time.perf_counter() - t0)
+               {"enabled": False, "r1_before": None, "r1_after": None, "r1_holdout": None}, time.perf_counter() - t0)
         return
+    opts = step_options(r.cfg, "refine", drop=("enabled", "holdout_folds"))
     ref, decided = refine_step(_decided(ev), ev_attrs, al["tilts"], al["angles"], r.pixel_size, threads=r.threads,
-                               progress=r.progress, **step_options(r.cfg, "refine", drop=("enabled",)))
+                               progress=r.progress, **opts)
+    t_refine = time.perf_counter() - t0
+    hold = holdout_step(_decided(ev), ev_attrs, al["tilts"], al["angles"], r.pixel_size, threads=r.threads,
+                        holdout_folds=r.cfg["refine"]["holdout_folds"], seed=r.seed, **opts)
+    hattrs = {"r1_holdout": None}
+    if hold is not None:
+        hattrs = {"r1_holdout": hold.r1_holdout_mean, "holdout": hold.as_dict(),
+                  "holdout_seconds": time.perf_counter() - t0 - t_refine}
     r.save("refine", {"positions": ref.positions, "precision": ref.precision, "loss_history": ref.loss_history,
                       "angles": ref.angles, "presence": decided["presence"],
                       "species_evidence": decided["species_evidence"]},
-           {"enabled": True, "r1_before": ref.r1_before, "r1_after": ref.r1_after,
+           {"enabled": True, "r1_before": ref.r1_before, "r1_after": ref.r1_after, **hattrs,
             "angles_refined": bool(r.cfg["refine"]["refine_angles"]), "angle_history": ref.angle_history,
             "heights": dict(zip(ref.model.symbols, ref.model.heights.tolist())),
             "b_factors": dict(zip(ref.model.symbols, ref.model.b_factors.tolist())),
             "iterations": ref.n_iterations, "message": ref.message}, time.perf_counter() - t0)
-    log.info("refine: R1 %.4f -> %.4f (%.1f s)", ref.r1_before, ref.r1_after, r.timings["refine"])
+    log.info("refine: R1 %.4f -> %.4f (%.1f s)", ref.r1_before, ref.r1_after, t_refine)
+    if hold is not None:
+        log.info("refine: %d-fold validation over images: R1 of the fits %.4f, on held-out images %.4f (%.1f s)",
+                 len(hold.folds), hold.r1_fit_mean, hold.r1_holdout_mean, hattrs["holdout_seconds"])
 
 
 _DO = {"preprocess": _do_preprocess, "align": _do_align, "reconstruct": _do_reconstruct,
@@ -388,7 +399,7 @@ def _atoms(r: _Run, steps: dict):
         positions, precision = ref["positions"], ref["precision"]
         if decided is not None and "presence" in ref:
             decided.update(presence=ref["presence"], species_evidence=ref["species_evidence"])
-        for k in ("r1_before", "r1_after"):
+        for k in ("r1_before", "r1_after", "r1_holdout"):
             if ref_attrs.get(k) is not None:
                 info[k] = float(ref_attrs[k])
     return model_atoms(r.species, r.pixel_size, tr["positions"], tr["status"], cl["labels"], cl["intensity"],
@@ -452,6 +463,8 @@ def _finish(r: _Run) -> dict:
         "doubtful_atoms": None if atoms is None else int(np.sum(atoms.get_array("evidence") < 0)),
         "r1_before": ref_attrs.get("r1_before"),
         "r1_after": ref_attrs.get("r1_after"),
+        "r1_holdout": ref_attrs.get("r1_holdout"),
+        "holdout": ref_attrs.get("holdout"),
         "heights": ref_attrs.get("heights"),
         "b_factors": ref_attrs.get("b_factors"),
         "resolution_A": rec_attrs.get("resolution"),

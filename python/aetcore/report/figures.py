@@ -564,7 +564,8 @@ def summary_html(summary=None, *, stats=None, resolution=None, rotation=None) ->
     ----------
     summary : dict, optional
         The dict ``aet run`` writes to ``summary.json`` (:func:`aetcore.app.folder.run`); used keys:
-        ``atoms``, ``counts``, ``r1_before``, ``r1_after``, ``non_atoms``, ``fits_left_volume``, ``reconstruction``
+        ``atoms``, ``counts``, ``r1_before``, ``r1_after``, ``r1_holdout`` and ``holdout`` (``folds``,
+        ``r1_fit``), ``non_atoms``, ``fits_left_volume``, ``reconstruction``
         (``iterations_run``, ``fourier_r``, ``rfree``), ``alignment`` (``rotation_deg``),
         ``timings_s``, ``input`` (``pixel_size``, ``n_angles``, ``image_shape``). Missing keys
         are left out.
@@ -608,6 +609,12 @@ def summary_html(summary=None, *, stats=None, resolution=None, rotation=None) ->
     if "r1_before" in s or "r1_after" in s:
         quality.append(["R1 before refinement", _fmt(s.get("r1_before"))])
         quality.append(["R1 after refinement", _fmt(s.get("r1_after"))])
+    if s.get("r1_holdout") is not None:
+        h = s.get("holdout") if isinstance(s.get("holdout"), dict) else {}
+        k = f"{int(h['folds'])}-fold " if h.get("folds") else "k-fold "
+        if h.get("r1_fit") is not None:
+            quality.append([f"R1 of the {k}fits (training images)", _fmt(h["r1_fit"])])
+        quality.append([f"R1 on held-out images ({k}validation)", _fmt(s["r1_holdout"])])
     rec = s.get("reconstruction") if isinstance(s.get("reconstruction"), dict) else {}
     if "iterations_run" in rec:
         quality.append(["reconstruction iterations", _fmt(rec["iterations_run"])])

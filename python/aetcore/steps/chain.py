@@ -1,6 +1,6 @@
 """The chain from a tilt series to an atomic model: the one place the order of the steps is written
 (:data:`STEPS`), and the atom steps (:func:`trace_step`, :func:`classify_step`, :func:`evidence_step`,
-:func:`refine_step`, :func:`model_atoms`) that both :func:`atoms_from_tilts` (arrays in memory) and the results-folder
+:func:`refine_step` with its validation :func:`holdout_step`, :func:`model_atoms`) that both :func:`atoms_from_tilts` (arrays in memory) and the results-folder
 runner :mod:`aetcore.app.folder` (``aet run``, one step file per step) call."""
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from .refine import refine as refine_model
 from .trace import trace_atoms
 
 __all__ = ["STEPS", "atoms_from_tilts", "atoms_from_volume", "trace_step", "classify_step", "evidence_step",
-           "refine_step", "model_atoms"]
+           "refine_step", "holdout_step", "model_atoms"]
 
 #: The steps of ``aet run``, in order: the products of each are the inputs of the next.
 STEPS = ("preprocess", "align", "reconstruct", "trace", "classify", "evidence", "refine")
@@ -57,7 +57,8 @@ def atoms_from_tilts(tilts, angles, pixel_size: float, species: Sequence[str], *
     genfire_options, trace_options, classify_options, evidence_options, refine_options : dict, optional
         Keyword options passed to :func:`aetcore.steps.reconstruct.genfire`,
         :func:`aetcore.steps.trace.trace_atoms`, :func:`aetcore.steps.classify.classify`,
-        :func:`aetcore.steps.evidence.decide_atoms` and :func:`aetcore.steps.refine.refine`.
+        :func:`aetcore.steps.evidence.decide_atoms` and :func:`aetcore.steps.refine.refine`;
+        ``refine_options`` may also hold ``holdout_folds`` (:func:`holdout_step`).
     threads : int, optional
     seed : None, int or numpy.random.Generator
     progress : bool
@@ -109,7 +110,9 @@ def atoms_from_volume(volume, tilts, angles, pixel_size: float, species: Sequenc
         ``precision`` ((n, 3) Å, NaN without refinement), ``evidence`` and ``species_evidence``
         (log-likelihood ratios, nats, see :class:`aetcore.steps.evidence.Evidence`; NaN with
         ``decide=False``).
-        ``atoms.info`` holds the refinement R1 before and after, the refined heights and
+        ``atoms.info`` holds the refinement R1 before and after, with ``holdout_folds`` > 0 the
+        k-fold validation (``r1_holdout``: mean R1 on held-out images, and ``holdout``:
+        :meth:`aetcore.quality.holdout.HoldoutResult.as_dict`), the refined heights and
         B-factors, the classification history and the time per step (s).
     """
     t, a, ps, species = _check_inputs(tilts, angles, pixel_size, species)
@@ -135,13 +138,21 @@ def atoms_from_volume(volume, tilts, angles, pixel_size: float, species: Sequenc
     info = {"changes_per_round": list(cls.changes_per_round), "evidence_history": dattrs.get("history", [])}
     positions = precision = None
     if refine:
+        ropts = opts["refine_options"]
+        hopts = {"holdout_folds": ropts.pop("holdout_folds")} if "holdout_folds" in ropts else {}
+        start = decided
         t0 = time.perf_counter()
-        ref, decided = refine_step(decided, dattrs, t, a, ps, threads=nthreads, **opts["refine_options"])
+        ref, decided = refine_step(start, dattrs, t, a, ps, threads=nthreads, **ropts)
         positions, precision = ref.positions, ref.precision
         info.update(r1_before=ref.r1_before, r1_after=ref.r1_after,
                     heights=dict(zip(ref.model.symbols, ref.model.heights.tolist())),
                     b_factors=dict(zip(ref.model.symbols, ref.model.b_factors.tolist())))
         timings["refine"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        hold = holdout_step(start, dattrs, t, a, ps, threads=nthreads, seed=rng, **hopts, **ropts)
+        if hold is not None:
+            info.update(r1_holdout=hold.r1_holdout_mean, holdout=hold.as_dict())
+            timings["holdout"] = time.perf_counter() - t0
     info["timings"] = timings
     return model_atoms(species, ps, traced.positions, traced.status, cls.labels, cls.intensity, decided,
                        positions=positions, precision=precision, info=info)
@@ -227,11 +238,7 @@ def refine_step(decided: dict, decided_attrs: dict, tilts, angles, pixel_size: f
         The refinement and `decided` with the refined ``positions`` and the new evidence.
     """
     from ..model.noise import VarianceModel
-    from ..model.projection import atom_model
-    symbols = np.asarray(decided["symbols"]).astype(str)
-    if decided_attrs.get("enabled") and options.get("model") is None:
-        options["model"] = atom_model(list(decided_attrs["heights"]), heights=decided_attrs["heights"], b_factors=decided_attrs["b_factors"],
-                                      blur=float(decided_attrs["blur"]))
+    symbols, options = _refine_start(decided, decided_attrs, options)
     ref = refine_model(decided["positions"], symbols, tilts, angles, pixel_size, threads=threads, **options)
     out = dict(decided, positions=ref.positions)
     if decided_attrs.get("enabled"):
@@ -240,6 +247,58 @@ def refine_step(decided: dict, decided_attrs: dict, tilts, angles, pixel_size: f
                           threads=threads)
         out.update(presence=e.presence, species_evidence=e.species)
     return ref, out
+
+
+def _refine_start(decided: dict, decided_attrs: dict, options: dict):
+    """The symbols of the atoms of the evidence step, and the refinement `options` with the evidence
+    step's atom model (heights, B-factors, blur) as ``model`` when that step ran and `options` give none."""
+    from ..model.projection import atom_model
+    symbols = np.asarray(decided["symbols"]).astype(str)
+    options = dict(options)
+    if decided_attrs.get("enabled") and options.get("model") is None:
+        options["model"] = atom_model(list(decided_attrs["heights"]), heights=decided_attrs["heights"],
+                                      b_factors=decided_attrs["b_factors"], blur=float(decided_attrs["blur"]))
+    return symbols, options
+
+
+def holdout_step(decided: dict, decided_attrs: dict, tilts, angles, pixel_size: float, *, holdout_folds: int = 0,
+                 seed=None, threads=None, **options):
+    """The validation of the refine step on images it did not fit: :func:`aetcore.quality.holdout.holdout_r1`
+    with `holdout_folds` folds, from the same start as :func:`refine_step` (the atoms and atom model of
+    the evidence step, `options` as given to :func:`refine_step`).
+
+    Parameters
+    ----------
+    decided, decided_attrs : dict
+        The products of :func:`evidence_step`.
+    tilts, angles, pixel_size
+        As for :func:`refine_step` (angles in degrees, pixel size in Å).
+    holdout_folds : int
+        0 (default, off) or the number of folds, at least 2. Each fold refines on
+        ``(holdout_folds - 1) / holdout_folds`` of the images, so the step costs about
+        ``holdout_folds - 1`` refinements: on the shared FePt series 3 folds added 30-45 % to
+        ``aet run`` (bench/README.md), hence off by default.
+    seed : None, int or numpy.random.Generator
+        The split of the images into folds.
+    threads : int, optional
+    **options
+        The refine step's options (:func:`aetcore.steps.refine.refine`).
+
+    Returns
+    -------
+    HoldoutResult or None
+        None when `holdout_folds` is 0.
+    """
+    from ..quality.holdout import holdout_r1
+    if isinstance(holdout_folds, bool) or not isinstance(holdout_folds, (int, np.integer)) \
+            or holdout_folds == 1 or holdout_folds < 0:
+        raise ValueError(f"holdout_folds: expected 0 (off) or an integer >= 2, got {holdout_folds!r}")
+    if holdout_folds == 0:
+        return None
+    symbols, options = _refine_start(decided, decided_attrs, options)
+    options.pop("progress", None)
+    return holdout_r1(decided["positions"], symbols, tilts, angles, pixel_size, folds=int(holdout_folds), seed=seed,
+                      threads=threads, **options)
 
 
 def model_atoms(species: Sequence[str], pixel_size: float, traced_positions, status, labels, intensity,

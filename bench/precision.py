@@ -19,6 +19,11 @@ sandwich of the *full* Jacobian (finite differences of `project_atoms`, every at
 coordinates and the per-species heights and B-factors together, so correlations between atoms that
 overlap in projection count), and the normalised errors ``z = (x - mean) / precision`` are
 summarised (their standard deviation, kurtosis, and the fraction beyond 3: 0.27 % for a Gaussian).
+The same realisations also get, per atom, the observed (Newton) Hessian block of the least-squares
+objective, ``H_i = J_i^T J_i + sum_k r_k d2(s P_k)/dx_i2``: the smallest eigenvalue of
+``A_i^-1/2 H_i A_i^-1/2`` (1 when the objective is quadratic around the atom, as the Gauss-Newton
+``A_i = J_i^T J_i`` of the estimate assumes) and the sandwich with ``H_i`` as its bread (over the
+atoms where ``H_i`` is positive definite).
 
     python bench/precision.py                     # N = 20, 300 and 50 counts per Pt atom (~5 min)
     python bench/precision.py --counts 300 --n 10 --diagnose 0
@@ -88,6 +93,46 @@ def full_sandwich(r, species, tilts, angles, shape) -> np.ndarray:
     return np.sqrt(np.diag(Ai @ M @ Ai)[:3 * n]).reshape(n, 3)
 
 
+def newton_blocks(r, species, tilts, angles, shape) -> tuple:
+    """Per atom, the sandwich with the observed (Newton) Hessian block ``H_i = J_i^T J_i + sum_k r_k
+    d2(s P_k)/dx_i2`` as the bread instead of the Gauss-Newton ``A_i = J_i^T J_i`` (``r`` = residual),
+    by finite differences of `project_atoms`; and the smallest eigenvalue of ``A_i^-1/2 H_i A_i^-1/2``
+    (1: the objective is quadratic around the atom, as the Gauss-Newton estimate assumes; <= 0: not
+    even a minimum along some direction). Returns ``(precision (n, 3) Å, NaN where H_i is not
+    positive definite; min eigenvalue (n,))``."""
+    from aetcore.model import projection
+    m, pos, n = r.model, r.positions, len(species)
+    res = (projection.project_atoms(pos, species, angles, shape, PIXEL, model=m, threads=1).astype(np.float64)
+           * r.scale - tilts.astype(np.float64)).ravel()
+    h = 2e-3
+    prec, emin = np.full((n, 3), np.nan), np.empty(n)
+    for i in range(n):
+        def P(d):
+            return (projection.project_atoms(pos[i:i + 1] + np.asarray(d, float)[None], species[i:i + 1], angles,
+                                             shape, PIXEL, model=m, threads=1).astype(np.float64).ravel() * r.scale)
+        e = np.eye(3) * h
+        p0 = P(np.zeros(3))
+        pp = [P(e[a]) for a in range(3)]
+        pm = [P(-e[a]) for a in range(3)]
+        J = np.array([(pp[a] - pm[a]) / (2 * h) for a in range(3)]).T
+        D2 = np.empty((3, 3))
+        for a in range(3):
+            D2[a, a] = res @ (pp[a] - 2 * p0 + pm[a]) / h ** 2
+            for b in range(a + 1, 3):
+                mixed = (P(e[a] + e[b]) - P(e[a] - e[b]) - P(-e[a] + e[b]) + P(-e[a] - e[b])) / (4 * h * h)
+                D2[a, b] = D2[b, a] = res @ mixed
+        A = J.T @ J
+        H = A + D2
+        L = np.linalg.cholesky(A)
+        Li = np.linalg.inv(L)
+        emin[i] = np.linalg.eigvalsh(Li @ H @ Li.T).min()
+        if emin[i] > 0:
+            M = (J * res[:, None] ** 2).T @ J
+            Hi = np.linalg.inv(H)
+            prec[i] = np.sqrt(np.diag(Hi @ M @ Hi))
+    return prec, emin
+
+
 def run_case(counts: float, n_real: int, radius: float, n_angles: int, diagnose: int, read_noise_counts: float,
              seed: int) -> dict:
     from aetcore.model import simulate
@@ -99,7 +144,7 @@ def run_case(counts: float, n_real: int, radius: float, n_angles: int, diagnose:
     shape = (n, n)
     dose = dose_for_counts(p.positions, sp, angles, shape, counts)
     start = p.positions + np.random.default_rng(seed + 1).normal(0, 0.05, p.positions.shape)
-    pos, prec, full, t_ref = [], [], [], []
+    pos, prec, full, newton, emin, t_ref = [], [], [], [], [], []
     scale = None
     for k in range(n_real):
         clean = simulate.tilt_series(p.positions, sp, angles, shape, PIXEL, dose=dose, seed=1000 + k, threads=1)
@@ -115,6 +160,9 @@ def run_case(counts: float, n_real: int, radius: float, n_angles: int, diagnose:
         prec.append(r.precision)
         if k < diagnose:
             full.append(full_sandwich(r, sp, tilts, clean.angles, shape))
+            nb, ev = newton_blocks(r, sp, tilts, clean.angles, shape)
+            newton.append(nb)
+            emin.append(ev)
     pos, prec = np.array(pos), np.array(prec)
     dev = pos - pos.mean(axis=0)
     std = pos.std(axis=0, ddof=1)
@@ -141,6 +189,11 @@ def run_case(counts: float, n_real: int, radius: float, n_angles: int, diagnose:
             fp = float(np.sqrt((f ** 2).mean()))
             bp = float(np.sqrt((prec[:len(full), m] ** 2).mean()))
             row.update(full_jacobian_pm=fp * 100, full_over_block=fp / bp, ratio_full=obs / fp)
+            nb, ev = np.array(newton)[:, m], np.array(emin)[:, m]
+            pd = np.isfinite(nb[..., 0])
+            nrms = float(np.sqrt((nb[pd] ** 2).mean()))
+            row.update(hessian_min_eig_median=float(np.median(ev)), hessian_below_half=float(np.mean(ev < 0.5)),
+                       hessian_not_pd=float(np.mean(~pd)), newton_pm=nrms * 100, ratio_newton=obs / nrms)
         out["species"][el] = row
     return out
 
@@ -151,14 +204,18 @@ def table(c: dict) -> str:
          f"{c['atoms']} atoms, {c['images']} images of {c['shape'][0]}² px, {c['realisations']} realisations, "
          f"{c['refine_seconds']:.2f} s per refinement",
          "| species | atoms | observed σ pm (x / y / z) | predicted σ pm (x / y / z) | observed / predicted "
-         "(x / y / z) | all axes | full-J / block | observed / full-J | z: std, kurtosis, > 3 | Spearman |",
-         "|---|---|---|---|---|---|---|---|---|---|"]
+         "(x / y / z) | all axes | full-J / block | observed / full-J | z: std, kurtosis, > 3 | Spearman | "
+         "Hessian/GN min eig: median, < 0.5, not PD | observed / Newton |",
+         "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for el, r in c["species"].items():
         ax = lambda v, f="{:.2f}": " / ".join(f.format(x) for x in v)  # noqa: E731
         full = (f"{r['full_over_block']:.3f} | {r['ratio_full']:.2f}" if "full_over_block" in r else "– | –")
+        newt = (f"{r['hessian_min_eig_median']:.2f}, {100 * r['hessian_below_half']:.1f} %, "
+                f"{100 * r['hessian_not_pd']:.1f} % | {r['ratio_newton']:.2f}" if "ratio_newton" in r else "– | –")
         L.append(f"| {el} | {r['atoms']} | {ax(r['observed_axes_pm'])} | {ax(r['predicted_axes_pm'])} | "
                  f"{ax(r['ratio_axes'])} | **{r['ratio']:.2f}** | {full} | "
-                 f"{r['z_std']:.2f}, {r['z_kurtosis']:.2f}, {100 * r['z_beyond_3']:.1f} % | {r['spearman_atoms']:.2f} |")
+                 f"{r['z_std']:.2f}, {r['z_kurtosis']:.2f}, {100 * r['z_beyond_3']:.1f} % | {r['spearman_atoms']:.2f} | "
+                 f"{newt} |")
     return "\n".join(L)
 
 

@@ -10,6 +10,12 @@ while ``R1_fit`` (the R1 of the training images after refinement) also rewards f
 well-posed fit the two agree; a held-out R1 well above the fit R1 says the refinement has more
 freedom than the data constrain (too many parameters, too few images, too much noise).
 
+What it validates is the refinement given its start. If the starting positions were themselves
+derived from every image (a reconstruction of the whole series, or the evidence step of ``aet run``,
+which refines on all images), the held-out images are not wholly unseen: ``R1_holdout`` is then a lower
+bound on the error for new images, and ``r1_start`` (the start on the held-out images) is close to an
+in-sample R1. It still shows overfitting by the refinement itself.
+
 R1 of a set of images ``b`` against the model ``s P`` is ``sum |s P - b| / sum |b|`` (the R1 of
 :class:`aetcore.steps.refine.RefinementResult`), dimensionless.
 """
@@ -40,7 +46,8 @@ class HoldoutResult:
     r1_holdout : (folds,) float64
         Per fold, R1 of the same model on the fold's held-out images.
     r1_start : (folds,) float64
-        Per fold, R1 of the starting model on the held-out images (what refinement improved upon).
+        Per fold, R1 of the starting model (its global scale fitted on the training images) on the
+        held-out images: what the refinement improved upon, if the start did not see those images.
     """
 
     folds: tuple

@@ -215,12 +215,12 @@ def test_refine_step_with_holdout_reports_r1_holdout(done, tmp_path):
     out = tmp_path / "res"
     shutil.copytree(done[0], out)
     s0 = json.loads((out / "summary.json").read_text())
-    assert s0["r1_holdout"] is None  # off by default
-    (tmp_path / "h.toml").write_text("[refine]\niterations = 10\nholdout_folds = 3\n")
+    assert s0["holdout"]["folds"] == 3 and s0["r1_holdout"] > 0   # on by default, 3 folds
+    (tmp_path / "h.toml").write_text("[refine]\niterations = 10\nholdout_folds = 5\n")
     assert main(["refine", "--out", str(out), "--config", str(tmp_path / "h.toml"), "--quiet"]) == 0
     s = json.loads((out / "summary.json").read_text())
     h = s["holdout"]
-    assert h["folds"] == 3 and len(h["r1_holdout_folds"]) == 3
+    assert h["folds"] == 5 and len(h["r1_holdout_folds"]) == 5
     assert s["r1_holdout"] == pytest.approx(np.mean(h["r1_holdout_folds"]))
     assert 0 < h["r1_fit"] < 1 and 0 < s["r1_holdout"] < 1
     # every fold sees 2/3 of the images with the whole fit's settings: its fit R1 is the whole fit's
@@ -230,7 +230,11 @@ def test_refine_step_with_holdout_reports_r1_holdout(done, tmp_path):
     assert meta["r1_holdout"] == s["r1_holdout"]
     assert read(out / "atoms.xyz").info["r1_holdout"] == pytest.approx(s["r1_holdout"])
     html = (out / "report.html").read_text()
-    assert "R1 on held-out images (3-fold validation)" in html and "R1 of the 3-fold fits" in html
+    assert "R1 on held-out images (5-fold validation)" in html and "R1 of the 5-fold fits" in html
+    (tmp_path / "off.toml").write_text("[refine]\niterations = 10\nholdout_folds = 0\n")
+    assert main(["refine", "--out", str(out), "--config", str(tmp_path / "off.toml"), "--quiet"]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["r1_holdout"] is None and s["holdout"] is None and "held-out" not in (out / "report.html").read_text()
     (tmp_path / "bad.toml").write_text("[refine]\nholdout_folds = 1\n")
     with pytest.raises(ValueError, match="holdout_folds"):
         workflow.run_step("refine", out, config=str(tmp_path / "bad.toml"))

@@ -126,13 +126,14 @@ def test_docstring_example():
 
 
 def test_chain_reports_the_holdout_next_to_the_fit():
-    # atoms_from_volume with refine_options={"holdout_folds": k}: atoms.info carries r1_holdout and
-    # the per-fold numbers, and the time of the validation; the refinement itself is unchanged
+    # atoms_from_volume with refine_options={"holdout_folds": k} (0: off): atoms.info carries r1_holdout
+    # and the per-fold numbers, and the time of the validation; the refinement itself is unchanged
     from aetcore.steps.chain import atoms_from_volume
     p, s, _ = _series(5.0, 9, 2e4, (32, 32))
     vol = simulate.ground_truth_volume(p.positions, p.species, (32, 32, 32), PS, threads=1)
     kw = dict(decide=False, threads=1, seed=0)
-    plain = atoms_from_volume(vol, s.tilts, s.angles, PS, ("Fe", "Pt"), refine_options={"iterations": 15}, **kw)
+    plain = atoms_from_volume(vol, s.tilts, s.angles, PS, ("Fe", "Pt"),
+                              refine_options={"iterations": 15, "holdout_folds": 0}, **kw)
     atoms = atoms_from_volume(vol, s.tilts, s.angles, PS, ("Fe", "Pt"),
                               refine_options={"iterations": 15, "holdout_folds": 3}, **kw)
     np.testing.assert_array_equal(atoms.positions, plain.positions)

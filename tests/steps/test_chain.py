@@ -29,7 +29,10 @@ def test_atoms_from_tilts_finds_every_atom_with_its_species(case):
     prec = atoms.get_array("precision")
     assert np.all(np.isfinite(prec)) and np.all(prec < 0.1)
     assert set(atoms.get_array("fit_status")) <= {0, 1, 2, 3}
-    assert set(atoms.info["timings"]) == {"reconstruct", "trace", "classify", "evidence", "refine"}
+    assert set(atoms.info["timings"]) == {"reconstruct", "trace", "classify", "evidence", "refine", "holdout"}
+    # the k-fold validation over images (3 folds by default) is reported next to the R1 of the fit
+    assert atoms.info["holdout"]["folds"] == 3
+    assert atoms.info["r1_holdout"] == pytest.approx(np.mean(atoms.info["holdout"]["r1_holdout_folds"]))
 
 
 def test_atoms_from_tilts_refuses_bad_input(case):

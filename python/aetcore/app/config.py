@@ -124,7 +124,7 @@ _SPEC = {
         ("angle_rounds", _R.angle_rounds, "rounds of atoms / angles alternation"),
         ("holdout_folds", _HOLDOUT_FOLDS, "k-fold validation over images: refine on the other images, report R1 "
                                           "on the held-out ones (r1_holdout); 0 = off, else >= 2 folds, costing "
-                                          "about holdout_folds - 1 refinements (3: +8 % on a 551 s run)"),
+                                          "about holdout_folds - 1 refinements (3 folds: +5 % on the shared multigrain run)"),
     ]),
 }
 

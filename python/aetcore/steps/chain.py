@@ -276,8 +276,9 @@ def holdout_step(decided: dict, decided_attrs: dict, tilts, angles, pixel_size: 
     holdout_folds : int
         The number of folds (default 3), at least 2; 0 turns the validation off. Each fold refines
         on ``(holdout_folds - 1) / holdout_folds`` of the images, so the validation costs about
-        ``holdout_folds - 1`` refinements: measured on the shared multigrain series (bench/README.md,
-        ``aet run`` 551 s, refinement 21-27 s), 3 folds took 43 s (+8 %) and 5 folds 106 s (+19 %).
+        ``holdout_folds - 1`` refinements: on the shared multigrain series (bench/README.md, one
+        thread, ``aet run`` about 530 s, refinement 12.5 s) 3 folds took 24 s (+5 %) and 5 folds 66 s
+        (+12 %).
     seed : None, int or numpy.random.Generator
         The split of the images into folds.
     threads : int, optional

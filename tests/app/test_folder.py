@@ -236,7 +236,7 @@ def test_refine_step_with_holdout_reports_r1_holdout(done, tmp_path):
     s = json.loads((out / "summary.json").read_text())
     assert s["r1_holdout"] is None and s["holdout"] is None and "held-out" not in (out / "report.html").read_text()
     (tmp_path / "bad.toml").write_text("[refine]\nholdout_folds = 1\n")
-    with pytest.raises(ValueError, match="holdout_folds"):
+    with pytest.raises(ValueError, match="refine.holdout_folds: expected 0"):   # refused before any work
         workflow.run_step("refine", out, config=str(tmp_path / "bad.toml"))
 
 

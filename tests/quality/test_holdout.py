@@ -144,3 +144,17 @@ def test_chain_reports_the_holdout_next_to_the_fit():
     assert atoms.info["timings"]["holdout"] > 0
     with pytest.raises(ValueError, match="holdout_folds"):
         atoms_from_volume(vol, s.tilts, s.angles, PS, ("Fe", "Pt"), refine_options={"holdout_folds": 1}, **kw)
+    # more folds than images: one fold per image (the default must not stop a short series)
+    few = atoms_from_volume(vol, s.tilts[:2], s.angles[:2], PS, ("Fe", "Pt"),
+                            refine_options={"iterations": 5, "holdout_folds": 3}, **kw)
+    assert few.info["holdout"]["folds"] == 2
+
+
+def test_atoms_from_tilts_refuses_bad_folds_before_reconstructing():
+    import time
+    from aetcore.steps.chain import atoms_from_tilts
+    p, s, _ = _series(5.0, 9, None, (32, 32))
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match="holdout_folds"):
+        atoms_from_tilts(s.tilts, s.angles, PS, ("Fe", "Pt"), refine_options={"holdout_folds": -2}, progress=False)
+    assert time.perf_counter() - t0 < 1.0

@@ -206,6 +206,9 @@ def merge_config(user: dict, source: str = "config") -> dict:
             if (sec, k) == ("trace", "threshold"):
                 if not (v == "auto" or (isinstance(v, (int, float)) and not isinstance(v, bool))):
                     raise ValueError(f"{name}: expected a number or \"auto\", got {v!r}")
+            elif (sec, k) == ("refine", "holdout_folds"):
+                if isinstance(v, bool) or not isinstance(v, int) or v == 1 or v < 0:
+                    raise ValueError(f"{name}: expected 0 (off) or an integer >= 2 (folds), got {v!r}")
             elif (sec, k) == ("align", "bin"):
                 if not (v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1)):
                     raise ValueError(f"{name}: expected an integer >= 1 or \"auto\", got {v!r}")

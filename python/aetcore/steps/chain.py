@@ -71,6 +71,8 @@ def atoms_from_tilts(tilts, angles, pixel_size: float, species: Sequence[str], *
     """
     t, a, ps, species = _check_inputs(tilts, angles, pixel_size, species)
     gopts = _options(genfire_options, "genfire_options")
+    if "holdout_folds" in _options(refine_options, "refine_options"):   # refused before the reconstruction
+        _holdout_folds(refine_options["holdout_folds"])
     nthreads = resolve_threads(threads)
     rng = as_generator(seed)
     t0 = time.perf_counter()
@@ -274,7 +276,8 @@ def holdout_step(decided: dict, decided_attrs: dict, tilts, angles, pixel_size: 
     tilts, angles, pixel_size
         As for :func:`refine_step` (angles in degrees, pixel size in Å).
     holdout_folds : int
-        The number of folds (default 3), at least 2; 0 turns the validation off. Each fold refines
+        The number of folds (default 3), at least 2; 0 turns the validation off. A series of fewer
+        images gets one fold per image (none with a single image). Each fold refines
         on ``(holdout_folds - 1) / holdout_folds`` of the images, so the validation costs about
         ``holdout_folds - 1`` refinements: on the shared multigrain series (bench/README.md, one
         thread, ``aet run`` about 530 s, refinement 12.5 s) 3 folds took 24 s (+5 %) and 5 folds 66 s
@@ -297,15 +300,20 @@ def holdout_step(decided: dict, decided_attrs: dict, tilts, angles, pixel_size: 
     the error for new images. It shows overfitting by the refinement itself.
     """
     from ..quality.holdout import holdout_r1
-    if isinstance(holdout_folds, bool) or not isinstance(holdout_folds, (int, np.integer)) \
-            or holdout_folds == 1 or holdout_folds < 0:
-        raise ValueError(f"holdout_folds: expected 0 (off) or an integer >= 2, got {holdout_folds!r}")
-    if holdout_folds == 0:
+    folds = min(_holdout_folds(holdout_folds), len(tilts))
+    if folds < 2:
         return None
     symbols, options = _refine_start(decided, decided_attrs, options)
     options.pop("progress", None)
-    return holdout_r1(decided["positions"], symbols, tilts, angles, pixel_size, folds=int(holdout_folds), seed=seed,
+    return holdout_r1(decided["positions"], symbols, tilts, angles, pixel_size, folds=folds, seed=seed,
                       threads=threads, **options)
+
+
+def _holdout_folds(value) -> int:
+    """`holdout_folds` checked: 0 (off) or an integer >= 2."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value == 1 or value < 0:
+        raise ValueError(f"holdout_folds: expected 0 (off) or an integer >= 2, got {value!r}")
+    return int(value)
 
 
 def model_atoms(species: Sequence[str], pixel_size: float, traced_positions, status, labels, intensity,

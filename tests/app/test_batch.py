@@ -107,7 +107,8 @@ def test_aet_batch_two_ok_one_corrupt_on_a_local_cluster(data):
         assert d == res / name
         for f in ("atoms.xyz", "summary.json", "reconstruction.mrc", "config.toml"):
             assert (d / f).is_file(), f"{d / f} missing"
-        json.loads((d / "summary.json").read_text())
+        s = json.loads((d / "summary.json").read_text())
+        assert r["r1_holdout"] == ("" if s["r1_holdout"] is None else str(s["r1_holdout"]))  # refine off: empty
         cfg = load_config(d / "config.toml")  # the complete configuration the dataset ran with
         assert cfg["reconstruct"]["iterations"] == 30 and cfg["refine"]["enabled"] is False
         h5 = d / "results.h5"

@@ -74,8 +74,10 @@ MANIFEST_DATASET_KEYS = {
     **{k: v for k, v in MANIFEST_DEFAULT_KEYS.items() if k != "out"},
 }
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_CSV_FIELDS = ("name", "status", "attempts", "error", "atoms", "r1_before", "r1_after", "time_s", "out",
-               "results_h5")
+_CSV_FIELDS = ("name", "status", "attempts", "error", "atoms", "r1_before", "r1_after", "r1_holdout", "time_s",
+               "out", "results_h5")
+#: What a dataset's run reports (None until it does): one list for the records, rows and CSV.
+_SCORES = ("atoms", "counts", "r1_before", "r1_after", "r1_holdout", "time_s")
 _MAX_ERROR = 600  # characters of an error message kept in the table
 _CONNECT_TIMEOUT = "30s"  # to reach an existing scheduler
 _RESERVED = ("batch.csv", "batch.json")  # the table files in the results root
@@ -133,7 +135,7 @@ class BatchResult:
 
     Each row is a dict with ``name``, ``status`` (``"ok"`` or ``"failed"``), ``attempts``,
     ``error`` (``"Type: message"`` of the last failed attempt, None when ok), ``atoms``, ``counts``
-    (``{species: n}``), ``r1_before``, ``r1_after``, ``time_s`` (the last attempt, seconds),
+    (``{species: n}``), ``r1_before``, ``r1_after``, ``r1_holdout`` (R1 on held-out images, k-fold), ``time_s`` (the last attempt, seconds),
     ``out`` (the dataset's output folder), ``results_h5`` (its ``results.h5`` when ``aet run``
     wrote one), ``worker`` (host:pid of the last attempt) and
     ``errors`` (one ``{"attempt", "error", "where", "worker"}`` per failed attempt).
@@ -448,8 +450,7 @@ def _run_dataset(spec: DatasetSpec, threads, attempt: int) -> dict:
     from .folder import run
 
     rec = {"name": spec.name, "attempt": attempt, "worker": f"{socket.gethostname()}:{os.getpid()}",
-           "status": "failed", "error": None, "where": None, "atoms": None, "counts": None,
-           "r1_before": None, "r1_after": None, "time_s": None, "results_h5": None}
+           "status": "failed", "error": None, "where": None, **dict.fromkeys(_SCORES), "results_h5": None}
     with _RUN_LOCK:
         t0 = time.perf_counter()
         try:
@@ -465,8 +466,7 @@ def _run_dataset(spec: DatasetSpec, threads, attempt: int) -> dict:
             rec.update(status="ok", atoms=None if s.get("atoms") is None else int(s["atoms"]),
                        counts=None if s.get("counts") is None else {k: int(v) for k, v in s["counts"].items()},
                        results_h5=str(h5) if h5.is_file() else None,
-                       r1_before=None if s.get("r1_before") is None else float(s["r1_before"]),
-                       r1_after=None if s.get("r1_after") is None else float(s["r1_after"]))
+                       **{k: None if s.get(k) is None else float(s[k]) for k in ("r1_before", "r1_after", "r1_holdout")})
         except Exception as e:  # noqa: BLE001 - any failure of one dataset is reported, not raised
             rec["error"], rec["where"] = _describe(e)
         rec["time_s"] = time.perf_counter() - t0
@@ -563,9 +563,8 @@ class _Session:
 
 # ------------------------------------------------------------------------------------------ batch
 def _row(spec: DatasetSpec) -> dict:
-    return {"name": spec.name, "status": "pending", "attempts": 0, "error": None, "atoms": None,
-            "counts": None, "r1_before": None, "r1_after": None, "time_s": None, "out": str(spec.out),
-            "results_h5": None, "worker": None, "errors": []}
+    return {"name": spec.name, "status": "pending", "attempts": 0, "error": None, **dict.fromkeys(_SCORES),
+            "out": str(spec.out), "results_h5": None, "worker": None, "errors": []}
 
 
 def _write_tables(m: Manifest, rows: list, species: tuple, meta: dict):
@@ -695,12 +694,10 @@ def batch(manifest, *, scheduler=None, workers=None, threads_per_worker=None, re
                 rec = fut.result()
             except Exception as e:  # noqa: BLE001 - KilledWorker, a lost worker, ...
                 text, where = _describe(e)
-                rec = {"status": "failed", "error": text, "where": where, "worker": None,
-                       "atoms": None, "counts": None, "r1_before": None, "r1_after": None, "time_s": None}
+                rec = {"status": "failed", "error": text, "where": where, "worker": None, **dict.fromkeys(_SCORES)}
             fut.release()
             row["attempts"] = attempt
-            for k in ("status", "error", "atoms", "counts", "r1_before", "r1_after", "time_s", "worker",
-                      "results_h5"):
+            for k in ("status", "error", *_SCORES, "worker", "results_h5"):
                 row[k] = rec.get(k)
             if rec["status"] != "ok":
                 row["errors"].append({"attempt": attempt, "error": rec["error"], "where": rec.get("where"),

@@ -19,7 +19,9 @@ except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib  # type: ignore
 
 from .. import _core
+from ..steps.chain import EXTENDED_EVIDENCE, EXTENDED_REFINE_POSITIONS
 from ..steps.evidence import decide_atoms
+from ..steps.extended import detect_extended, slab_extent
 from ..steps.trace import DEFAULT_FIT
 
 __all__ = ["DEFAULTS", "default_config", "default_config_toml", "config_toml", "toml_value", "load_config",
@@ -31,6 +33,8 @@ __all__ = ["DEFAULTS", "default_config", "default_config_toml", "config_toml", "
 _G, _T, _R = _core.GenfireOptions(), _core.TraceOptions(), _core.RefineOptions()
 # the evidence step's defaults: the signature of decide_atoms
 _E = {k: p.default for k, p in inspect.signature(decide_atoms).parameters.items()}
+# the extended-object defaults: the signatures of detect_extended and slab_extent
+_X = {k: p.default for f in (detect_extended, slab_extent) for k, p in inspect.signature(f).parameters.items()}
 
 # section -> list of (key, default, comment)
 _SPEC = {
@@ -47,6 +51,14 @@ _SPEC = {
         ("denoise_strength", 1.0, "denoising strength (multiple of the estimated noise)"),
         ("background", "plane", "background subtraction: \"none\", \"constant\" or \"plane\""),
         ("normalize", True, "scale every image to the same total intensity"),
+        ("extended", "auto", "extended object (a film, anything that leaves the field of view): \"auto\" (detected "
+                             "on the raw images: their borders are not vacuum), true or false. Extended: no "
+                             "background subtraction or normalisation (there is no vacuum, and the projected mass "
+                             "grows with the tilt), no centre-of-mass, common-line or tilt-axis alignment, the slab "
+                             "found from the volume is the tracing support (aetcore.steps.extended)"),
+        ("extended_border", _X["border"], "detection: width of the image border strips, fraction of the side"),
+        ("extended_threshold", _X["threshold"], "detection: extended when a border strip's mass above the "
+                                                "vacuum is more than this fraction of the centre's"),
     ]),
     "align": ("Tilt-series alignment (aetcore.steps.align.align).", [
         ("enabled", True, "align the tilt series before reconstruction"),
@@ -78,6 +90,9 @@ _SPEC = {
         ("tol", _G.tol, "relative improvement that counts for `patience`"),
         ("seed", _G.seed, "random seed (R-free points, classification)"),
         ("half_set_fsc", True, "also reconstruct the even and odd images for a half-set FSC resolution estimate"),
+        ("slab_level", _X["level"], "slab: the film ends where the z-profile of the occupied voxels falls below "
+                                    "this fraction of its range"),
+        ("slab_margin", _X["margin"], "slab: margin added beyond each surface, Å"),
     ]),
     "trace": ("Atom tracing (aetcore.steps.trace.trace_atoms).", [
         ("threshold", "auto", "minimum peak value (volume units) or \"auto\""),
@@ -100,6 +115,9 @@ _SPEC = {
     "evidence": ("Atoms decided by the tilt series (aetcore.steps.evidence.decide_atoms): drop, relabel and "
                  "add atoms by log-likelihood ratios (nats) of the projections.", [
         ("enabled", True, "decide atoms and species by the evidence of the tilt series"),
+        ("extended", EXTENDED_EVIDENCE, "also on an extended object (preprocess.extended), counting only the "
+                                        "pixels whose rays cross its slab inside the box (off: on the Ta film "
+                                        "it lowered recall, precision and RMSD, bench/README.md)"),
         ("threshold", _E["threshold"], "drop an atom whose evidence (LL with - LL without, nats) is below this"),
         ("add_threshold", _E["add_threshold"], "add an atom where the residual's evidence exceeds this, nats"),
         ("min_distance", _E["min_distance"], "no atom is added closer than this to another, Å"),
@@ -109,6 +127,9 @@ _SPEC = {
     ]),
     "refine": ("Refinement against the tilt series (aetcore.steps.refine.refine).", [
         ("enabled", True, "refine positions, heights and B-factors"),
+        ("extended_positions", EXTENDED_REFINE_POSITIONS, "on an extended object, refine the positions too "
+                                                          "(off: on the Ta film refinement moved the atoms "
+                                                          "away from the published model, bench/README.md)"),
         ("max_shift", _R.max_shift, "largest move of an atom per coordinate, Å"),
         ("refine_positions", _R.refine_positions, "refine positions"),
         ("refine_heights", _R.refine_heights, "refine per-species heights"),
@@ -200,6 +221,9 @@ def merge_config(user: dict, source: str = "config") -> dict:
             if (sec, k) == ("trace", "threshold"):
                 if not (v == "auto" or (isinstance(v, (int, float)) and not isinstance(v, bool))):
                     raise ValueError(f"{name}: expected a number or \"auto\", got {v!r}")
+            elif (sec, k) == ("preprocess", "extended"):
+                if not (v == "auto" or isinstance(v, bool)):
+                    raise ValueError(f"{name}: expected true, false or \"auto\", got {v!r}")
             elif (sec, k) == ("align", "bin"):
                 if not (v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1)):
                     raise ValueError(f"{name}: expected an integer >= 1 or \"auto\", got {v!r}")

@@ -107,7 +107,7 @@ def test_slab_support_drops_the_vacuum_peaks_of_the_film_and_keeps_its_atoms():
     pub = model + (np.array([201.0, 176.0, 171.0]) - centre) * PIXEL
     pub = pub[np.all(np.abs(pub[:, :2]) <= half[:2] * PIXEL - 3.0, axis=1)]
     zlo, zhi = pub[:, 2].min() - 1.0, pub[:, 2].max() + 1.0
-    z0, z1 = slab_extent(vol, PIXEL)
+    z0, z1 = slab_extent(vol, PIXEL, margin=1.5)
     assert zlo - 2.5 < z0 < zlo + 1.0 and zhi - 1.0 < z1 < zhi + 2.5, ((z0, z1), (zlo, zhi))
 
     def counts(support):

@@ -21,7 +21,7 @@ except ModuleNotFoundError:  # Python < 3.11
 from .. import _core
 from ..steps.chain import EXTENDED_EVIDENCE, EXTENDED_REFINE_POSITIONS
 from ..steps.evidence import decide_atoms
-from ..steps.extended import detect_extended, slab_extent
+from ..steps.extended import detect_extended, padded_resire, slab_extent
 from ..steps.trace import DEFAULT_FIT
 
 __all__ = ["DEFAULTS", "default_config", "default_config_toml", "config_toml", "toml_value", "load_config",
@@ -34,7 +34,8 @@ _G, _T, _R = _core.GenfireOptions(), _core.TraceOptions(), _core.RefineOptions()
 # the evidence step's defaults: the signature of decide_atoms
 _E = {k: p.default for k, p in inspect.signature(decide_atoms).parameters.items()}
 # the extended-object defaults: the signatures of detect_extended and slab_extent
-_X = {k: p.default for f in (detect_extended, slab_extent) for k, p in inspect.signature(f).parameters.items()}
+_X = {k: p.default for f in (detect_extended, slab_extent, padded_resire)
+      for k, p in inspect.signature(f).parameters.items()}
 
 # section -> list of (key, default, comment)
 _SPEC = {
@@ -90,6 +91,10 @@ _SPEC = {
         ("tol", _G.tol, "relative improvement that counts for `patience`"),
         ("seed", _G.seed, "random seed (R-free points, classification)"),
         ("half_set_fsc", True, "also reconstruct the even and odd images for a half-set FSC resolution estimate"),
+        ("extended_method", "resire", "extended object: \"resire\" (real space, box padded along x and cropped "
+                                      "back: the mass outside the field of view has a place to go; on the Ta film "
+                                      "86 % recall, 30 pm vs GENFIRE's 76 %, 45 pm) or \"genfire\" (in the box)"),
+        ("extended_pad", _X["pad"], "extended object, resire: padding on each side along x, fraction of the width"),
         ("slab_level", _X["level"], "slab: the film ends where the z-profile of the occupied voxels falls below "
                                     "this fraction of its range"),
         ("slab_margin", _X["margin"], "slab: margin added beyond each surface, Å"),
@@ -150,6 +155,7 @@ _CHOICES = {
     ("preprocess", "denoise"): ("none", "nlm", "tv", "wavelet", "bm3d"),
     ("preprocess", "background"): ("none", "constant", "plane"),
     ("reconstruct", "support"): ("auto", "box"),
+    ("reconstruct", "extended_method"): ("resire", "genfire"),
     ("refine", "precision"): ("sandwich", "curvature"),
     ("trace", "fit"): ("polynomial", "gaussian", "none"),
 }

@@ -285,18 +285,30 @@ def _do_reconstruct(r: _Run) -> None:
     al, _ = r.load("align")
     t0 = time.perf_counter()
     tilts, angles = al["tilts"], al["angles"]
-    opts = step_options(r.cfg, "reconstruct", drop=("seed", "half_set_fsc", "slab_level", "slab_margin"))
-    rec = genfire(tilts, angles, pixel_size=r.pixel_size, threads=r.threads, seed=r.seed,
-                  progress=r.progress, **opts)
+    opts = step_options(r.cfg, "reconstruct", drop=("seed", "half_set_fsc", "slab_level", "slab_margin",
+                                                    "extended_method", "extended_pad"))
+    c = r.cfg["reconstruct"]
+    ext = dict(_preprocess_attrs(r).get("extended") or {"extended": False, "how": "off", "border_ratios": {}})
+    if ext["extended"] and c["extended_method"] == "resire":
+        from ..steps.extended import padded_resire
+
+        def method(t, a, **kw):
+            return padded_resire(t, a, pixel_size=r.pixel_size, pad=c["extended_pad"], iterations=c["iterations"],
+                                 threads=r.threads, progress=r.progress)
+    else:
+        def method(t, a, **kw):
+            return genfire(t, a, pixel_size=r.pixel_size, threads=r.threads, seed=r.seed, progress=r.progress,
+                           **opts, **kw)
+    rec = method(tilts, angles)
     arrays = {"volume": rec.volume, "errors": rec.errors, "rfree": rec.rfree}
-    attrs = {"iterations_run": int(rec.parameters["iterations_run"]), "fourier_r": float(rec.errors[-1]),
+    attrs = {"method": rec.method, "iterations_run": int(rec.parameters["iterations_run"]),
+             "fourier_r": float(rec.errors[-1]),
              "rfree": None if rec.rfree is None else float(rec.rfree[-1]),
              "parameters": {k: v for k, v in rec.parameters.items() if np.isscalar(v) or v is None},
              "resolution": None}
     if r.cfg["reconstruct"]["half_set_fsc"] and tilts.shape[0] >= 4:
         def half(t, a, **kw):
-            return genfire(t, a, pixel_size=r.pixel_size, threads=r.threads, seed=r.seed, progress=r.progress,
-                           volume_shape=rec.volume.shape, **opts)
+            return method(t, a, volume_shape=rec.volume.shape)
         freq, corr, res = half_set_fsc(tilts, angles, half, pixel_size=r.pixel_size, threads=r.threads)
         arrays.update(fsc_freq=freq, fsc_corr=corr)
         attrs["resolution"] = float(res)
@@ -304,17 +316,16 @@ def _do_reconstruct(r: _Run) -> None:
         # positivity and support constraints); the 0.5 crossing is the conservative figure
         attrs["resolution_fsc05"] = float(resolution_from_fsc(freq, corr, 0.5))
         attrs["resolution_at_nyquist"] = bool(np.all(corr >= 0.143))
-    ext = dict(_preprocess_attrs(r).get("extended") or {"extended": False, "how": "off", "border_ratios": {}})
     if ext["extended"]:
         from ..steps.extended import slab_extent
-        c = r.cfg["reconstruct"]
+        ext["method"] = rec.method
         ext["slab_z"] = list(slab_extent(rec.volume, r.pixel_size, level=c["slab_level"], margin=c["slab_margin"]))
         log.info("reconstruct: extended object, slab z %.1f .. %.1f Å", *ext["slab_z"])
     attrs["extended"] = ext
     r.save("reconstruct", arrays, attrs, time.perf_counter() - t0)
     write_mrc(r.out / "reconstruction.mrc", rec.volume, r.pixel_size)
-    log.info("reconstruct: %d GENFIRE iterations, Fourier R %.4f, half-set FSC resolution %s (%.1f s)",
-             attrs["iterations_run"], attrs["fourier_r"],
+    log.info("reconstruct: %d %s iterations, R %.4f, half-set FSC resolution %s (%.1f s)",
+             attrs["iterations_run"], rec.method.upper(), attrs["fourier_r"],
              "n/a" if attrs["resolution"] is None else f"{attrs['resolution']:.2f} Å", r.timings["reconstruct"])
 
 

@@ -36,7 +36,7 @@ import numpy as np
 from .._util.validate import as_angles, as_tilts, positive
 from ..model.geometry import euler_matrices
 
-__all__ = ["ExtendedDetection", "detect_extended", "slab_extent", "slab_support", "ray_mask"]
+__all__ = ["ExtendedDetection", "detect_extended", "slab_extent", "slab_support", "ray_mask", "padded_resire"]
 
 _SIDES = ("x-", "x+", "y-", "y+")
 
@@ -212,3 +212,52 @@ def ray_mask(angles, image_shape, pixel_size: float, extent, volume_shape=None) 
             ok &= (x >= xlo) & (x <= xhi) & (y >= ylo) & (y <= yhi)
         out[k] = ok
     return out
+
+
+def padded_resire(tilts, angles, *, pixel_size: float = 1.0, pad: float = 0.375, iterations: int = 100,
+                  threads=None, progress: bool = False):
+    """RESIRE in a box wider than the field of view along x, cropped back: a reconstruction of an
+    extended object that gives the mass outside the box a place to go.
+
+    A film's rays at high tilt cross it outside the ``(nx, ny, nx)`` box; GENFIRE (and RESIRE) in that
+    box must put the mass inside it. Here the volume is ``(nx, ny, nx + 2 p)`` (``p = round(pad * nx)``
+    voxels on each side along x, the tilt direction), the detector stays ``(ny, nx)``
+    (:func:`aetcore.steps.reconstruct.resire`: real space, so voxels outside the field of view are seen
+    only by the rays that cross them), and the central ``nx`` columns are returned. On the Ta film
+    (area 1, 100 iterations, ``pad`` 0.37) the traced atoms scored 86 % recall, 92 % precision and
+    30 pm against the published model, against 76 %, 70 % and 45 pm from GENFIRE in the box and 72 %,
+    88 % and 30 pm from RESIRE in the box (bench/README.md).
+
+    Parameters
+    ----------
+    tilts : (n_angles, ny, nx) array
+    angles : (n_angles,) or (n_angles, 3) array
+        Degrees.
+    pixel_size : float
+        Å.
+    pad : float
+        Padding on each side along x, as a fraction of ``nx`` (>= 0).
+    iterations : int
+    threads : int, optional
+    progress : bool
+
+    Returns
+    -------
+    Reconstruction
+        ``volume`` ``(nx, ny, nx)`` (the cropped box), ``method`` "resire", ``parameters`` with ``pad``
+        (voxels) and ``padded_shape``.
+    """
+    from dataclasses import replace
+
+    from .reconstruct import resire
+    t = as_tilts(tilts)
+    pad = float(pad)
+    if not (np.isfinite(pad) and pad >= 0):
+        raise ValueError(f"pad: expected a non-negative fraction of the image width, got {pad}")
+    _, ny, nx = t.shape
+    p = int(round(pad * nx))
+    rec = resire(t, angles, pixel_size=pixel_size, iterations=iterations, volume_shape=(nx, ny, nx + 2 * p),
+                 threads=threads, progress=progress)
+    params = dict(rec.parameters, pad=p, padded_shape=(nx, ny, nx + 2 * p), volume_shape=(nx, ny, nx),
+                  iterations_run=int(iterations))
+    return replace(rec, volume=np.ascontiguousarray(rec.volume[:, :, p:p + nx]), parameters=params)

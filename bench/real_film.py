@@ -25,6 +25,10 @@ area's box (all z), Gaussian Ta atoms projected by aetcore, height and a constan
 by least squares, B the best of 2–20 Å² (R1 = sum|fit - measured| / sum|measured|).
 
 Run: ``PYTHONPATH=python python bench/real_film.py [--areas 1 5] [--json out.json]``.
+
+``--score-run DIR --areas k`` instead scores the results folder of an ``aet run`` of area k (its
+``atoms.xyz``, the same scores and R1, the time per step and the extended-object decision of
+``summary.json``).
 """
 from __future__ import annotations
 
@@ -147,6 +151,21 @@ def run_area(k: int, threads=None, iterations: int = 100, evidence: bool = True)
     return out
 
 
+def score_run(k: int, folder) -> dict:
+    """The scores and R1 of the ``atoms.xyz`` of an ``aet run`` results folder of area `k`, with its
+    time per step and extended-object decision (``summary.json``)."""
+    from aetcore.io.readers import read_atoms
+    tilts, angles, published, half = load_area(k)
+    folder = Path(folder)
+    positions = read_atoms(folder / "atoms.xyz").positions
+    row = score(published, positions, film_region(published, half))
+    row.update(r1(positions, tilts, angles, half))
+    summary = json.loads((folder / "summary.json").read_text())
+    row.update(seconds=summary["timings_s"].get("total"), timings=summary["timings_s"],
+               extended=summary.get("extended"))
+    return row
+
+
 def _row(name, d) -> str:
     ax = d["rmsd_axes_pm"]
     return (f"| {name} | {100 * d['recall']:.1f} % | {100 * d['precision']:.1f} % | {d['rmsd_pm']:.1f} "
@@ -178,10 +197,19 @@ def main(argv=None) -> int:
     ap.add_argument("--iterations", type=int, default=100, help="GENFIRE iterations")
     ap.add_argument("--json", default=None)
     ap.add_argument("--no-evidence", action="store_true", help="skip the evidence rows")
+    ap.add_argument("--score-run", metavar="DIR", help="score the aet run folder DIR of the (one) area instead")
     args = ap.parse_args(argv)
     if not DATA.exists():
         print(f"{DATA} is not present", file=sys.stderr)
         return 1
+    if args.score_run:
+        if len(args.areas) != 1:
+            print("--score-run: give one area (--areas k)", file=sys.stderr)
+            return 1
+        row = score_run(args.areas[0], args.score_run)
+        print(json.dumps(row, indent=1))
+        print(_row(f"{args.areas[0]}: aet run {args.score_run}", row))
+        return 0
     commit = subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
     results = []

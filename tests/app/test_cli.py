@@ -51,11 +51,15 @@ def test_config_merges_and_rejects(tmp_path):
     assert cfg["reconstruct"]["momentum"] == aconfig.DEFAULTS["reconstruct"]["momentum"]
     assert aconfig.step_options(cfg, "trace")["threshold"] == 0.5
     assert aconfig.step_options(aconfig.default_config(), "trace")["threshold"] is None
+    f.write_text("[preprocess]\nextended = true\n")
+    assert aconfig.load_config(f)["preprocess"]["extended"] is True
+    assert aconfig.DEFAULTS["preprocess"]["extended"] == "auto"
     for text, match in [("[reconstruct]\niterationz = 3\n", "reconstruct.iterationz"),
                         ("[recon]\niterations = 3\n", "'recon'"),
                         ("[reconstruct]\niterations = 2.5\n", "reconstruct.iterations.*integer"),
                         ("[align]\nenabled = 1\n", "align.enabled.*true or false"),
                         ("[preprocess]\nbackground = 'sky'\n", "preprocess.background.*plane"),
+                        ("[preprocess]\nextended = 'yes'\n", "preprocess.extended.*auto"),
                         ("[reconstruct\n", "not valid TOML")]:
         f.write_text(text)
         with pytest.raises(ValueError, match=match):

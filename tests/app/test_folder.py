@@ -60,6 +60,9 @@ def test_results_h5_has_every_step_and_provenance(sim, done):
     m = match_atoms(truth.positions, truth.get_chemical_symbols(), atoms.positions, atoms.get_chemical_symbols())
     assert m.recall >= 0.95 and m.precision >= 0.95
     assert s["steps"] == list(workflow.STEPS) and s["resumed_steps"] == []
+    # an isolated particle: its image borders are vacuum, so no extended-object handling (no slab)
+    assert s["extended"]["extended"] is False and s["extended"]["how"] == "not detected"
+    assert "slab_z" not in s["extended"]
 
 
 def test_resume_keeps_finished_steps_and_redoes_changed_ones(sim, done, tmp_path):

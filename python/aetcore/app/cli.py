@@ -216,7 +216,7 @@ def cmd_run(args) -> int:
     _check_tilts_suffix(args.tilts)
     s = run(args.tilts, args.angles, args.pixel_size, args.species, args.out, frames=args.frames,
             config=args.config, threads=args.threads, dataset=args.dataset, seed=args.seed,
-            angle_convention=args.angle_convention,
+            angle_convention=args.angle_convention, extended=True if args.extended_object else None,
             resume=args.resume, progress=not args.quiet)
     _print_summary(args, s)
     return 0
@@ -327,6 +327,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="FILE.toml", help="configuration (see `aet config --defaults`)")
     p.add_argument("--dataset", metavar="NAME", help="HDF5 dataset (or MATLAB variable) holding the images")
     _add_angle_convention(p)
+    p.add_argument("--extended-object", action="store_true",
+                   help="the object extends beyond the field of view (a film): slab support, only the pixels "
+                        "whose rays cross it inside the box in evidence and refine (default: detected, "
+                        "preprocess.extended = \"auto\")")
     p.add_argument("--threads", type=_int_at_least(1), default=None, metavar="N", help="default: all cores")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: reconstruct.seed of the config)")
     p.add_argument("--resume", action="store_true",

@@ -38,7 +38,8 @@ import numpy as np
 
 from ..io.results import _step_meta, _step_path, load_step, save_step, write_step_group
 from ..io.tables import write_group
-from ..steps.chain import STEPS, classify_step, evidence_step, holdout_step, model_atoms, refine_step, trace_step
+from ..steps.chain import (STEPS, classify_step, evidence_step, extended_inputs, extended_step, holdout_step,
+                           model_atoms, refine_step, trace_step)
 from .._util.validate import species_symbols
 
 __all__ = ["run", "run_step", "STEPS", "export"]
@@ -213,9 +214,16 @@ def _do_preprocess(r: _Run) -> None:
         raise ValueError(f"{st['tilts']}: {pages.shape[0]} images is not a multiple of --frames {frames}")
     check_angles(angles, pages.shape[0] // frames, st["angles"])
     arrays, attrs = {}, {"image_shape": list(pages.shape[1:]), "n_pages": int(pages.shape[0])}
+    c = r.cfg["preprocess"]
+    attrs["extended"] = ext = extended_step(pages, mode=c["extended"], border=c["extended_border"],
+                                            threshold=c["extended_threshold"])
+    log.info("preprocess: extended object %s (border/centre mass ratios %s)", ext["how"],
+             ", ".join(f"{k} {v:.2f}" for k, v in ext["border_ratios"].items()))
     if frames > 1 or r.cfg["preprocess"]["always"]:
         from ..steps.preprocess import preprocess, split_pages
-        opts = step_options(r.cfg, "preprocess", drop=("always",))
+        opts = step_options(r.cfg, "preprocess", drop=("always",) + _EXTENDED_KEYS)
+        if ext["extended"]:   # no vacuum to take a background from; the projected mass grows with the tilt
+            opts.update(background=None, normalize=False)
         if frames > 1:
             res = preprocess(split_pages(pages, frames), frames=True, threads=r.threads, **opts)
         else:
@@ -241,14 +249,19 @@ def _do_preprocess(r: _Run) -> None:
 def _do_align(r: _Run) -> None:
     from ..model.geometry import normalize_angles
     from .config import step_options
-    pre, _ = r.load("preprocess")
+    pre, pre_attrs = r.load("preprocess")
     t0 = time.perf_counter()
     tilts, angles = pre["tilts"], pre["angles"]
     arrays, attrs = {}, {}
     if r.cfg["align"]["enabled"]:
         from ..steps.align import align
-        al = align(tilts, angles, pixel_size=r.pixel_size, threads=r.threads,
-                   **step_options(r.cfg, "align", drop=("enabled",)))
+        opts = step_options(r.cfg, "align", drop=("enabled",))
+        if pre_attrs.get("extended", {}).get("extended"):
+            # centre of mass, common line and the tilt-axis search assume the object inside the field of
+            # view; on the Ta film they shifted the aligned images by up to 1600 px (recall 5 %)
+            opts.update(com=False, common_line=False, rotation=False)
+            attrs["extended_skipped"] = ["rotation", "com", "common_line"]
+        al = align(tilts, angles, pixel_size=r.pixel_size, threads=r.threads, **opts)
         tilts, angles = al.tilts, al.angles if al.angles_refined else angles
         arrays.update(shifts=np.asarray(al.shifts, np.float64), residuals=al.residuals,
                       matching_history=np.asarray(al.history, np.float64))
@@ -272,18 +285,30 @@ def _do_reconstruct(r: _Run) -> None:
     al, _ = r.load("align")
     t0 = time.perf_counter()
     tilts, angles = al["tilts"], al["angles"]
-    opts = step_options(r.cfg, "reconstruct", drop=("seed", "half_set_fsc"))
-    rec = genfire(tilts, angles, pixel_size=r.pixel_size, threads=r.threads, seed=r.seed,
-                  progress=r.progress, **opts)
+    opts = step_options(r.cfg, "reconstruct", drop=("seed", "half_set_fsc", "slab_level", "slab_margin",
+                                                    "extended_method", "extended_pad"))
+    c = r.cfg["reconstruct"]
+    ext = dict(_preprocess_attrs(r).get("extended") or {"extended": False, "how": "off", "border_ratios": {}})
+    if ext["extended"] and c["extended_method"] == "resire":
+        from ..steps.extended import padded_resire
+
+        def method(t, a, **kw):
+            return padded_resire(t, a, pixel_size=r.pixel_size, pad=c["extended_pad"], iterations=c["iterations"],
+                                 threads=r.threads, progress=r.progress)
+    else:
+        def method(t, a, **kw):
+            return genfire(t, a, pixel_size=r.pixel_size, threads=r.threads, seed=r.seed, progress=r.progress,
+                           **opts, **kw)
+    rec = method(tilts, angles)
     arrays = {"volume": rec.volume, "errors": rec.errors, "rfree": rec.rfree}
-    attrs = {"iterations_run": int(rec.parameters["iterations_run"]), "fourier_r": float(rec.errors[-1]),
+    attrs = {"method": rec.method, "iterations_run": int(rec.parameters["iterations_run"]),
+             "fourier_r": float(rec.errors[-1]),
              "rfree": None if rec.rfree is None else float(rec.rfree[-1]),
              "parameters": {k: v for k, v in rec.parameters.items() if np.isscalar(v) or v is None},
              "resolution": None}
     if r.cfg["reconstruct"]["half_set_fsc"] and tilts.shape[0] >= 4:
         def half(t, a, **kw):
-            return genfire(t, a, pixel_size=r.pixel_size, threads=r.threads, seed=r.seed, progress=r.progress,
-                           volume_shape=rec.volume.shape, **opts)
+            return method(t, a, volume_shape=rec.volume.shape)
         freq, corr, res = half_set_fsc(tilts, angles, half, pixel_size=r.pixel_size, threads=r.threads)
         arrays.update(fsc_freq=freq, fsc_corr=corr)
         attrs["resolution"] = float(res)
@@ -291,18 +316,43 @@ def _do_reconstruct(r: _Run) -> None:
         # positivity and support constraints); the 0.5 crossing is the conservative figure
         attrs["resolution_fsc05"] = float(resolution_from_fsc(freq, corr, 0.5))
         attrs["resolution_at_nyquist"] = bool(np.all(corr >= 0.143))
+    if ext["extended"]:
+        from ..steps.extended import slab_extent
+        ext["method"] = rec.method
+        ext["slab_z"] = list(slab_extent(rec.volume, r.pixel_size, level=c["slab_level"], margin=c["slab_margin"]))
+        log.info("reconstruct: extended object, slab z %.1f .. %.1f Å", *ext["slab_z"])
+    attrs["extended"] = ext
     r.save("reconstruct", arrays, attrs, time.perf_counter() - t0)
     write_mrc(r.out / "reconstruction.mrc", rec.volume, r.pixel_size)
-    log.info("reconstruct: %d GENFIRE iterations, Fourier R %.4f, half-set FSC resolution %s (%.1f s)",
-             attrs["iterations_run"], attrs["fourier_r"],
+    log.info("reconstruct: %d %s iterations, R %.4f, half-set FSC resolution %s (%.1f s)",
+             attrs["iterations_run"], rec.method.upper(), attrs["fourier_r"],
              "n/a" if attrs["resolution"] is None else f"{attrs['resolution']:.2f} Å", r.timings["reconstruct"])
+
+
+#: the extended-object keys of [preprocess] (aetcore.steps.chain.extended_step, not pre-processing options)
+_EXTENDED_KEYS = ("extended", "extended_border", "extended_threshold")
+
+
+def _preprocess_attrs(r: _Run) -> dict:
+    return r.load("preprocess")[1]
+
+
+def _extended(r: _Run, rec: dict, rec_attrs: dict, tilts_shape, angles):
+    """The trace support, evidence pixel mask and slab of the reconstruct step's extended-object
+    decision (all None when the object is not extended)."""
+    return extended_inputs(rec_attrs.get("extended"), tilts_shape, angles, r.pixel_size, rec["volume"].shape)
 
 
 def _do_trace(r: _Run) -> None:
     from .config import step_options
-    rec, _ = r.load("reconstruct")
+    rec, rec_attrs = r.load("reconstruct")
+    al, _ = r.load("align")
     t0 = time.perf_counter()
-    tr = trace_step(rec["volume"], r.pixel_size, r.species, threads=r.threads, **step_options(r.cfg, "trace"))
+    opts = step_options(r.cfg, "trace")
+    support = _extended(r, rec, rec_attrs, al["tilts"].shape, al["angles"])[0]
+    if support is not None:
+        opts["support"] = support
+    tr = trace_step(rec["volume"], r.pixel_size, r.species, threads=r.threads, **opts)
     left = int(np.sum(tr.status == 4))
     r.save("trace", {"positions": tr.positions, "voxel": tr.voxel, "peak": tr.intensity, "status": tr.status},
            {"n_atoms": len(tr), "left_volume": left}, time.perf_counter() - t0)
@@ -330,12 +380,17 @@ def _do_evidence(r: _Run) -> None:
     al, _ = r.load("align")
     tr, _ = r.load("trace")
     cl, _ = r.load("classify")
-    rec, _ = r.load("reconstruct")
+    rec, rec_attrs = r.load("reconstruct")
     t0 = time.perf_counter()
+    opts = step_options(r.cfg, "evidence", drop=("enabled", "extended"))
+    _, mask, slab = _extended(r, rec, rec_attrs, al["tilts"].shape, al["angles"])
+    enabled = bool(r.cfg["evidence"]["enabled"])
+    if mask is not None:
+        opts.update(pixel_mask=mask, slab=slab)
+        enabled = enabled and bool(r.cfg["evidence"]["extended"])
     arrays, attrs = evidence_step(tr["positions"], cl["labels"], r.species, al["tilts"], al["angles"], r.pixel_size,
-                                  intensity=cl["intensity"], volume=rec["volume"],
-                                  enabled=bool(r.cfg["evidence"]["enabled"]), threads=r.threads, log=log.info,
-                                  **step_options(r.cfg, "evidence", drop=("enabled",)))
+                                  intensity=cl["intensity"], volume=rec["volume"], enabled=enabled,
+                                  threads=r.threads, log=log.info, **opts)
     r.save("evidence", arrays, attrs, time.perf_counter() - t0)
     if attrs["enabled"]:
         log.info("evidence: %d atoms (%d dropped, %d added; %d with negative evidence) (%.1f s)",
@@ -358,12 +413,18 @@ def _do_refine(r: _Run) -> None:
         r.save("refine", {"positions": positions, "precision": np.full(positions.shape, np.nan)},
                {"enabled": False, "r1_before": None, "r1_after": None, "r1_holdout": None}, time.perf_counter() - t0)
         return
-    opts = step_options(r.cfg, "refine", drop=("enabled", "holdout_folds"))
+    rec, rec_attrs = r.load("reconstruct")
+    mask = _extended(r, rec, rec_attrs, al["tilts"].shape, al["angles"])[1]
+    opts = step_options(r.cfg, "refine", drop=("enabled", "extended_positions", "holdout_folds"))
+    if mask is not None and not r.cfg["refine"]["extended_positions"]:
+        opts["refine_positions"] = False
     ref, decided = refine_step(_decided(ev), ev_attrs, al["tilts"], al["angles"], r.pixel_size, threads=r.threads,
-                               progress=r.progress, **opts)
+                               progress=r.progress, pixel_mask=mask, **opts)
     t_refine = time.perf_counter() - t0
-    hold = holdout_step(_decided(ev), ev_attrs, al["tilts"], al["angles"], r.pixel_size, threads=r.threads,
-                        holdout_folds=r.cfg["refine"]["holdout_folds"], seed=r.seed, **opts)
+    hold = None
+    if mask is None:  # the k-fold validation has no pixel mask: an extended object's masked fit is not validated
+        hold = holdout_step(_decided(ev), ev_attrs, al["tilts"], al["angles"], r.pixel_size, threads=r.threads,
+                            holdout_folds=r.cfg["refine"]["holdout_folds"], seed=r.seed, **opts)
     hattrs = {"r1_holdout": None}
     if hold is not None:
         hattrs = {"r1_holdout": hold.r1_holdout_mean, "holdout": hold.as_dict(),
@@ -471,6 +532,7 @@ def _finish(r: _Run) -> dict:
         "resolution_fsc05_A": rec_attrs.get("resolution_fsc05"),
         "resolution_at_nyquist": rec_attrs.get("resolution_at_nyquist"),
         "reconstruction": {k: rec_attrs.get(k) for k in ("iterations_run", "fourier_r", "rfree")},
+        "extended": rec_attrs.get("extended"),
         "alignment": {k: al_attrs.get(k) for k in ("rotation_deg", "angles_refined", "enabled")},
         "tilt_angles_refined_by_refine": ref_attrs.get("angles_refined", False),
         "steps": done,
@@ -530,7 +592,7 @@ def _check_memory(state: dict, cfg: dict, threads, progress: bool):
 
 def run(tilts_path, angles_path, pixel_size: float, species: Sequence[str], out, *, frames: int = 1,
         config=None, threads=None, dataset=None, seed=None, resume: bool = False,
-        progress: bool = False, angle_convention: str = "aetcore") -> dict:
+        progress: bool = False, angle_convention: str = "aetcore", extended=None) -> dict:
     """Tilt-series file to atoms: the body of ``aet run``.
 
     Parameters
@@ -565,6 +627,9 @@ def run(tilts_path, angles_path, pixel_size: float, species: Sequence[str], out,
     angle_convention : {"aetcore", "genfire", "resire"}
         The convention the angle file is written in; the angles are converted to aetcore's ZYZ when
         the series is read (:func:`aetcore.model.geometry.angles_from_convention`, docs/angles.md).
+    extended : None, "auto", True or False
+        Extended object (``aet run --extended-object``: True); None keeps ``preprocess.extended`` of
+        the configuration (default "auto": detected, :func:`aetcore.steps.chain.extended_step`).
 
     Returns
     -------
@@ -573,6 +638,9 @@ def run(tilts_path, angles_path, pixel_size: float, species: Sequence[str], out,
         refinement, the half-set FSC resolution (Å), time per step (s), the steps resumed.
     """
     cfg = _config(config)
+    if extended is not None:
+        from .config import merge_config
+        cfg = merge_config(dict(cfg, preprocess=dict(cfg["preprocess"], extended=extended)), "extended")
     out = _out_folder(out)
     state = _new_state(tilts_path, angles_path, pixel_size, species, frames, dataset, angle_convention)
     out.mkdir(parents=True, exist_ok=True)

@@ -62,7 +62,7 @@ from ..model.projection import AtomModel
 from .refine import atom_inputs
 
 __all__ = ["Evidence", "Decision", "atom_evidence", "propose_atoms", "decide_atoms", "footprint_sums",
-           "free_widths"]
+           "free_widths", "impute_series"]
 
 _CHUNK = 192        # atoms per block of footprint windows (bounds the (atoms, images, W, W) gather)
 _PREFILTER_MARGIN = 10.0  # nats: candidates of the approximate gain map evaluated exactly
@@ -217,12 +217,54 @@ def _project(positions, labels, model: AtomModel, angles_deg, shape, pixel_size,
                                np.radians(angles_deg), shape[0], shape[1], 5.0, threads)
 
 
-def _evidence(pos, lab, model, t, a, ps, noise, threads):
+def _weights(M, r, noise, mask):
+    """The variance model (fitted to the pixels of `mask` when not given) and the weights ``1 / v``,
+    zero outside `mask` (None: every pixel)."""
+    if noise is None:
+        noise = fit_variance(M, r) if mask is None else fit_variance(M[mask], r[mask])
+    w = 1.0 / noise.variance(M)
+    if mask is not None:
+        w = np.where(mask, w, 0.0)
+    return noise, w
+
+
+def impute_series(tilts, mask, positions, labels, model: AtomModel, angles, pixel_size, threads=None):
+    """The series with the pixels outside `mask` replaced by the model's projections (`tilts` itself
+    when `mask` is None).
+
+    The refinement (:func:`aetcore.steps.refine.refine`) has no pixel weights; fitting the imputed
+    series is one step of expectation-maximisation for the least-squares fit of the pixels of `mask`
+    alone (the missing pixels take the current model's values, where their residual and gradient are
+    zero), and repeated imputation (every round of :func:`decide_atoms`) converges to it.
+    """
+    if mask is None:
+        return tilts
+    from .._util.validate import as_angles
+    M = _project(positions, np.asarray(labels, np.int32), model, as_angles(angles, tilts.shape[0]), tilts.shape[1:],
+                 pixel_size, resolve_threads(threads))
+    mm = M[mask].astype(np.float64)
+    den = float(mm @ mm)
+    scale = float(mm @ tilts[mask].astype(np.float64)) / den if den > 0 else 0.0  # the refinement's scale
+    return np.where(mask, tilts, scale * M).astype(tilts.dtype)
+
+
+def _check_mask(pixel_mask, shape):
+    """`pixel_mask` checked: None, or a bool array of the series' `shape` with at least 100 pixels."""
+    if pixel_mask is None:
+        return None
+    mask = np.asarray(pixel_mask)
+    if mask.dtype != bool or mask.shape != tuple(shape):
+        raise ValueError(f"pixel_mask: expected a bool array of the series' shape {tuple(shape)}, got "
+                         f"{mask.dtype} {mask.shape}")
+    if mask.sum() < 100:
+        raise ValueError(f"pixel_mask: expected at least 100 pixels, got {int(mask.sum())}")
+    return mask
+
+
+def _evidence(pos, lab, model, t, a, ps, noise, threads, mask=None):
     M = _project(pos, lab, model, a, t.shape[1:], ps, threads)
     r = t - M
-    if noise is None:
-        noise = fit_variance(M, r)
-    w = 1.0 / noise.variance(M)
+    noise, w = _weights(M, r, noise, mask)
     if pos.shape[0] == 0:
         S = len(model.symbols)
         return Evidence(np.zeros(0), np.zeros(0), np.zeros((0, S)), noise), r, w
@@ -245,7 +287,7 @@ def _evidence(pos, lab, model, t, a, ps, noise, threads):
 
 
 def atom_evidence(positions, species, tilts, angles, pixel_size, *, model: AtomModel | None = None,
-                  noise: VarianceModel | None = None, threads=None) -> Evidence:
+                  noise: VarianceModel | None = None, pixel_mask=None, threads=None) -> Evidence:
     """Per-atom log-likelihood ratios of an atomic model against a tilt series.
 
     Parameters
@@ -266,6 +308,8 @@ def atom_evidence(positions, species, tilts, angles, pixel_size, *, model: AtomM
         :func:`aetcore.model.projection.atom_model` of the species present.
     noise : VarianceModel, optional
         Pixel variance; default fitted to the residuals (:func:`aetcore.model.noise.fit_variance`).
+    pixel_mask : (n_angles, ny, nx) bool array, optional
+        Only these pixels count (see :func:`decide_atoms`).
     threads : int, optional
 
     Returns
@@ -275,7 +319,7 @@ def atom_evidence(positions, species, tilts, angles, pixel_size, *, model: AtomM
     pos, lab, t, a, ps, model = atom_inputs(positions, species, tilts, angles, pixel_size, model)
     if noise is not None and not isinstance(noise, VarianceModel):
         raise TypeError(f"noise: expected a VarianceModel or None, got {type(noise).__name__}")
-    return _evidence(pos, lab, model, t, a, ps, noise, resolve_threads(threads))[0]
+    return _evidence(pos, lab, model, t, a, ps, noise, resolve_threads(threads), _check_mask(pixel_mask, t.shape))[0]
 
 
 def free_widths(model: AtomModel) -> AtomModel:
@@ -335,7 +379,7 @@ def propose_atoms(positions, species, tilts, angles, pixel_size, *, model: AtomM
                     positive(radius, "radius"), nt)
 
 
-def _propose(pos, model, t, a, ps, r, w, threshold, min_distance, radius, nt):
+def _propose(pos, model, t, a, ps, r, w, threshold, min_distance, radius, nt, slab=None):
     K, ny, nx = t.shape
     empty = (np.zeros((0, 3)), np.zeros(0, np.int32), np.zeros(0))
     rad = np.radians(a)
@@ -368,6 +412,8 @@ def _propose(pos, model, t, a, ps, r, w, threshold, min_distance, radius, nt):
         off[:, ax] = np.where(den < 0, np.clip(0.5 * (fm - fp) / np.where(den < 0, den, -1.0), -0.5, 0.5), 0.0)
     zyx = pk + off
     cand = (zyx[:, ::-1] - np.array([nx // 2, ny // 2, nx // 2])) * ps          # (x, y, z), Å
+    if slab is not None:
+        cand = cand[(cand[:, 2] >= slab[0]) & (cand[:, 2] <= slab[1])]
     if pos.shape[0]:
         d, _ = cKDTree(pos).query(cand)
         cand = cand[d >= min_distance]
@@ -381,7 +427,7 @@ def _propose(pos, model, t, a, ps, r, w, threshold, min_distance, radius, nt):
     return cand[sel], best[sel].astype(np.int32), g[sel]
 
 
-def _refit_heights(pos, lab, model, t, a, ps, noise, nt):
+def _refit_heights(pos, lab, model, t, a, ps, noise, nt, mask=None):
     """Weighted least-squares heights of every species at fixed positions and B (the model is linear
     in the heights): one projection per species and an n_species^2 system."""
     S = len(model.symbols)
@@ -391,7 +437,7 @@ def _refit_heights(pos, lab, model, t, a, ps, noise, nt):
         unit = replace(model, heights=np.eye(S)[s])
         P.append(_project(pos[sel], lab[sel], unit, a, t.shape[1:], ps, nt))
     M = sum(h * p for h, p in zip(model.heights, P))
-    w = 1.0 / noise.variance(M)
+    w = _weights(M, None, noise, mask)[1]
     G = np.array([[float(np.vdot(w * P[i], P[j])) for j in range(S)] for i in range(S)])
     y = np.array([float(np.vdot(w * P[i], t)) for i in range(S)])
     ok = np.diag(G) > 0
@@ -405,7 +451,8 @@ def _refit_heights(pos, lab, model, t, a, ps, noise, nt):
 def decide_atoms(positions, species, tilts, angles, pixel_size, *, model: AtomModel | None = None,
                  threshold: float = 0.0, add_threshold: float = 10.0, min_distance: float = 1.6,
                  radius: float = 2.0, rounds: int = 4, iterations: int = 20, max_passes: int = 20,
-                 refine_options: dict | None = None, threads=None, log=None) -> Decision:
+                 refine_options: dict | None = None, pixel_mask=None, slab=None, threads=None,
+                 log=None) -> Decision:
     """Drop, relabel and add atoms by the evidence of the tilt series (see the module documentation).
 
     Parameters
@@ -439,6 +486,12 @@ def decide_atoms(positions, species, tilts, angles, pixel_size, *, model: AtomMo
         Largest number of drop/relabel passes per round.
     refine_options : dict, optional
         Other keyword options of :func:`aetcore.steps.refine.refine` for the refinement of every round.
+    pixel_mask : (n_angles, ny, nx) bool array, optional
+        Only these pixels count in the likelihood (weight zero elsewhere, the variance model fitted to
+        them): for an extended object, the pixels whose rays cross the object inside the box
+        (:func:`aetcore.steps.extended.ray_mask`). None: every pixel.
+    slab : (z0, z1), optional
+        Å: atoms are added only at heights within it (:func:`aetcore.steps.extended.slab_extent`).
     threads : int, optional
     log : callable, optional
         Called with one line per round.
@@ -462,6 +515,11 @@ def decide_atoms(positions, species, tilts, angles, pixel_size, *, model: AtomMo
     ropts = dict(refine_options or {})
     ropts["iterations"] = at_least(iterations, 1, "iterations", integer=True)
     nt = resolve_threads(threads)
+    mask = _check_mask(pixel_mask, t.shape)
+    if slab is not None:
+        slab = tuple(float(v) for v in slab)
+        if len(slab) != 2 or not slab[0] < slab[1]:
+            raise ValueError(f"slab: expected (z0, z1) with z0 < z1, got {slab!r}")
     syms = np.asarray(model.symbols)
     multi = len(model.symbols) > 1
     source = np.arange(pos.shape[0], dtype=np.int64)
@@ -469,12 +527,13 @@ def decide_atoms(positions, species, tilts, angles, pixel_size, *, model: AtomMo
     ev = noise = None
     for rnd in range(rounds):
         if pos.shape[0]:
-            ref = refine(pos, lab, t, a, ps, model=model, threads=nt, **ropts)
+            ref = refine(pos, lab, impute_series(t, mask, pos, lab, model, a, ps, nt), a, ps, model=model,
+                         threads=nt, **ropts)
             pos, model = ref.positions, ref.model
         dropped = relabelled = 0
         noise = None           # re-estimated against the refined model of every round
         for _ in range(max_passes):
-            ev, r, w = _evidence(pos, lab, model, t, a, ps, noise, nt)
+            ev, r, w = _evidence(pos, lab, model, t, a, ps, noise, nt, mask)
             noise = ev.noise
             drop = _least_in_neighbourhood(ev.presence, pos, ev.presence < threshold, radius)
             change = np.zeros(lab.shape[0], bool)
@@ -490,9 +549,10 @@ def decide_atoms(positions, species, tilts, angles, pixel_size, *, model: AtomMo
             pos, lab, source = pos[keep], lab[keep], source[keep]
             dropped += int(drop.size)
             relabelled += int(change.sum())
-            model = _refit_heights(pos, lab, model, t, a, ps, noise, nt)
+            model = _refit_heights(pos, lab, model, t, a, ps, noise, nt, mask)
         # r and w belong to the current atoms: the last pass changed nothing
-        new_pos, new_lab, _ = _propose(pos, model, t, a, ps, r, w, add_threshold, min_distance, radius, nt)
+        new_pos, new_lab, _ = _propose(pos, model, t, a, ps, r, w, add_threshold, min_distance, radius, nt,
+                                       slab)
         if new_pos.shape[0]:
             pos = np.concatenate([pos, new_pos])
             lab = np.concatenate([lab, new_lab]).astype(np.int32)
@@ -505,7 +565,7 @@ def decide_atoms(positions, species, tilts, angles, pixel_size, *, model: AtomMo
         if dropped == 0 and relabelled == 0 and new_pos.shape[0] == 0:
             break
     if ev is None or history[-1]["added"]:
-        ev = _evidence(pos, lab, model, t, a, ps, noise, nt)[0]
+        ev = _evidence(pos, lab, model, t, a, ps, noise, nt, mask)[0]
     return Decision(positions=np.ascontiguousarray(pos, np.float64), labels=lab.astype(np.int32),
                     symbols=syms[lab], model=model, evidence=ev, added=source < 0, source=source,
                     history=history)

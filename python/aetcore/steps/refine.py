@@ -82,7 +82,15 @@ class RefinementResult:
         ``L`` at the start and after every iteration of the minimiser.
     n_iterations : int
     precision : (n_atoms, 3) float64
-        Estimated standard deviation of each coordinate, Å (Gauss-Newton, see module doc).
+        Estimated standard deviation of each coordinate, Å (see module doc; inf for a singular block).
+    precision_reliable : (n_atoms,) bool
+        False where the loss around the atom is far from quadratic (``curvature_ratio < 0.5``, or a
+        singular block): ``precision`` is then a curvature-based guess with a floored curvature, and
+        the scatter over noise realisations can be larger (see module doc).
+    curvature_ratio : (n_atoms,) float64
+        Smallest eigenvalue of ``A_i^{-1/2} H_i A_i^{-1/2}``, the observed (Newton) curvature of the
+        loss around the atom relative to the Gauss-Newton one (1: quadratic; <= 0: not a minimum along
+        some direction; NaN: singular ``A_i``).
     noise_sigma : float
         Residual standard deviation per pixel, projection units.
     message : str
@@ -105,6 +113,8 @@ class RefinementResult:
     precision: np.ndarray
     noise_sigma: float
     message: str
+    precision_reliable: Optional[np.ndarray] = None
+    curvature_ratio: Optional[np.ndarray] = None
     angles: Optional[np.ndarray] = None
     angle_history: list = field(default_factory=list)
 
@@ -232,6 +242,7 @@ def refine(positions, species, tilts, angles, pixel_size, *, model: AtomModel | 
                             r1_before=float(r["r1_before"]), r1_after=float(r["r1_after"]),
                             loss_history=r["loss_history"], n_iterations=int(r["n_iterations"]),
                             precision=r["precision"], noise_sigma=float(r["noise_sigma"]), message=r["message"],
+                            precision_reliable=r["precision_reliable"], curvature_ratio=r["curvature_ratio"],
                             angles=a.copy())
 
 

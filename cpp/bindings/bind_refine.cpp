@@ -83,6 +83,7 @@ void register_refine(py::module_& m) {
               if (want_jtj) {
                   d["jtj"] = to_array<double>(r.jtj, {py::ssize_t(a.n), 6});
                   d["jtrrj"] = to_array<double>(r.jtrrj, {py::ssize_t(a.n), 6});
+                  d["rhess"] = to_array<double>(r.rhess, {py::ssize_t(a.n), 6});
               }
               return d;
           },
@@ -93,7 +94,9 @@ void register_refine(py::module_& m) {
           "Loss sum (s P - b)^2 / 2 of Gaussian atoms against a tilt series, sum |s P - b|, and gradients.\n"
           "positions in voxels, b_factors in Å^2, blur and pixel_size in Å; scale <= 0 = closed form.\n"
           "grad_positions per voxel; jtj = per-atom (xx, xy, xz, yy, yz, zz) of sum dP/dr dP/dr^T (voxels);\n"
-          "jtrrj = the same with each pixel weighted by its squared residual (s P - b)^2.");
+          "jtrrj = the same with each pixel weighted by its squared residual (s P - b)^2;\n"
+          "rhess = per-atom sum over pixels of r d2(s P)/dr2 (r = s P - b, voxels), the residual part of the\n"
+          "observed Hessian block s^2 jtj + rhess.");
     m.def("refine_atoms",
           [](const carray<double>& positions, const carray<std::int32_t>& species, const carray<double>& heights,
              const carray<double>& b_factors, double blur, double pixel_size, const carray<double>& angles_rad,
@@ -143,6 +146,12 @@ void register_refine(py::module_& m) {
               d["n_iterations"] = r.iterations;
               d["n_evaluations"] = r.evaluations;
               d["precision"] = to_array<double>(r.precision, {py::ssize_t(n), 3});
+              d["curvature_ratio"] = to_array<double>(r.curvature_ratio, {py::ssize_t(n)});
+              {
+                  py::array_t<bool> rel{py::ssize_t(n)};
+                  for (index_t i = 0; i < n; ++i) rel.mutable_data()[i] = r.precision_reliable[std::size_t(i)] != 0;
+                  d["precision_reliable"] = rel;
+              }
               d["noise_sigma"] = r.noise_sigma;
               d["message"] = r.message;
               d["cancelled"] = r.cancelled;

@@ -98,7 +98,7 @@ RefineEval refine_objective(const AtomSet& atoms, const std::vector<Mat3>& rotat
     const index_t ns = index_t(atoms.heights.size());
     const int nt = resolve_threads(threads);
     check_memory(8.0 * double(K) * double(ndy) * double(ndx) +
-                     8.0 * nt * (double(want_grad) * (3.0 * n + 2.0 * ns) + double(want_jtj) * 6.0 * n) +
+                     8.0 * nt * (double(want_grad) * (3.0 * n + 2.0 * ns) + double(want_jtj) * 18.0 * n) +
                      8.0 * (9.0 * n + 4.0 * ns),
                  "the refinement objective");
     for (index_t i = 0; i < K * npix; ++i)
@@ -152,16 +152,18 @@ RefineEval refine_objective(const AtomSet& atoms, const std::vector<Mat3>& rotat
     const std::size_t ng = want_grad ? std::size_t(3 * n + 2 * ns) : 0;
     const std::size_t nj = want_jtj ? std::size_t(6 * n) : 0;
     std::vector<std::vector<double>> acc_g(static_cast<std::size_t>(nt)), acc_j(static_cast<std::size_t>(nt)),
-        acc_m(static_cast<std::size_t>(nt));
+        acc_m(static_cast<std::size_t>(nt)), acc_h(static_cast<std::size_t>(nt));
 #pragma omp parallel num_threads(nt)
     {
         const int tid = omp_get_thread_num();
         std::vector<double>& g = acc_g[std::size_t(tid)];
         std::vector<double>& jt = acc_j[std::size_t(tid)];
         std::vector<double>& meat = acc_m[std::size_t(tid)];
+        std::vector<double>& hres = acc_h[std::size_t(tid)];
         g.assign(ng, 0.0);
         jt.assign(nj, 0.0);
         meat.assign(nj, 0.0);
+        hres.assign(nj, 0.0);
         std::vector<double> ex, ey, dxu, dyv, dxs, dys;
 #pragma omp for schedule(static)
         for (index_t k = 0; k < K; ++k) {
@@ -227,26 +229,37 @@ RefineEval refine_objective(const AtomSet& atoms, const std::vector<Mat3>& rotat
                     const double muu = A2 * edd * eyy, muv = A2 * exd * eyd, mvv = A2 * exx * fdd;
                     double* J = jt.data() + 6 * a;
                     const int ii[6] = {0, 0, 0, 1, 1, 2}, jj[6] = {0, 1, 2, 1, 2, 2};
-                    // the same with r^2 per pixel: not separable, one pass over the window
-                    double ruu = 0, ruv = 0, rvv = 0;
+                    // the same with r^2 per pixel: not separable, one pass over the window; in the same
+                    // pass sum r d2(s P)/d(u, v)^2, with d2E/dc2 = dE/ds / sigma (gaussian_cell_mean_derivs)
+                    double ruu = 0, ruv = 0, rvv = 0, huu = 0, huv = 0, hvv = 0;
                     for (index_t j = 0; j < mv; ++j) {
                         const double* row = res + (w.v0 + j) * ndx + w.u0;
                         const double eyj = ey[std::size_t(j)], dyj = dyv[std::size_t(j)];
+                        double h0 = 0, h1 = 0, h2 = 0;
                         for (index_t i = 0; i < mu; ++i) {
                             const double r2 = row[i] * row[i];
                             const double gu = dxu[std::size_t(i)] * eyj, gv = ex[std::size_t(i)] * dyj;
                             ruu += r2 * gu * gu;
                             ruv += r2 * gu * gv;
                             rvv += r2 * gv * gv;
+                            h0 += row[i] * dxs[std::size_t(i)];
+                            h1 += row[i] * dxu[std::size_t(i)];
+                            h2 += row[i] * ex[std::size_t(i)];
                         }
+                        huu += eyj * h0;
+                        huv += dyj * h1;
+                        hvv += dys[std::size_t(j)] * h2;
                     }
                     ruu *= A2, ruv *= A2, rvv *= A2;
+                    huu *= s * w.amp / w.sig, huv *= s * w.amp, hvv *= s * w.amp / w.sig;
                     double* M = meat.data() + 6 * a;
+                    double* H = hres.data() + 6 * a;
                     for (int q = 0; q < 6; ++q) {
                         const double a0 = Rt(0, ii[q]), a1 = Rt(1, ii[q]);
                         const double b0 = Rt(0, jj[q]), b1 = Rt(1, jj[q]);
                         J[q] += a0 * muu * b0 + a0 * muv * b1 + a1 * muv * b0 + a1 * mvv * b1;
                         M[q] += a0 * ruu * b0 + a0 * ruv * b1 + a1 * ruv * b0 + a1 * rvv * b1;
+                        H[q] += a0 * huu * b0 + a0 * huv * b1 + a1 * huv * b0 + a1 * hvv * b1;
                     }
                 }
             }
@@ -272,11 +285,13 @@ RefineEval refine_objective(const AtomSet& atoms, const std::vector<Mat3>& rotat
     if (want_jtj) {
         out.jtj.assign(nj, 0.0);
         out.jtrrj.assign(nj, 0.0);
+        out.rhess.assign(nj, 0.0);
         for (int t = 0; t < nt; ++t)
             if (acc_j[std::size_t(t)].size() == nj)
                 for (std::size_t i = 0; i < nj; ++i) {
                     out.jtj[i] += acc_j[std::size_t(t)][i];
                     out.jtrrj[i] += acc_m[std::size_t(t)][i];
+                    out.rhess[i] += acc_h[std::size_t(t)][i];
                 }
     }
     return out;
@@ -429,19 +444,42 @@ RefineResult refine_atoms(const double* positions, const std::int32_t* species, 
     const double noise_var = 2.0 * fin.loss / dof;
     out.noise_sigma = std::sqrt(noise_var);
     const double c = (s / pixel_size) * (s / pixel_size);  // J of s P per Å from P per voxel
+    const double ch = 1.0 / (pixel_size * pixel_size);      // sum r d2(s P)/dr2 per Å^2 from per voxel^2
     const int ii[6] = {0, 0, 0, 1, 1, 2}, jj[6] = {0, 1, 2, 1, 2, 2};
     double amax = 1.0;
     for (double v : fin.jtj) amax = std::max(amax, std::abs(v * c));
     const bool sandwich = opt.precision == "sandwich";
     out.precision.assign(std::size_t(3 * n), std::numeric_limits<double>::infinity());
+    out.curvature_ratio.assign(std::size_t(n), std::numeric_limits<double>::quiet_NaN());
+    out.precision_reliable.assign(std::size_t(n), 0);
     for (index_t a = 0; a < n; ++a) {
-        Eigen::Matrix3d A, M;
+        Eigen::Matrix3d A, M, Hr;
         for (int q = 0; q < 6; ++q) {
             A(ii[q], jj[q]) = A(jj[q], ii[q]) = fin.jtj[std::size_t(6 * a + q)] * c;
             M(ii[q], jj[q]) = M(jj[q], ii[q]) = fin.jtrrj[std::size_t(6 * a + q)] * c * (npix / dof);  // HC1
+            Hr(ii[q], jj[q]) = Hr(jj[q], ii[q]) = fin.rhess[std::size_t(6 * a + q)] * ch;
         }
         if (!(A.determinant() > 1e-300 * amax * amax * amax)) continue;
-        const Eigen::Matrix3d Ai = A.inverse();
+        const Eigen::LLT<Eigen::Matrix3d> llt(A);
+        if (llt.info() != Eigen::Success) continue;
+        // the observed (Newton) block A + Hr in the frame where A is the identity: its eigenvalues are
+        // 1 where the objective is quadratic around the atom, the Gauss-Newton assumption
+        const Eigen::Matrix3d L = llt.matrixL();
+        const Eigen::Matrix3d Li = L.inverse();
+        const Eigen::Matrix3d Wm = Li * (A + Hr) * Li.transpose();
+        const Eigen::SelfAdjointEigenSolver<Eigen::Matrix3d> es(0.5 * (Wm + Wm.transpose()));
+        const Eigen::Vector3d lam = es.eigenvalues();
+        out.curvature_ratio[std::size_t(a)] = lam.minCoeff();
+        out.precision_reliable[std::size_t(a)] = lam.minCoeff() >= kPrecisionReliableCurvature ? 1 : 0;
+        Eigen::Matrix3d Ai;
+        if (sandwich) {  // bread: the observed block, its curvature relative to A floored
+            const Eigen::Vector3d lc = lam.cwiseMax(kPrecisionCurvatureFloor);
+            const Eigen::Matrix3d B = L * es.eigenvectors() * lc.asDiagonal() * es.eigenvectors().transpose() *
+                                      L.transpose();
+            Ai = B.inverse();
+        } else {
+            Ai = A.inverse();
+        }
         const Eigen::Matrix3d cov = sandwich ? Eigen::Matrix3d(Ai * M * Ai) : Eigen::Matrix3d(noise_var * Ai);
         for (int k = 0; k < 3; ++k) out.precision[std::size_t(3 * a + k)] = std::sqrt(std::max(cov(k, k), 0.0));
     }

@@ -1,6 +1,7 @@
 // The refinement objective in the core: its analytic gradients with respect to the atom positions,
 // the heights and the B-factors agree with central finite differences, with a fixed scale and with
-// the closed-form scale (envelope theorem); the options hold the documented defaults; bad input is
+// the closed-form scale (envelope theorem); the observed (Newton) Hessian blocks per atom agree with
+// central differences of that gradient; the options hold the documented defaults; bad input is
 // refused by name.
 #include <aetcore/atoms.hpp>
 #include <aetcore/geometry.hpp>
@@ -104,6 +105,28 @@ int main() {
         // the Gauss-Newton blocks are positive semi-definite (xx, yy, zz >= 0)
         for (std::size_t i = 0; i < p.sp.size(); ++i)
             AET_CHECK(e.jtj[6 * i] >= 0 && e.jtj[6 * i + 3] >= 0 && e.jtj[6 * i + 5] >= 0);
+        if (scale > 0) {  // the observed Hessian block s^2 jtj + rhess: central differences of the gradient
+            const int ii[6] = {0, 0, 0, 1, 1, 2}, jj[6] = {0, 1, 2, 1, 2, 2};
+            double hworst = 0, hmax = 0;
+            for (std::size_t i = 0; i < p.sp.size(); ++i)
+                for (int q = 0; q < 6; ++q) {
+                    std::vector<double> a = p.pos, b = p.pos;
+                    a[3 * i + std::size_t(jj[q])] += 1e-4;
+                    b[3 * i + std::size_t(jj[q])] -= 1e-4;
+                    const RefineEval ea = refine_objective(atoms_of(p, a, p.heights, p.b), p.rots, p.ndy, p.ndx,
+                                                           p.measured.data(), scale, kPixel, true, false, 1);
+                    const RefineEval eb = refine_objective(atoms_of(p, b, p.heights, p.b), p.rots, p.ndy, p.ndx,
+                                                           p.measured.data(), scale, kPixel, true, false, 1);
+                    const std::size_t r = 3 * i + std::size_t(ii[q]);
+                    const double fd = (ea.grad_pos[r] - eb.grad_pos[r]) / 2e-4;
+                    const double an = scale * scale * e.jtj[6 * i + std::size_t(q)] + e.rhess[6 * i + std::size_t(q)];
+                    hworst = std::max(hworst, std::abs(an - fd));
+                    hmax = std::max(hmax, std::abs(fd));
+                    AET_CHECK(e.rhess[6 * i + std::size_t(q)] != 0.0);
+                }
+            std::printf("observed Hessian blocks: largest error %.2e of largest entry %.3g\n", hworst, hmax);
+            AET_CHECK(hworst <= 1e-6 * hmax);
+        }
     }
 
     {  // defaults and refusals

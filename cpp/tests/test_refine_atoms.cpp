@@ -221,6 +221,11 @@ void refinement_tests() {
                     100 * largest(r.positions, c.truth));
         AET_CHECK_CLOSE(r.noise_sigma, 0.01, 0.05, 0.0);
         for (double p : r.precision) AET_CHECK(std::isfinite(p) && p > 0 && p < 0.05);
+        // at this noise the loss is quadratic around every atom: observed and Gauss-Newton curvature agree
+        for (index_t a = 0; a < n; ++a) {
+            AET_CHECK(r.curvature_ratio[std::size_t(a)] > 0.9 && r.curvature_ratio[std::size_t(a)] < 1.1);
+            AET_CHECK(r.precision_reliable[std::size_t(a)] == 1);
+        }
         const RefineResult stop = refine_atoms(start.data(), c.sp.data(), n, c.heights, c.b, kBlur, c.rots, c.ndy,
                                                c.ndx, noisy.data(), kPixel, 0.0, o,
                                                [](int it, double) { return it < 3; });

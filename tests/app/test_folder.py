@@ -47,6 +47,8 @@ def test_results_h5_has_every_step_and_provenance(sim, done):
         assert f["classify/changes_per_round"].ndim == 1
         n = f["atoms/positions"].shape[0]
         assert n == s["atoms"] and f["atoms/precision"].shape == (n, 3)
+        reliable = f["atoms/precision_reliable"][()]
+        assert reliable.shape == (n,) and s["unreliable_precision_atoms"] == int(np.sum(~reliable.astype(bool)))
         prov = f["provenance"].attrs
         assert prov["aetcore_version"] == aetcore.__version__
         sha = json.loads(prov["input_sha256"])

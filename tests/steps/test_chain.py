@@ -28,6 +28,9 @@ def test_atoms_from_tilts_finds_every_atom_with_its_species(case):
     assert atoms.info["r1_after"] < atoms.info["r1_before"]
     prec = atoms.get_array("precision")
     assert np.all(np.isfinite(prec)) and np.all(prec < 0.1)
+    # at this dose the loss is quadratic around almost every atom: its precision is flagged reliable
+    reliable = atoms.get_array("precision_reliable")
+    assert reliable.dtype == bool and reliable.shape == (len(atoms),) and reliable.mean() >= 0.9
     assert set(atoms.get_array("fit_status")) <= {0, 1, 2, 3}
     assert set(atoms.info["timings"]) == {"reconstruct", "trace", "classify", "evidence", "refine", "holdout"}
     # the k-fold validation over images (3 folds by default) is reported next to the R1 of the fit

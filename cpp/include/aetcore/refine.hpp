@@ -29,6 +29,8 @@ struct RefineEval {
     std::vector<double> jtj;         // n x 6 (xx, xy, xz, yy, yz, zz) of sum dP/dr dP/dr^T, voxels
     std::vector<double> jtrrj;       // n x 6, the same with each pixel weighted by its squared residual
                                      // (the "meat" of a heteroscedasticity-consistent sandwich estimate)
+    std::vector<double> rhess;       // n x 6, sum over pixels of r d2(s P)/dr2 (r = s P - b), voxels: the
+                                     // observed (Newton) Hessian block of L is s^2 jtj + rhess
 };
 
 // Every option of the refinement with its default: the one home of these defaults (the signature of
@@ -71,6 +73,16 @@ RefineEval refine_objective(const AtomSet& atoms, const std::vector<Mat3>& rotat
                             index_t ndx, const float* measured, double scale, double pixel_size,
                             bool want_grad, bool want_jtj, int threads);
 
+// The observed (Newton) curvature of the loss around an atom relative to its Gauss-Newton curvature
+// (RefineResult::curvature_ratio, the smallest eigenvalue of A^-1/2 H A^-1/2): below
+// kPrecisionReliableCurvature the loss is too far from quadratic for a curvature-based precision to be
+// trusted (RefineResult::precision_reliable is 0); the sandwich's bread floors the eigenvalues of
+// A^-1/2 H A^-1/2 at kPrecisionCurvatureFloor, so no atom's standard deviation exceeds the Gauss-Newton
+// one by more than 1 / kPrecisionCurvatureFloor along any direction. The floor is measured, not derived:
+// bench/precision.py (bench/README.md, "precision.py") and tests/steps/test_refine_precision.py.
+constexpr double kPrecisionReliableCurvature = 0.5;
+constexpr double kPrecisionCurvatureFloor = 0.25;
+
 // Called after every iteration of refine_atoms with its number (1, 2, ...) and the loss L; return
 // false to stop (the result is then that of the last iterate, with `cancelled` set).
 using RefineProgress = std::function<bool(int iteration, double loss)>;
@@ -85,6 +97,8 @@ struct RefineResult {
     int iterations = 0;
     int evaluations = 0;             // objective evaluations of the minimiser
     std::vector<double> precision;   // n x 3, standard deviation of every coordinate, Å (inf: singular block)
+    std::vector<double> curvature_ratio;  // n, smallest eigenvalue of A^-1/2 H A^-1/2 (1: quadratic; NaN: singular A)
+    std::vector<std::uint8_t> precision_reliable;  // n, 1 where curvature_ratio >= kPrecisionReliableCurvature
     double noise_sigma = 0.0;        // residual standard deviation per pixel, sqrt(2 L / (N - p))
     std::string message;             // why the minimiser stopped
     bool cancelled = false;          // the progress callback returned false

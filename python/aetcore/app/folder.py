@@ -410,7 +410,8 @@ def _do_refine(r: _Run) -> None:
     t0 = time.perf_counter()
     if not r.cfg["refine"]["enabled"]:
         positions = ev["positions"]
-        r.save("refine", {"positions": positions, "precision": np.full(positions.shape, np.nan)},
+        r.save("refine", {"positions": positions, "precision": np.full(positions.shape, np.nan),
+                          "precision_reliable": np.zeros(positions.shape[0], bool)},
                {"enabled": False, "r1_before": None, "r1_after": None, "r1_holdout": None}, time.perf_counter() - t0)
         return
     rec, rec_attrs = r.load("reconstruct")
@@ -429,7 +430,8 @@ def _do_refine(r: _Run) -> None:
     if hold is not None:
         hattrs = {"r1_holdout": hold.r1_holdout_mean, "holdout": hold.as_dict(),
                   "holdout_seconds": time.perf_counter() - t0 - t_refine}
-    r.save("refine", {"positions": ref.positions, "precision": ref.precision, "loss_history": ref.loss_history,
+    r.save("refine", {"positions": ref.positions, "precision": ref.precision,
+                      "precision_reliable": ref.precision_reliable, "loss_history": ref.loss_history,
                       "angles": ref.angles, "presence": decided["presence"],
                       "species_evidence": decided["species_evidence"]},
            {"enabled": True, "r1_before": ref.r1_before, "r1_after": ref.r1_after, **hattrs,
@@ -453,18 +455,18 @@ def _atoms(r: _Run, steps: dict):
     loaded valid `steps` ({step: (arrays, attrs)})."""
     tr, _ = steps["trace"]
     cl, _ = steps["classify"]
-    info, positions, precision = {}, None, None
+    info, positions, precision, reliable = {}, None, None, None
     decided = _decided(steps["evidence"][0]) if "evidence" in steps else None
     if "refine" in steps:
         ref, ref_attrs = steps["refine"]
-        positions, precision = ref["positions"], ref["precision"]
+        positions, precision, reliable = ref["positions"], ref["precision"], ref.get("precision_reliable")
         if decided is not None and "presence" in ref:
             decided.update(presence=ref["presence"], species_evidence=ref["species_evidence"])
         for k in ("r1_before", "r1_after", "r1_holdout"):
             if ref_attrs.get(k) is not None:
                 info[k] = float(ref_attrs[k])
     return model_atoms(r.species, r.pixel_size, tr["positions"], tr["status"], cl["labels"], cl["intensity"],
-                       decided, positions=positions, precision=precision, info=info)
+                       decided, positions=positions, precision=precision, precision_reliable=reliable, info=info)
 
 
 def _provenance(r: _Run) -> dict:
@@ -496,8 +498,8 @@ def _finish(r: _Run) -> dict:
             if atoms is not None:
                 write_group(f.create_group("atoms"), {
                     "positions": atoms.positions, "symbols": np.asarray(atoms.get_chemical_symbols()),
-                    **{k: atoms.get_array(k) for k in ("intensity", "precision", "fit_status", "evidence",
-                                                       "species_evidence")}})
+                    **{k: atoms.get_array(k) for k in ("intensity", "precision", "precision_reliable", "fit_status",
+                                                       "evidence", "species_evidence")}})
             prov = _provenance(r)
             g = f.create_group("provenance")
             for k, v in prov.items():
@@ -522,6 +524,9 @@ def _finish(r: _Run) -> dict:
         "evidence": {k: (steps["evidence"][1] if "evidence" in steps else {}).get(k)
                      for k in ("enabled", "dropped", "added", "history", "noise_alpha", "noise_beta")},
         "doubtful_atoms": None if atoms is None else int(np.sum(atoms.get_array("evidence") < 0)),
+        # refined atoms whose precision is not a reliable estimate (RefinementResult.precision_reliable)
+        "unreliable_precision_atoms": None if atoms is None or not ref_attrs.get("enabled") else
+        int(np.sum(~atoms.get_array("precision_reliable"))),
         "r1_before": ref_attrs.get("r1_before"),
         "r1_after": ref_attrs.get("r1_after"),
         "r1_holdout": ref_attrs.get("r1_holdout"),
@@ -635,7 +640,9 @@ def run(tilts_path, angles_path, pixel_size: float, species: Sequence[str], out,
     -------
     dict
         The summary also written to ``out/summary.json``: counts per species, R1 before and after
-        refinement, the half-set FSC resolution (Å), time per step (s), the steps resumed.
+        refinement, the number of refined atoms whose precision is not reliable
+        (``unreliable_precision_atoms``, see ``RefinementResult.precision_reliable``; None without
+        refinement), the half-set FSC resolution (Å), time per step (s), the steps resumed.
     """
     cfg = _config(config)
     if extended is not None:

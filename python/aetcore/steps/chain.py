@@ -126,7 +126,9 @@ def atoms_from_volume(volume, tilts, angles, pixel_size: float, species: Sequenc
         Positions in Å in the object frame (CONVENTIONS.md), symbols per atom, and per-atom arrays
         ``intensity`` (integrated, volume units), ``fit_status`` (0 converged, see
         :data:`aetcore.steps.trace.STATUS`; -1 for an atom the evidence step added),
-        ``precision`` ((n, 3) Å, NaN without refinement), ``evidence`` and ``species_evidence``
+        ``precision`` ((n, 3) Å, NaN without refinement), ``precision_reliable`` (False where the
+        loss around the atom is too far from quadratic for a curvature-based precision, see
+        :class:`aetcore.steps.refine.RefinementResult`, and without refinement), ``evidence`` and ``species_evidence``
         (log-likelihood ratios, nats, see :class:`aetcore.steps.evidence.Evidence`; NaN with
         ``decide=False``).
         ``atoms.info`` holds the refinement R1 before and after, unless ``holdout_folds`` is 0 the
@@ -169,14 +171,14 @@ def atoms_from_volume(volume, tilts, angles, pixel_size: float, species: Sequenc
 
     info = {"changes_per_round": list(cls.changes_per_round), "evidence_history": dattrs.get("history", []),
             "extended": ext}
-    positions = precision = None
+    positions = precision = reliable = None
     if refine:
         ropts = opts["refine_options"]
         hopts = {"holdout_folds": ropts.pop("holdout_folds")} if "holdout_folds" in ropts else {}
         start = decided
         t0 = time.perf_counter()
         ref, decided = refine_step(start, dattrs, t, a, ps, threads=nthreads, **ropts)
-        positions, precision = ref.positions, ref.precision
+        positions, precision, reliable = ref.positions, ref.precision, ref.precision_reliable
         info.update(r1_before=ref.r1_before, r1_after=ref.r1_after,
                     heights=dict(zip(ref.model.symbols, ref.model.heights.tolist())),
                     b_factors=dict(zip(ref.model.symbols, ref.model.b_factors.tolist())))
@@ -190,7 +192,7 @@ def atoms_from_volume(volume, tilts, angles, pixel_size: float, species: Sequenc
             timings["holdout"] = time.perf_counter() - t0
     info["timings"] = timings
     return model_atoms(species, ps, traced.positions, traced.status, cls.labels, cls.intensity, decided,
-                       positions=positions, precision=precision, info=info)
+                       positions=positions, precision=precision, precision_reliable=reliable, info=info)
 
 
 def extended_step(tilts, volume=None, pixel_size: float = 1.0, mode="auto", *, border=None, threshold=None,
@@ -413,7 +415,8 @@ def _holdout_folds(value) -> int:
 
 
 def model_atoms(species: Sequence[str], pixel_size: float, traced_positions, status, labels, intensity,
-                decided: dict | None = None, *, positions=None, precision=None, info: dict | None = None) -> Atoms:
+                decided: dict | None = None, *, positions=None, precision=None, precision_reliable=None,
+                info: dict | None = None) -> Atoms:
     """The atomic model (``atoms.xyz``) from the products of the trace, classify and evidence steps, and
     of the refine step when it ran.
 
@@ -433,6 +436,9 @@ def model_atoms(species: Sequence[str], pixel_size: float, traced_positions, sta
     positions, precision : (m, 3) arrays, optional
         The refined positions and their precision (Å) of the m atoms; None: the positions of the
         evidence step (or the traced ones) and NaN precision.
+    precision_reliable : (m,) bool array, optional
+        Per atom, whether its precision is reliable
+        (:attr:`aetcore.steps.refine.RefinementResult.precision_reliable`); None: False for every atom.
     info : dict, optional
         More ``atoms.info`` entries.
 
@@ -440,7 +446,7 @@ def model_atoms(species: Sequence[str], pixel_size: float, traced_positions, sta
     -------
     ase.Atoms
         The atoms with per-atom arrays ``intensity`` (NaN for an added atom), ``fit_status`` (-1 for
-        an added atom), ``precision``, ``evidence`` and ``species_evidence`` (nats, NaN without the
+        an added atom), ``precision``, ``precision_reliable``, ``evidence`` and ``species_evidence`` (nats, NaN without the
         evidence step); ``atoms.info`` has ``pixel_size`` and ``non_atoms`` (atoms the classification
         dropped).
     """
@@ -465,6 +471,10 @@ def model_atoms(species: Sequence[str], pixel_size: float, traced_positions, sta
     atoms.set_array("intensity", intensity.astype(np.float64))
     atoms.set_array("fit_status", np.where(traced, np.asarray(status)[src], -1).astype(np.int64))
     atoms.set_array("precision", np.asarray(precision, np.float64))
+    reliable = np.zeros(len(atoms), bool) if precision_reliable is None else np.asarray(precision_reliable, bool)
+    if reliable.shape != (len(atoms),):
+        raise ValueError(f"precision_reliable: expected one entry per atom ({len(atoms)}), got shape {reliable.shape}")
+    atoms.set_array("precision_reliable", reliable)
     atoms.set_array("evidence", np.asarray(presence, np.float64))
     atoms.set_array("species_evidence", np.asarray(species_evidence, np.float64))
     atoms.info.update({"pixel_size": float(pixel_size), "non_atoms": int((~keep).sum()), **(info or {})})

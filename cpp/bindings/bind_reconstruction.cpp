@@ -159,6 +159,8 @@ void register_reconstruction(py::module_& m) {
         .def_readwrite("support_frequency", &GenfireOptions::support_frequency,
                        "the low-resolution pass enforces |k| up to this fraction of the largest")
         .def_readwrite("support_margin", &GenfireOptions::support_margin, "automatic support: dilation, Å")
+        .def_readwrite("half_set_iterations", &GenfireOptions::half_set_iterations,
+                       "maximum iterations of each half-set reconstruction of the FSC")
         .def("validate", [](const GenfireOptions& o) { validate(o); },
              "Raise ValueError naming the first option out of its range.")
         .def("__repr__", [](const GenfireOptions& o) {

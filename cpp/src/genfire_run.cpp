@@ -52,6 +52,7 @@ void validate(const GenfireOptions& o) {
         bad("support_frequency", "a fraction in (0, 1]", o.support_frequency);
     if (!(o.support_margin >= 0) || !std::isfinite(o.support_margin))
         bad("support_margin", "a finite value >= 0", o.support_margin);
+    if (o.half_set_iterations < 1) bad("half_set_iterations", "a value >= 1", o.half_set_iterations);
     resolve_threads(o.threads);
 }
 

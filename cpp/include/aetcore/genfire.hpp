@@ -98,6 +98,13 @@ struct GenfireOptions {
     int support_iterations = 10;        // iterations of the low-resolution pass (whole box as support)
     double support_frequency = 0.25;    // the pass enforces |k| <= this fraction of the largest measured |k|
     double support_margin = 6.0;        // Å the mask is dilated beyond the thresholded object (>= 0; at least 2 voxels)
+    // The half-set FSC (aetcore.app.folder's reconstruct step): the even and odd images are each
+    // reconstructed from scratch (independent of each other and of the full reconstruction) with
+    // every option of the full run but this many iterations, which keeps the FSC within 50 % of the
+    // full run's time and its 0.143 and 0.5 crossings within one shell of two halves run like the
+    // full one (bench/fsc_cost.py; a coarser grid, oversampling 2, moved the 0.5 crossing of the
+    // Ta film by 2.5 shells).
+    int half_set_iterations = 15;       // maximum iterations of each half-set reconstruction (>= 1)
 };
 
 // Throws std::invalid_argument naming the option unless every option is in its range.

@@ -271,7 +271,8 @@ def _do_reconstruct(r: _Run) -> None:
     al, _ = r.load("align")
     t0 = time.perf_counter()
     tilts, angles = al["tilts"], al["angles"]
-    opts = step_options(r.cfg, "reconstruct", drop=("seed", "half_set_fsc"))
+    cfg = r.cfg["reconstruct"]
+    opts = step_options(r.cfg, "reconstruct", drop=("seed", "half_set_fsc", "half_set_iterations"))
     rec = genfire(tilts, angles, pixel_size=r.pixel_size, threads=r.threads, seed=r.seed,
                   progress=r.progress, **opts)
     arrays = {"volume": rec.volume, "errors": rec.errors, "rfree": rec.rfree}
@@ -279,11 +280,17 @@ def _do_reconstruct(r: _Run) -> None:
              "rfree": None if rec.rfree is None else float(rec.rfree[-1]),
              "parameters": {k: v for k, v in rec.parameters.items() if np.isscalar(v) or v is None},
              "resolution": None}
-    if r.cfg["reconstruct"]["half_set_fsc"] and tilts.shape[0] >= 4:
+    if cfg["half_set_fsc"] and tilts.shape[0] >= 4:
+        # Each half from scratch (no warm start from the full volume: the FSC would then measure the
+        # full reconstruction's agreement with itself), with fewer iterations (bench/fsc_cost.py).
+        half_opts = {**opts, "iterations": cfg["half_set_iterations"]}
+
         def half(t, a, **kw):
             return genfire(t, a, pixel_size=r.pixel_size, threads=r.threads, seed=r.seed, progress=r.progress,
-                           volume_shape=rec.volume.shape, **opts)
+                           volume_shape=rec.volume.shape, **half_opts)
+        t_fsc = time.perf_counter()
         freq, corr, res = half_set_fsc(tilts, angles, half, pixel_size=r.pixel_size, threads=r.threads)
+        attrs["seconds_half_set_fsc"] = time.perf_counter() - t_fsc
         arrays.update(fsc_freq=freq, fsc_corr=corr)
         attrs["resolution"] = float(res)
         # the 0.143 crossing often lies at Nyquist for atomic-resolution data (the half maps share the

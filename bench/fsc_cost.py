@@ -82,8 +82,9 @@ def run_case(case: str, threads: int, variants=()) -> dict:
            "seconds_full": t_full, "cpu_seconds_full": c_full}
     g = _core.GenfireOptions()
     ways = {"old": {}, "new": {"iterations": g.half_set_iterations}}
-    for o, n in variants:   # other settings of the cheap way, in the JSON only (--variant)
-        ways[f"os{o:g}_it{n}"] = {"oversampling": o, "iterations": n}
+    for v in variants:   # other settings of the cheap way, in the JSON only (--variant)
+        ways["os{:g}_it{}".format(*v) + ("" if len(v) < 3 else "_ext{:g}".format(v[2]))] = dict(
+            zip(("oversampling", "iterations", "extension"), v))
     for way, extra in ways.items():
         runs = []
 
@@ -134,13 +135,14 @@ def main(argv=None) -> int:
                                                   "decahedron"])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json")
-    p.add_argument("--variant", action="append", default=[], metavar="OS,ITERATIONS",
-                   help="also time another cheap setting (oversampling, iterations); JSON only")
+    p.add_argument("--variant", action="append", default=[], metavar="OS,ITERATIONS[,EXTENSION]",
+                   help="also time another cheap setting (oversampling, iterations[, extension])")
     a = p.parse_args(argv)
     results = []
     print(HEADER, flush=True)
     for case in a.cases:
-        o = run_case(case, a.threads, [(float(v.split(",")[0]), int(v.split(",")[1])) for v in a.variant])
+        o = run_case(case, a.threads, [tuple(t(x) for t, x in zip((float, int, float), v.split(",")))
+                                       for v in a.variant])
         results.append(o)
         print(row(o), flush=True)
         for way, w in o.items():

@@ -79,7 +79,8 @@ _SPEC = {
         ("seed", _G.seed, "random seed (R-free points, classification)"),
         ("half_set_fsc", True, "also reconstruct the even and odd images for a half-set FSC resolution estimate"),
         ("half_set_iterations", _G.half_set_iterations, "maximum iterations of each half-set reconstruction (each "
-                                                        "from scratch, independent; fewer keep the FSC cheap)"),
+                                                        "from scratch, independent; fewer keep the FSC cheap; at "
+                                                        "most `iterations`)"),
     ]),
     "trace": ("Atom tracing (aetcore.steps.trace.trace_atoms).", [
         ("threshold", "auto", "minimum peak value (volume units) or \"auto\""),

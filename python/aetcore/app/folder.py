@@ -282,8 +282,9 @@ def _do_reconstruct(r: _Run) -> None:
              "resolution": None}
     if cfg["half_set_fsc"] and tilts.shape[0] >= 4:
         # Each half from scratch (no warm start from the full volume: the FSC would then measure the
-        # full reconstruction's agreement with itself), with fewer iterations (bench/fsc_cost.py).
-        half_opts = {**opts, "iterations": cfg["half_set_iterations"]}
+        # full reconstruction's agreement with itself), with fewer iterations (bench/fsc_cost.py),
+        # never more than the full run's.
+        half_opts = {**opts, "iterations": min(cfg["half_set_iterations"], opts["iterations"])}
 
         def half(t, a, **kw):
             return genfire(t, a, pixel_size=r.pixel_size, threads=r.threads, seed=r.seed, progress=r.progress,

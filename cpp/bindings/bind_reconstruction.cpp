@@ -11,11 +11,24 @@
 namespace aet::bind {
 
 void register_reconstruction(py::module_& m) {
+    // n_grid: an int (the cubic grid n_grid^3) or (Nz, Ny, Nx).
+    auto grid_of = [](const py::object& n_grid) {
+        if (py::isinstance<py::sequence>(n_grid) && !py::isinstance<py::str>(n_grid)) {
+            auto seq = n_grid.cast<py::sequence>();
+            if (seq.size() != 3)
+                throw py::value_error("n_grid: expected an int or (Nz, Ny, Nx), got " + std::to_string(seq.size()) +
+                                      " values");
+            return Shape3{seq[0].cast<index_t>(), seq[1].cast<index_t>(), seq[2].cast<index_t>()};
+        }
+        const index_t n = n_grid.cast<index_t>();
+        return Shape3{n, n, n};
+    };
     m.def("grid_projections",
-          [](const carray<float>& tilts, const carray<double>& angles_rad, index_t n_grid, double radius,
-             int upsample, int threads) {
+          [grid_of](const carray<float>& tilts, const carray<double>& angles_rad, py::object n_grid, double radius,
+                    int upsample, int threads) {
               require_shape(tilts, "tilts", {angles_rad.shape(0), -1, -1});
               // radius, upsample, the image and grid sizes are checked by the core (grid_projections)
+              const Shape3 grid = grid_of(n_grid);
               auto rots = rotations_from(angles_rad);
               GriddingOptions opt;
               opt.radius = radius;
@@ -26,7 +39,7 @@ void register_reconstruction(py::module_& m) {
               const index_t K = tilts.shape(0), ny = tilts.shape(1), nx = tilts.shape(2);
               {
                   py::gil_scoped_release nogil;
-                  g = grid_projections(t, K, ny, nx, rots, n_grid, opt);
+                  g = grid_projections(t, K, ny, nx, rots, grid, opt);
               }
               const py::ssize_t n = py::ssize_t(g.index.size());
               carray<std::int64_t> idx(n);
@@ -40,15 +53,22 @@ void register_reconstruction(py::module_& m) {
           },
           py::arg("tilts"), py::arg("angles_rad"), py::arg("n_grid"), py::arg("radius") = GriddingOptions().radius,
           py::arg("upsample") = GriddingOptions().upsample, py::arg("threads") = 0,
-          "Grid projections into the half spectrum of an n_grid^3 volume: (index, value, weight, |k|).");
+          "Grid projections into the half spectrum of an n_grid^3 grid (n_grid an int) or of an Nz x Ny x Nx "
+          "grid (n_grid = (Nz, Ny, Nx)): (index, value, weight, |k| in steps of the finest axis).");
 
     py::class_<GenfirePlan>(m, "GenfirePlan")
-        .def(py::init([](index_t n_grid, index_t bz, index_t by, index_t bx, int threads) {
+        .def(py::init([grid_of](py::object n_grid, index_t bz, index_t by, index_t bx, int threads) {
+                 const Shape3 grid = grid_of(n_grid);
                  py::gil_scoped_release nogil;
-                 return new GenfirePlan(n_grid, Shape3{bz, by, bx}, threads);
+                 return new GenfirePlan(grid, Shape3{bz, by, bx}, threads);
              }),
-             py::arg("n_grid"), py::arg("bz"), py::arg("by"), py::arg("bx"), py::arg("threads") = 0)
-        .def_property_readonly("n_grid", &GenfirePlan::n_grid)
+             py::arg("n_grid"), py::arg("bz"), py::arg("by"), py::arg("bx"), py::arg("threads") = 0,
+             "n_grid: an int (the cubic grid n_grid^3) or (Nz, Ny, Nx).")
+        .def_property_readonly("n_grid", &GenfirePlan::n_grid, "the largest grid side")
+        .def_property_readonly("grid_shape", [](const GenfirePlan& p) {
+            const Shape3 g = p.grid();
+            return py::make_tuple(g.nz, g.ny, g.nx);
+        }, "(Nz, Ny, Nx)")
         .def_property_readonly("threads", &GenfirePlan::threads)
         .def_property_readonly("nbytes", &GenfirePlan::bytes)
         .def("iterate",
@@ -91,23 +111,23 @@ void register_reconstruction(py::module_& m) {
              [](GenfirePlan& p, const carray<float>& box) {
                  const Shape3 b = p.box();
                  require_shape(box, "box", {b.nz, b.ny, b.nx});
-                 const index_t N = p.n_grid();
+                 const Shape3 g = p.grid();
                  {
                      py::gil_scoped_release nogil;
                      p.forward(box.data());
                  }
-                 carray<std::complex<float>> out({py::ssize_t(N), py::ssize_t(N), py::ssize_t(N / 2 + 1)});
-                 std::copy(p.spectrum(), p.spectrum() + N * N * (N / 2 + 1), out.mutable_data());
+                 carray<std::complex<float>> out({py::ssize_t(g.nz), py::ssize_t(g.ny), py::ssize_t(g.nx / 2 + 1)});
+                 std::copy(p.spectrum(), p.spectrum() + g.nz * g.ny * (g.nx / 2 + 1), out.mutable_data());
                  return out;
              },
              py::arg("box"), "The half spectrum of the box placed at the grid origin (for tests).")
         .def("inverse_spectrum",
              [](GenfirePlan& p, const carray<std::complex<float>>& spec) {
                  const Shape3 b = p.box();
-                 const index_t N = p.n_grid();
-                 require_shape(spec, "spectrum", {N, N, N / 2 + 1});
+                 const Shape3 g = p.grid();
+                 require_shape(spec, "spectrum", {g.nz, g.ny, g.nx / 2 + 1});
                  std::copy(reinterpret_cast<const cfloat*>(spec.data()),
-                           reinterpret_cast<const cfloat*>(spec.data()) + N * N * (N / 2 + 1), p.spectrum());
+                           reinterpret_cast<const cfloat*>(spec.data()) + g.nz * g.ny * (g.nx / 2 + 1), p.spectrum());
                  carray<float> out({py::ssize_t(b.nz), py::ssize_t(b.ny), py::ssize_t(b.nx)});
                  float* o = out.mutable_data();
                  {
@@ -116,7 +136,7 @@ void register_reconstruction(py::module_& m) {
                  }
                  return out;
              },
-             py::arg("spectrum"), "The box part of the inverse transform / N^3 (for tests).");
+             py::arg("spectrum"), "The box part of the inverse transform / (Nz Ny Nx) (for tests).");
 
     py::class_<GenfireOptions>(m, "GenfireOptions",
                                "Every option of GENFIRE with its default (aetcore/genfire.hpp): the one home of the "
@@ -139,6 +159,8 @@ void register_reconstruction(py::module_& m) {
         .def_readwrite("support_frequency", &GenfireOptions::support_frequency,
                        "the low-resolution pass enforces |k| up to this fraction of the largest")
         .def_readwrite("support_margin", &GenfireOptions::support_margin, "automatic support: dilation, Å")
+        .def_readwrite("half_set_iterations", &GenfireOptions::half_set_iterations,
+                       "maximum iterations of each half-set reconstruction of the FSC")
         .def("validate", [](const GenfireOptions& o) { validate(o); },
              "Raise ValueError naming the first option out of its range.")
         .def("__repr__", [](const GenfireOptions& o) {
@@ -149,6 +171,21 @@ void register_reconstruction(py::module_& m) {
     m.def("genfire_grid_size", &genfire_grid_size, py::arg("n"), py::arg("oversampling"),
           "The oversampled Fourier grid side for a volume of largest side n: ceil(oversampling n) rounded up "
           "to an even 7-smooth number.");
+    m.def("genfire_grid_shape",
+          [](index_t nz, index_t ny, index_t nx, double oversampling) {
+              const Shape3 g = genfire_grid_shape(Shape3{nz, ny, nx}, oversampling);
+              return py::make_tuple(g.nz, g.ny, g.nx);
+          },
+          py::arg("nz"), py::arg("ny"), py::arg("nx"), py::arg("oversampling"),
+          "The oversampled Fourier grid (Nz, Ny, Nx) of a box (nz, ny, nx): genfire_grid_size of each side.");
+    m.def("genfire_memory_bytes",
+          [](index_t K, index_t ny, index_t nx, index_t bz, index_t by, index_t bx, const GenfireOptions& opt) {
+              return genfire_memory_bytes(K, ny, nx, Shape3{bz, by, bx}, opt);
+          },
+          py::arg("n_images"), py::arg("ny"), py::arg("nx"), py::arg("nz_box"), py::arg("ny_box"), py::arg("nx_box"),
+          py::arg("options"),
+          "Bytes GENFIRE needs for n_images of ny x nx into a box (nz_box, ny_box, nx_box) with these options "
+          "(the estimate aet::Genfire checks before it allocates).");
     m.def("next_smooth", &next_smooth, py::arg("n"), py::arg("even_only") = false,
           "The smallest 7-smooth number (2^a 3^b 5^c 7^d) >= n (even if asked).");
     m.def("genfire_rfree_split",
@@ -187,7 +224,11 @@ void register_reconstruction(py::module_& m) {
                  return new Genfire(t, K, iy, ix, e, s, opt);
              }),
              py::arg("tilts"), py::arg("euler_rad"), py::arg("nz"), py::arg("ny"), py::arg("nx"), py::arg("options"))
-        .def_property_readonly("grid_size", &Genfire::grid_size)
+        .def_property_readonly("grid_size", &Genfire::grid_size, "the largest side of the oversampled grid")
+        .def_property_readonly("grid_shape", [](const Genfire& g) {
+            const Shape3 s = g.grid_shape();
+            return py::make_tuple(s.nz, s.ny, s.nx);
+        }, "the oversampled grid (Nz, Ny, Nx)")
         .def_property_readonly("measured_points", &Genfire::measured_points)
         .def_property_readonly("free_points", &Genfire::free_points)
         .def_property_readonly("seconds_gridding", &Genfire::seconds_gridding)
@@ -256,6 +297,7 @@ void register_reconstruction(py::module_& m) {
                  d["errors"] = errors;
                  d["rfree"] = rfree;
                  d["grid_size"] = r.grid_size;
+                 d["grid_shape"] = py::make_tuple(r.grid_shape.nz, r.grid_shape.ny, r.grid_shape.nx);
                  d["measured_points"] = r.measured_points;
                  d["free_points"] = r.free_points;
                  d["cancelled"] = r.cancelled;

@@ -52,6 +52,7 @@ void validate(const GenfireOptions& o) {
         bad("support_frequency", "a fraction in (0, 1]", o.support_frequency);
     if (!(o.support_margin >= 0) || !std::isfinite(o.support_margin))
         bad("support_margin", "a finite value >= 0", o.support_margin);
+    if (o.half_set_iterations < 1) bad("half_set_iterations", "a value >= 1", o.half_set_iterations);
     resolve_threads(o.threads);
 }
 
@@ -76,6 +77,17 @@ index_t genfire_grid_size(index_t n, double oversampling) {
     return next_smooth(index_t(raw), true);
 }
 
+Shape3 genfire_grid_shape(Shape3 box, double oversampling) {
+    // A thin axis keeps at least the grid of half the largest side: an object thin along an axis
+    // that the slice planes cross needs that sampling for the gridding (a node's distance from its
+    // plane is an error proportional to the object's extent over the grid side); measured on a slab
+    // of 24 x 32 x 64 voxels, tests/steps/test_reconstruct.py.
+    const index_t floor_side = (std::max({box.nz, box.ny, box.nx}) + 1) / 2;
+    return Shape3{genfire_grid_size(std::max(box.nz, floor_side), oversampling),
+                  genfire_grid_size(std::max(box.ny, floor_side), oversampling),
+                  genfire_grid_size(std::max(box.nx, floor_side), oversampling)};
+}
+
 std::vector<std::uint8_t> genfire_rfree_split(index_t n, double fraction, std::uint64_t seed) {
     std::vector<std::uint8_t> free(std::size_t(std::max<index_t>(n, 0)), 0);
     const index_t count = std::min<index_t>(n, index_t(std::llround(fraction * double(n))));
@@ -92,16 +104,19 @@ std::vector<std::uint8_t> genfire_rfree_split(index_t n, double fraction, std::u
 }
 
 double genfire_memory_bytes(index_t K, index_t ny, index_t nx, Shape3 shape, const GenfireOptions& opt) {
-    const index_t side = std::max({shape.nz, shape.ny, shape.nx, ny, nx, index_t(1)});
-    const double N = double(genfire_grid_size(side, opt.oversampling));
+    // The grid follows the box, one side per axis (genfire_grid_shape); sides below 1 are counted as 1
+    // (the constructor refuses them).
+    const Shape3 grid = genfire_grid_shape(Shape3{std::max<index_t>(shape.nz, 1), std::max<index_t>(shape.ny, 1),
+                                                  std::max<index_t>(shape.nx, 1)},
+                                           opt.oversampling);
     GriddingOptions go;
     go.radius = opt.interpolation_radius;
     go.upsample = opt.plane_upsampling;
     go.threads = opt.threads;
     // gridding, plus the sorted copies of its output (enforced + free, 24 bytes a point, about one
     // point per record); the plan; the iterates (box, current, previous, best) and the support
-    const double gridding = gridding_memory_bytes(K, index_t(N), go) * (1.0 + 24.0 / 56.0);
-    const double plan = GenfirePlan::memory_bytes(index_t(N), opt.threads);
+    const double gridding = gridding_memory_bytes(K, grid, go) * (1.0 + 24.0 / 56.0);
+    const double plan = GenfirePlan::memory_bytes(grid, opt.threads);
     const double vol = double(shape.nz) * double(shape.ny) * double(shape.nx);
     return gridding + plan + vol * (4.0 * 4 + 1) + 4.0 * double(K) * double(ny) * double(nx);
 }
@@ -128,16 +143,19 @@ Genfire::Genfire(const float* tilts, index_t K, index_t ny, index_t nx, const do
     if (!any) throw std::invalid_argument("tilts: every image is zero; nothing to reconstruct");
     for (index_t i = 0; i < 3 * K; ++i)
         if (!std::isfinite(euler_rad[i])) throw std::invalid_argument("angles: expected finite values");
-    const index_t N = genfire_grid_size(std::max({shape.nz, shape.ny, shape.nx}), opt.oversampling);
-    if (N < std::max(ny, nx)) throw std::invalid_argument("oversampling: the grid would be smaller than the images");
-    check_memory(genfire_memory_bytes(K, ny, nx, shape, opt), "GENFIRE on a " + std::to_string(N) + "^3 grid");
+    const Shape3 grid = genfire_grid_shape(shape, opt.oversampling);
+    if (std::max({grid.nz, grid.ny, grid.nx}) < std::max(ny, nx))
+        throw std::invalid_argument("oversampling: the grid would be smaller than the images");
+    check_memory(genfire_memory_bytes(K, ny, nx, shape, opt),
+                 "GENFIRE on a " + std::to_string(grid.nz) + " x " + std::to_string(grid.ny) + " x " +
+                     std::to_string(grid.nx) + " grid");
 
     const auto t0 = clock_type::now();
     GriddingOptions go;
     go.radius = opt.interpolation_radius;
     go.upsample = opt.plane_upsampling;
     go.threads = opt.threads;
-    GriddedData g = grid_projections(tilts, K, ny, nx, euler_zyz_many(euler_rad, std::size_t(K)), N, go);
+    GriddedData g = grid_projections(tilts, K, ny, nx, euler_zyz_many(euler_rad, std::size_t(K)), grid, go);
     const index_t n = index_t(g.index.size());
     if (n == 0)
         throw std::invalid_argument("tilts: no measured Fourier sample fell within interpolation_radius of the grid");
@@ -166,7 +184,7 @@ Genfire::Genfire(const float* tilts, index_t K, index_t ny, index_t nx, const do
     g = GriddedData();
     t_grid_ = seconds_since(t0);
     const auto t1 = clock_type::now();
-    plan_ = std::make_unique<GenfirePlan>(N, shape, opt.threads);
+    plan_ = std::make_unique<GenfirePlan>(grid, shape, opt.threads);
     t_plan_ = seconds_since(t1);
 }
 
@@ -211,6 +229,7 @@ GenfireResult Genfire::run(const std::uint8_t* support, const float* initial, co
     GenfireResult res;
     res.shape = shape_;
     res.grid_size = grid_size();
+    res.grid_shape = grid_shape();
     res.measured_points = measured_points();
     res.free_points = free_points();
     double best_err = std::numeric_limits<double>::infinity();

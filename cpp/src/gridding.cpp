@@ -28,19 +28,34 @@ void validate(const GriddingOptions& opt) {
     resolve_threads(opt.threads);
 }
 
-double gridding_memory_bytes(index_t K, index_t n_grid, const GriddingOptions& opt) {
-    // Per thread: the padded image and its spectrum. Per projection: at most one record (16 bytes,
-    // twice: per projection and merged) per grid node within `radius` of its plane; then the merged
-    // output (24 bytes a point).
+double gridding_memory_bytes(index_t K, Shape3 grid, const GriddingOptions& opt) {
+    // Per thread: the padded image and its spectrum (M x M, M = upsample x the largest side). Per
+    // projection: at most one record (16 bytes, twice: per projection and merged) per grid node
+    // within `radius` of its plane, i.e. at most the two largest index spans times the depth of the
+    // plane along the third axis; then the merged output (24 bytes a point).
     const double nt = double(resolve_threads(opt.threads));
-    const double N = double(n_grid), M = double(std::max(opt.upsample, 1)) * N, kspan = 2.0 * (N / 2 - 1) + 1;
-    const double depth = std::min(2.0 * std::sqrt(3.0) * opt.radius + 1.0, std::max(kspan, 1.0));
-    const double records = double(K) * std::max(kspan, 0.0) * std::max(kspan, 0.0) * depth;
+    double span[3] = {double(grid.nz), double(grid.ny), double(grid.nx)};
+    for (double& v : span) v = std::max(2.0 * (v / 2 - 1) + 1, 0.0);
+    std::sort(span, span + 3);
+    const double Nmax = double(std::max({grid.nz, grid.ny, grid.nx}));
+    const double M = double(std::max(opt.upsample, 1)) * Nmax;
+    const double depth = std::min(2.0 * std::sqrt(3.0) * opt.radius + 1.0, std::max(span[2], 1.0));
+    const double records = double(K) * span[2] * span[1] * depth;
     return nt * (4.0 * M * M + 8.0 * M * (M / 2 + 1)) + records * (32.0 + 24.0);
 }
 
+double gridding_memory_bytes(index_t K, index_t n_grid, const GriddingOptions& opt) {
+    return gridding_memory_bytes(K, Shape3{n_grid, n_grid, n_grid}, opt);
+}
+
 GriddedData grid_projections(const float* tilts, index_t K, index_t ny, index_t nx,
-                             const std::vector<Mat3>& rotations, index_t N,
+                             const std::vector<Mat3>& rotations, index_t n_grid,
+                             const GriddingOptions& opt) {
+    return grid_projections(tilts, K, ny, nx, rotations, Shape3{n_grid, n_grid, n_grid}, opt);
+}
+
+GriddedData grid_projections(const float* tilts, index_t K, index_t ny, index_t nx,
+                             const std::vector<Mat3>& rotations, Shape3 grid,
                              const GriddingOptions& opt) {
     if (K < 0 || rotations.size() != std::size_t(K))
         throw std::invalid_argument("angles: expected one per image (" + std::to_string(K) + "), got " +
@@ -48,15 +63,35 @@ GriddedData grid_projections(const float* tilts, index_t K, index_t ny, index_t 
     if (ny < 1 || nx < 1)
         throw std::invalid_argument("tilts: expected non-empty images, got " + std::to_string(ny) + " x " +
                                     std::to_string(nx));
-    if (N < ny || N < nx) throw std::invalid_argument("n_grid: the grid must be at least as large as the images");
+    if (grid.nz < 1 || grid.ny < 1 || grid.nx < 1)
+        throw std::invalid_argument("n_grid: expected grid sides >= 1, got (" + std::to_string(grid.nz) + ", " +
+                                    std::to_string(grid.ny) + ", " + std::to_string(grid.nx) + ")");
+    const index_t Nmax = std::max({grid.nz, grid.ny, grid.nx});
+    const bool cubic = grid.nz == grid.ny && grid.ny == grid.nx;
+    if (Nmax < ny || Nmax < nx) throw std::invalid_argument("n_grid: the grid must be at least as large as the images");
     validate(opt);
-    check_memory(gridding_memory_bytes(K, N, opt), "gridding the projections on a " + std::to_string(N) + "^3 grid");
-    const index_t nh = N / 2 + 1;
+    const std::string grid_name = cubic
+                                      ? std::to_string(Nmax) + "^3"
+                                      : std::to_string(grid.nz) + " x " + std::to_string(grid.ny) + " x " +
+                                            std::to_string(grid.nx);
+    check_memory(gridding_memory_bytes(K, grid, opt), "gridding the projections on a " + grid_name + " grid");
+    // Per axis (0: x, 1: y, 2: z): side, largest frequency index (the Nyquist rows and columns are
+    // left out: no Hermitian twin), and the factor from index units to the finest axis's units.
+    const index_t Ng[3] = {grid.nx, grid.ny, grid.nz};
+    const index_t nh = grid.nx / 2 + 1;
+    index_t kmax[3];
+    double to_fine[3];
+    for (int i = 0; i < 3; ++i) {
+        kmax[i] = Ng[i] / 2 - 1;
+        to_fine[i] = double(Nmax) / double(Ng[i]);
+    }
     const double r = opt.radius;
     const int nt = resolve_threads(opt.threads);
-    const index_t kmax = N / 2 - 1;  // Nyquist rows and columns are left out (no Hermitian twin)
     const index_t up = std::max(1, opt.upsample);
-    const index_t M = up * N, mh = M / 2 + 1, smax = up * kmax;  // padded image side, sample range
+    const index_t M = up * Nmax, mh = M / 2 + 1, smax = up * (Nmax / 2 - 1);  // padded image side, sample range
+    // Index units -> up-sampled 2D sample units along axis i: g_i / N_i cycles per voxel times M.
+    double to_sample[3];
+    for (int i = 0; i < 3; ++i) to_sample[i] = double(M) / double(Ng[i]);
     FftPlan plan = plan_r2c_2d(int(M), int(M));
     std::vector<std::vector<Record>> per_projection(K);
 
@@ -76,15 +111,27 @@ GriddedData grid_projections(const float* tilts, index_t K, index_t ny, index_t 
             fftwf_execute_dft_r2c(plan.get(), pad.data(), spec.data());
             const Mat3& R = rotations[k];
             std::vector<Record>& out = per_projection[k];
-            // Node-driven: every grid node within distance r of the slice plane takes the 2D
-            // spectrum interpolated (bilinear, in the up-sampled spectrum) at the node's exact
-            // in-plane coordinates, so only its distance from the plane is an approximation.
-            const double nrm[3] = {R(0, 2), R(1, 2), R(2, 2)};
+            // Node-driven: every grid node within distance r (index units) of the slice plane takes
+            // the 2D spectrum interpolated (bilinear, in the up-sampled spectrum) at the node's exact
+            // in-plane coordinates, so only its distance from the plane is an approximation. The
+            // plane {f : n . f = 0} (f in cycles per voxel, f_i = g_i / N_i) is {g : m . g = 0} in
+            // index units, m_i = n_i / N_i; scaled by the largest side so a cubic grid keeps m = n.
+            double nrm[3];
+            double len = 0;
+            for (int i = 0; i < 3; ++i) {
+                nrm[i] = R(i, 2) * to_fine[i];
+                len += nrm[i] * nrm[i];
+            }
+            // (R's columns are unit vectors: a cubic grid uses n as it is, bit for bit as before)
+            if (!cubic) {
+                len = std::sqrt(len);
+                for (double& v : nrm) v /= len;
+            }
             int a = 0;
             for (int i = 1; i < 3; ++i)
                 if (std::abs(nrm[i]) > std::abs(nrm[a])) a = i;
             const int b = (a + 1) % 3, c = (a + 2) % 3;
-            const index_t lo[3] = {0, -kmax, -kmax}, hi[3] = {kmax, kmax, kmax};
+            const index_t lo[3] = {0, -kmax[1], -kmax[2]}, hi[3] = {kmax[0], kmax[1], kmax[2]};
             for (index_t gb = lo[b]; gb <= hi[b]; ++gb) {
                 for (index_t gc = lo[c]; gc <= hi[c]; ++gc) {
                     const double rest = nrm[b] * gb + nrm[c] * gc;
@@ -98,9 +145,10 @@ GriddedData grid_projections(const float* tilts, index_t K, index_t ny, index_t 
                         g[a] = double(ga); g[b] = double(gb); g[c] = double(gc);
                         const double d = std::abs(nrm[0] * g[0] + nrm[1] * g[1] + nrm[2] * g[2]);
                         if (d > r) continue;
-                        // In-plane coordinates (R^T g)[0:2], in up-sampled sample units.
-                        double su = (R(0, 0) * g[0] + R(1, 0) * g[1] + R(2, 0) * g[2]) * up;
-                        double sv = (R(0, 1) * g[0] + R(1, 1) * g[1] + R(2, 1) * g[2]) * up;
+                        // In-plane coordinates (R^T f)[0:2], in up-sampled sample units.
+                        const double s[3] = {g[0] * to_sample[0], g[1] * to_sample[1], g[2] * to_sample[2]};
+                        double su = R(0, 0) * s[0] + R(1, 0) * s[1] + R(2, 0) * s[2];
+                        double sv = R(0, 1) * s[0] + R(1, 1) * s[1] + R(2, 1) * s[2];
                         if (std::abs(su) > smax || std::abs(sv) > smax) continue;
                         // Use the stored half (su >= 0) and Hermitian symmetry for the rest.
                         const bool conj = su < 0;
@@ -119,7 +167,8 @@ GriddedData grid_projections(const float* tilts, index_t K, index_t ny, index_t 
                             }
                         if (conj) im = -im;
                         const std::int64_t idx =
-                            (wrap(index_t(g[2]), N) * N + wrap(index_t(g[1]), N)) * nh + index_t(g[0]);
+                            (wrap(index_t(g[2]), grid.nz) * grid.ny + wrap(index_t(g[1]), grid.ny)) * nh +
+                            index_t(g[0]);
                         out.push_back({idx, float(gridding_weight(d, r)), float(re), float(im)});
                     }
                 }
@@ -140,7 +189,9 @@ GriddedData grid_projections(const float* tilts, index_t K, index_t ny, index_t 
                      [](const Record& a, const Record& b) { return a.index < b.index; });
 
     GriddedData g;
-    g.n = N;
+    g.n = Nmax;
+    g.grid = grid;
+    const index_t Nz = grid.nz, Ny = grid.ny;
     for (std::size_t i = 0; i < all.size();) {
         std::size_t j = i;
         double sw = 0, sre = 0, sim = 0;
@@ -150,12 +201,13 @@ GriddedData grid_projections(const float* tilts, index_t K, index_t ny, index_t 
             sim += double(all[j].w) * all[j].im;
         }
         const std::int64_t idx = all[i].index;
-        const index_t gx = idx % nh, gy = (idx / nh) % N, gz = idx / (nh * N);
-        const double fy = gy < N / 2 ? gy : gy - N, fz = gz < N / 2 ? gz : gz - N;
+        const index_t gx = idx % nh, gy = (idx / nh) % Ny, gz = idx / (nh * Ny);
+        const double fx = double(gx) * to_fine[0], fy = (gy < Ny / 2 ? gy : gy - Ny) * to_fine[1],
+                     fz = (gz < Nz / 2 ? gz : gz - Nz) * to_fine[2];
         g.index.push_back(idx);
         g.value.emplace_back(float(sre / sw), float(sim / sw));
         g.weight.push_back(float(sw));
-        g.radius.push_back(float(std::sqrt(double(gx) * gx + fy * fy + fz * fz)));
+        g.radius.push_back(float(std::sqrt(fx * fx + fy * fy + fz * fz)));
         i = j;
     }
     return g;

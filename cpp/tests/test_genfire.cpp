@@ -93,6 +93,19 @@ int main() {
         AET_CHECK(N % 2 == 0 && smooth7(N) && N >= index_t(std::ceil(2.5 * n - 1e-9)));
     }
     AET_CHECK(next_smooth(11) == 12 && next_smooth(13, true) == 14 && next_smooth(97) == 98);
+    // The grid follows the box, one side per axis (no side below that of half the largest box side),
+    // and the memory estimate follows the grid.
+    {
+        const Shape3 g = genfire_grid_shape(Shape3{131, 61, 131}, 3.0);
+        AET_CHECK(g.nz == 400 && g.ny == 200 && g.nx == 400);
+        const Shape3 s = genfire_grid_shape(Shape3{24, 32, 64}, 3.0);
+        AET_CHECK(s.nz == 96 && s.ny == 96 && s.nx == 192);
+        GenfireOptions o;
+        o.threads = 2;
+        AET_CHECK(genfire_memory_bytes(36, 32, 64, Shape3{24, 32, 64}, o) <
+                  0.5 * genfire_memory_bytes(36, 32, 64, Shape3{64, 64, 64}, o));
+        AET_CHECK(GenfirePlan::memory_bytes(s, 2) < 0.3 * GenfirePlan::memory_bytes(192, 2));
+    }
 
     // The R-free draw: llround(fraction n) points, the same for a seed, different for another.
     {

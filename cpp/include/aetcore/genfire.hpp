@@ -1,12 +1,14 @@
 // The GENFIRE iteration (Pryor et al., Sci. Rep. 7, 10409 (2017)) on the oversampled grid.
 //
-// The object lives in a box of bz x by x bx voxels inside an N^3 oversampled grid; everything
-// outside the box is zero by the support constraint. The plan exploits that: its 3D FFTs are done
-// axis by axis and skip every 1D transform whose input is known to be zero (forward) or whose
-// output is not needed (inverse), so a full iteration costs about half of one r2c plus one c2r of
-// the N^3 grid, and no N^3 real array is ever held (memory: the N x N x (N/2+1) half spectrum and
-// the box).
+// The object lives in a box of bz x by x bx voxels inside an oversampled grid of Nz x Ny x Nx
+// (one side per axis, each about oversampling x the box side: a slab's grid is a slab too);
+// everything outside the box is zero by the support constraint. The plan exploits that: its 3D
+// FFTs are done axis by axis and skip every 1D transform whose input is known to be zero (forward)
+// or whose output is not needed (inverse), so a full iteration costs about half of one r2c plus one
+// c2r of the grid, and no grid-sized real array is ever held (memory: the Nz x Ny x (Nx/2+1) half
+// spectrum and the box).
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -23,13 +25,18 @@ struct FourierErrors {
 
 class GenfirePlan {
   public:
-    // n_grid >= 1 and every box side in 1..n_grid (checked: std::invalid_argument naming it).
+    // Grid sides >= 1 and every box side in 1..its grid side (checked: std::invalid_argument naming
+    // it). The index_t overloads are the cubic grid n_grid^3.
+    GenfirePlan(Shape3 grid, Shape3 box, int threads);
     GenfirePlan(index_t n_grid, Shape3 box, int threads);
+    static void check(Shape3 grid, Shape3 box);
     static void check(index_t n_grid, Shape3 box);
-    // Bytes a plan on an n_grid^3 grid will hold (the half spectrum, per-thread FFT scratch).
+    // Bytes a plan on the grid will hold (the half spectrum, per-thread FFT scratch).
+    static double memory_bytes(Shape3 grid, int threads);
     static double memory_bytes(index_t n_grid, int threads);
 
-    index_t n_grid() const { return N_; }
+    index_t n_grid() const { return std::max({Nz_, Ny_, Nx_}); }  // the largest side
+    Shape3 grid() const { return Shape3{Nz_, Ny_, Nx_}; }
     Shape3 box() const { return box_; }
     int threads() const { return threads_; }
     // Bytes held by the plan (the half spectrum and the FFT scratch).
@@ -37,7 +44,7 @@ class GenfirePlan {
 
     // spectrum = FFT3 of the box placed at the grid origin (the box origin (b/2) at index 0).
     void forward(const float* box);
-    // box = the part inside the box of IFFT3(spectrum) / N^3 (destroys the spectrum).
+    // box = the part inside the box of IFFT3(spectrum) / (Nz Ny Nx) (destroys the spectrum).
     void inverse(float* box);
 
     // One GENFIRE iteration, in place on `box` (indices outside the half spectrum and n_enforce
@@ -49,16 +56,16 @@ class GenfirePlan {
                           index_t n_enforce, const std::int64_t* free_idx, const cfloat* free_val,
                           index_t n_free);
 
-    // Direct access to the half spectrum [N][N][N/2+1].
+    // Direct access to the half spectrum [Nz][Ny][Nx/2+1].
     cfloat* spectrum() { return reinterpret_cast<cfloat*>(spec_.data()); }
 
   private:
-    index_t N_, nh_;
+    index_t Nz_, Ny_, Nx_, nh_;
     Shape3 box_;
     int threads_;
     int tile_;
     FftwBuffer<fftwf_complex> spec_;
-    FftPlan r2c_, c2r_, col_fwd_, col_inv_;
+    FftPlan r2c_, c2r_, coly_fwd_, coly_inv_, colz_fwd_, colz_inv_;
     std::vector<index_t> zmap_, ymap_, xmap_;  // box index -> grid index (wrap-around)
     std::vector<std::uint8_t> zin_, yin_;      // grid index is inside the box
 
@@ -74,7 +81,7 @@ class GenfirePlan {
 // Every option of GENFIRE with its default: the one home of these defaults (the Python signature
 // of aetcore.genfire and `aet config --defaults` read them from here through the bindings).
 struct GenfireOptions {
-    double oversampling = 3.0;          // Fourier grid side / volume side (>= 1); rounded up to a 7-smooth even size
+    double oversampling = 3.0;          // Fourier grid side / volume side, per axis (>= 1); each rounded up to a 7-smooth even size
     int iterations = 100;               // maximum number of iterations (>= 1)
     bool positivity = true;             // negative voxels set to zero every iteration
     double interpolation_radius = 0.3;  // gridding radius, Fourier grid steps (> 0)
@@ -91,15 +98,25 @@ struct GenfireOptions {
     int support_iterations = 10;        // iterations of the low-resolution pass (whole box as support)
     double support_frequency = 0.25;    // the pass enforces |k| <= this fraction of the largest measured |k|
     double support_margin = 6.0;        // Å the mask is dilated beyond the thresholded object (>= 0; at least 2 voxels)
+    // The half-set FSC (aetcore.app.folder's reconstruct step): the even and odd images are each
+    // reconstructed from scratch (independent of each other and of the full reconstruction) with
+    // every option of the full run but this many iterations, which keeps the FSC within 50 % of the
+    // full run's time and its 0.143 and 0.5 crossings within one shell of two halves run like the
+    // full one (bench/fsc_cost.py; a coarser grid, oversampling 2, moved the 0.5 crossing of the
+    // Ta film by 2.5 shells).
+    int half_set_iterations = 15;       // maximum iterations of each half-set reconstruction (>= 1)
 };
 
 // Throws std::invalid_argument naming the option unless every option is in its range.
 void validate(const GenfireOptions& opt);
 
-// The side of the oversampled Fourier grid for a volume of largest side n: ceil(oversampling n),
-// rounded up to the next even 7-smooth number (2^a 3^b 5^c 7^d), a size FFTW transforms fast
-// (sides beyond 2^40, which no memory holds, give 2^40 + 2).
+// The side of the oversampled Fourier grid along an axis where the volume has n voxels:
+// ceil(oversampling n), rounded up to the next even 7-smooth number (2^a 3^b 5^c 7^d), a size FFTW
+// transforms fast (sides beyond 2^40, which no memory holds, give 2^40 + 2).
 index_t genfire_grid_size(index_t n, double oversampling);
+// The oversampled grid of a box (nz, ny, nx): genfire_grid_size of each side, with no side below
+// that of half the largest box side (ceil(n_max / 2)): a slab's grid is a slab, at most 2:1.
+Shape3 genfire_grid_shape(Shape3 box, double oversampling);
 // The smallest 7-smooth number >= n (n >= 1); even_only: the smallest even one.
 index_t next_smooth(index_t n, bool even_only = false);
 
@@ -123,7 +140,8 @@ struct GenfireResult {
                                        // every measured point was enforced
     std::vector<double> errors;        // per iteration, sum|F - F_meas| / sum|F_meas| (enforced set)
     std::vector<double> rfree;         // per iteration, the same on the held-out points (NaN: none)
-    index_t grid_size = 0;             // N, the oversampled grid side
+    index_t grid_size = 0;             // the largest side of the oversampled grid
+    Shape3 grid_shape;                 // its sides (Nz, Ny, Nx), genfire_grid_shape(shape, oversampling)
     index_t measured_points = 0;       // gridded points (enforced + free)
     index_t free_points = 0;           // of which held out
     bool cancelled = false;            // the progress callback asked to stop
@@ -142,7 +160,8 @@ class Genfire {
 
     const GenfireOptions& options() const { return opt_; }
     Shape3 shape() const { return shape_; }
-    index_t grid_size() const { return plan_->n_grid(); }
+    index_t grid_size() const { return plan_->n_grid(); }  // the largest side
+    Shape3 grid_shape() const { return plan_->grid(); }
     index_t measured_points() const { return index_t(e_idx_.size() + f_idx_.size()); }
     index_t free_points() const { return index_t(f_idx_.size()); }
     double seconds_gridding() const { return t_grid_; }

@@ -94,6 +94,9 @@ _SPEC = {
         ("tol", _G.tol, "relative improvement that counts for `patience`"),
         ("seed", _G.seed, "random seed (R-free points, classification)"),
         ("half_set_fsc", True, "also reconstruct the even and odd images for a half-set FSC resolution estimate"),
+        ("half_set_iterations", _G.half_set_iterations, "maximum iterations of each half-set reconstruction (each "
+                                                        "from scratch, independent; fewer keep the FSC cheap; at "
+                                                        "most `iterations`)"),
         ("extended_method", "resire", "extended object: \"resire\" (real space, box padded along x and cropped "
                                       "back: the mass outside the field of view has a place to go; on the Ta film "
                                       "86 % recall, 30 pm vs GENFIRE's 76 %, 45 pm) or \"genfire\" (in the box)"),

@@ -125,7 +125,7 @@ _D = _core.GenfireOptions()
 
 
 def oversampled_size(n: int, oversampling: float) -> int:
-    """The side of the oversampled Fourier grid for a volume of largest side ``n``:
+    """The side of the oversampled Fourier grid along an axis of ``n`` voxels:
     ``ceil(oversampling * n)`` rounded up to an even 7-smooth number (2^a 3^b 5^c 7^d), a size FFTW
     transforms fast (``aet::genfire_grid_size``)."""
     return int(_core.genfire_grid_size(int(n), float(oversampling)))
@@ -215,9 +215,12 @@ def genfire(tilts, angles, *, pixel_size: float = 1.0, oversampling: float = _D.
     pixel_size : float
         Å per pixel; recorded with the result.
     oversampling : float
-        Ratio of the Fourier grid side to the volume side (>= 1; default 3, GENFIRE's). The grid
-        side ``ceil(oversampling * n)`` is rounded up to an even 7-smooth size
-        (:func:`oversampled_size`), so odd image sizes cost no more than their smooth neighbours.
+        Ratio of the Fourier grid side to the volume side along every axis (>= 1; default 3,
+        GENFIRE's). The grid follows the box: along an axis of ``n`` voxels its side
+        ``ceil(oversampling * n)`` is rounded up to an even 7-smooth size (:func:`oversampled_size`),
+        so odd image sizes cost no more than their smooth neighbours, and a slab's grid is a slab
+        (memory and time follow the box, not the cube of its largest side). The grid is in
+        ``parameters["grid_shape"]`` (``"grid_size"``: its largest side).
     iterations : int
         Maximum number of iterations (default 100).
     support : None, "box", or bool array (nz, ny, nx)
@@ -321,6 +324,7 @@ def genfire(tilts, angles, *, pixel_size: float = 1.0, oversampling: float = _D.
     timings["total"] = time.perf_counter() - t0
     errors = r["errors"]
     params = dict(pixel_size=ps, oversampling=opt.oversampling, grid_size=int(r["grid_size"]),
+                  grid_shape=tuple(int(v) for v in r["grid_shape"]),
                   iterations=opt.iterations, iterations_run=int(errors.size),
                   support="auto" if support is None else ("box" if isinstance(support, str) else "user"),
                   positivity=opt.positivity, support_margin=opt.support_margin,

@@ -113,12 +113,17 @@ double genfire_memory_bytes(index_t K, index_t ny, index_t nx, Shape3 shape, con
     go.radius = opt.interpolation_radius;
     go.upsample = opt.plane_upsampling;
     go.threads = opt.threads;
-    // gridding, plus the sorted copies of its output (enforced + free, 24 bytes a point, about one
-    // point per record); the plan; the iterates (box, current, previous, best) and the support
-    const double gridding = gridding_memory_bytes(K, grid, go) * (1.0 + 24.0 / 56.0);
-    const double plan = GenfirePlan::memory_bytes(grid, opt.threads);
+    // Three phases that do not overlap (Genfire's constructor, then run()): the gridding; the sorting
+    // of its output (the output, 24 bytes a point, its enforced/free copies, 20, the order and the
+    // R-free mask, 9); the iteration (the plan, the copies, and the box, current, previous and best
+    // iterates and the support: 17 bytes a voxel). Plus the tilt series the caller holds.
+    const double half = double(grid.nz) * double(grid.ny) * double(grid.nx / 2 + 1);
+    const double points = std::min(gridding_points_bound(K, grid, go), half);
     const double vol = double(shape.nz) * double(shape.ny) * double(shape.nx);
-    return gridding + plan + vol * (4.0 * 4 + 1) + 4.0 * double(K) * double(ny) * double(nx);
+    const double gridding = gridding_memory_bytes(K, grid, go);
+    const double sorting = points * (24.0 + 20.0 + 9.0);
+    const double iterating = GenfirePlan::memory_bytes(grid, opt.threads) + points * 20.0 + vol * (4.0 * 4 + 1);
+    return std::max({gridding, sorting, iterating}) + 4.0 * double(K) * double(ny) * double(nx);
 }
 
 Genfire::Genfire(const float* tilts, index_t K, index_t ny, index_t nx, const double* euler_rad, Shape3 shape,

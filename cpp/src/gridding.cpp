@@ -28,20 +28,29 @@ void validate(const GriddingOptions& opt) {
     resolve_threads(opt.threads);
 }
 
-double gridding_memory_bytes(index_t K, Shape3 grid, const GriddingOptions& opt) {
-    // Per thread: the padded image and its spectrum (M x M, M = upsample x the largest side). Per
-    // projection: at most one record (16 bytes, twice: per projection and merged) per grid node
-    // within `radius` of its plane, i.e. at most the two largest index spans times the depth of the
-    // plane along the third axis; then the merged output (24 bytes a point).
-    const double nt = double(resolve_threads(opt.threads));
+double gridding_points_bound(index_t K, Shape3 grid, const GriddingOptions& opt) {
+    // Per projection, the grid nodes within `radius` of its plane (a slab 2 radius thick, sqrt(3) for
+    // the node spacing along an oblique normal), in the half spectrum (1/2) and inside the disk of the
+    // measured frequencies (pi/4 of the square of the two largest spans): pi/8 * 2 sqrt(3) radius of
+    // their product. Measured (68 images, 128^2 on a 384^3 grid, radius 0.3, upsample 2): 0.30 of
+    // N^2 per projection against this bound's 0.41.
     double span[3] = {double(grid.nz), double(grid.ny), double(grid.nx)};
     for (double& v : span) v = std::max(2.0 * (v / 2 - 1) + 1, 0.0);
     std::sort(span, span + 3);
+    const double depth = std::min(2.0 * std::sqrt(3.0) * opt.radius, std::max(span[0], 1.0));
+    return double(K) * (3.14159265358979 / 8.0) * span[2] * span[1] * std::max(depth, 1.0 / 3.0);
+}
+
+double gridding_memory_bytes(index_t K, Shape3 grid, const GriddingOptions& opt) {
+    // Per thread: the padded image and its spectrum (M x M, M = upsample x the largest side). Per
+    // record: 16 bytes, twice (per projection and merged); then the merged output, 24 bytes a point
+    // (at most one point per record, at most the half spectrum).
+    const double nt = double(resolve_threads(opt.threads));
     const double Nmax = double(std::max({grid.nz, grid.ny, grid.nx}));
     const double M = double(std::max(opt.upsample, 1)) * Nmax;
-    const double depth = std::min(2.0 * std::sqrt(3.0) * opt.radius + 1.0, std::max(span[2], 1.0));
-    const double records = double(K) * span[2] * span[1] * depth;
-    return nt * (4.0 * M * M + 8.0 * M * (M / 2 + 1)) + records * (32.0 + 24.0);
+    const double records = gridding_points_bound(K, grid, opt);
+    const double half = double(grid.nz) * double(grid.ny) * double(grid.nx / 2 + 1);
+    return nt * (4.0 * M * M + 8.0 * M * (M / 2 + 1)) + records * 32.0 + std::min(records, half) * 24.0;
 }
 
 double gridding_memory_bytes(index_t K, index_t n_grid, const GriddingOptions& opt) {

@@ -30,6 +30,9 @@ void validate(const GriddingOptions& opt);
 
 // Bytes grid_projections needs for K images on a grid of sides `grid` (counted in double: no
 // overflow); the index_t overload is the cubic grid n_grid^3.
+// An upper bound of the gridded records (grid nodes within `radius` of each projection's plane,
+// in the half spectrum): the count the memory estimates use.
+double gridding_points_bound(index_t K, Shape3 grid, const GriddingOptions& opt);
 double gridding_memory_bytes(index_t K, Shape3 grid, const GriddingOptions& opt);
 double gridding_memory_bytes(index_t K, index_t n_grid, const GriddingOptions& opt);
 

@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 from ase import Atoms
 
-from .._util.validate import as_angles, as_generator, as_tilts, positive, resolve_threads, species_symbols
+from .._util.validate import as_angles, as_generator, as_tilts, as_volume, positive, resolve_threads, species_symbols
 from .classify import classify
 from .evidence import atom_evidence, decide_atoms
 from .reconstruct import genfire
@@ -138,6 +138,7 @@ def atoms_from_volume(volume, tilts, angles, pixel_size: float, species: Sequenc
         step (s).
     """
     t, a, ps, species = _check_inputs(tilts, angles, pixel_size, species)
+    volume = as_volume(volume)  # the one check of the volume, before any use of it
     opts = {n: _options(v, n) for n, v in [("trace_options", trace_options), ("classify_options", classify_options),
                                           ("evidence_options", evidence_options), ("refine_options", refine_options)]}
     nthreads = resolve_threads(threads)

@@ -27,6 +27,8 @@ void register_refine(py::module_& m) {
         .def_readwrite("refine_b", &RefineOptions::refine_b)
         .def_readwrite("iterations", &RefineOptions::iterations, "largest number of L-BFGS iterations")
         .def_readwrite("cutoff", &RefineOptions::cutoff, "Gaussian cut-off, sigmas")
+        .def_readwrite("precondition", &RefineOptions::precondition,
+                       "scale the position offsets by their Gauss-Newton curvature at the start")
         .def_readwrite("precision", &RefineOptions::precision, "'sandwich' or 'curvature'")
         .def_readwrite("refine_angles", &RefineOptions::refine_angles)
         .def_readwrite("angle_range", &RefineOptions::angle_range, "degrees per round")
@@ -84,6 +86,8 @@ void register_refine(py::module_& m) {
                   d["jtj"] = to_array<double>(r.jtj, {py::ssize_t(a.n), 6});
                   d["jtrrj"] = to_array<double>(r.jtrrj, {py::ssize_t(a.n), 6});
                   d["rhess"] = to_array<double>(r.rhess, {py::ssize_t(a.n), 6});
+                  d["gn_heights"] = to_array<double>(r.gn_height, {py::ssize_t(ns)});
+                  d["gn_sigmas"] = to_array<double>(r.gn_sigma, {py::ssize_t(ns)});
               }
               return d;
           },
@@ -96,7 +100,9 @@ void register_refine(py::module_& m) {
           "grad_positions per voxel; jtj = per-atom (xx, xy, xz, yy, yz, zz) of sum dP/dr dP/dr^T (voxels);\n"
           "jtrrj = the same with each pixel weighted by its squared residual (s P - b)^2;\n"
           "rhess = per-atom sum over pixels of r d2(s P)/dr2 (r = s P - b, voxels), the residual part of the\n"
-          "observed Hessian block s^2 jtj + rhess.");
+          "observed Hessian block s^2 jtj + rhess;\n"
+          "gn_heights, gn_sigmas = per species sum (dP/dH)^2 and sum (dP/dsigma)^2 (sigma in voxels), the\n"
+          "Gauss-Newton diagonals refine_atoms preconditions the heights and B-factors with.");
     m.def("refine_atoms",
           [](const carray<double>& positions, const carray<std::int32_t>& species, const carray<double>& heights,
              const carray<double>& b_factors, double blur, double pixel_size, const carray<double>& angles_rad,

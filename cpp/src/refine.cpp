@@ -11,17 +11,38 @@
 namespace aet {
 
 void gaussian_cell_mean_derivs(double c, double s, index_t i0, index_t n, double* d_c, double* d_s) {
+    // The Gaussian at the n + 1 cell edges t_j = i0 + j - 0.5 - c, by the recurrence
+    // p_{j+1} = p_j q_j, q_{j+1} = q_j exp(2h) (h = -1/(2 s^2)), run outward from the edge nearest the
+    // centre so that every factor is <= 1 and an underflow stays an underflow: 4 exp instead of n + 1.
     const double norm = 1.0 / (std::sqrt(2.0 * M_PI) * s);
     const double h = -0.5 / (s * s);
-    double tp = double(i0) - 0.5 - c;
-    double pp = norm * std::exp(h * tp * tp);
+    constexpr index_t kStack = 64;
+    double stack[kStack + 1];
+    std::vector<double> heap;
+    double* p = stack;
+    if (n + 1 > kStack + 1) {
+        heap.resize(std::size_t(n + 1));
+        p = heap.data();
+    }
+    const double t0 = double(i0) - 0.5 - c;
+    const index_t jc = std::min<index_t>(n, std::max<index_t>(0, index_t(std::llround(-t0))));
+    const double tc = t0 + double(jc);
+    const double ratio = std::exp(2.0 * h);
+    p[jc] = norm * std::exp(h * tc * tc);
+    double q = std::exp(h * (2.0 * tc + 1.0));  // p_{j+1} / p_j going right
+    for (index_t j = jc; j < n; ++j) {
+        p[j + 1] = p[j] * q;
+        q *= ratio;
+    }
+    q = std::exp(h * (1.0 - 2.0 * tc));  // p_{j-1} / p_j going left
+    for (index_t j = jc; j > 0; --j) {
+        p[j - 1] = p[j] * q;
+        q *= ratio;
+    }
     for (index_t j = 0; j < n; ++j) {
-        const double tn = double(i0 + j) + 0.5 - c;
-        const double pn = norm * std::exp(h * tn * tn);
-        d_c[j] = pp - pn;
-        d_s[j] = (tp * pp - tn * pn) / s;
-        tp = tn;
-        pp = pn;
+        const double tp = t0 + double(j), tn = tp + 1.0;
+        d_c[j] = p[j] - p[j + 1];
+        d_s[j] = (tp * p[j] - tn * p[j + 1]) / s;
     }
 }
 
@@ -98,7 +119,7 @@ RefineEval refine_objective(const AtomSet& atoms, const std::vector<Mat3>& rotat
     const index_t ns = index_t(atoms.heights.size());
     const int nt = resolve_threads(threads);
     check_memory(8.0 * double(K) * double(ndy) * double(ndx) +
-                     8.0 * nt * (double(want_grad) * (3.0 * n + 2.0 * ns) + double(want_jtj) * 18.0 * n) +
+                     8.0 * nt * (double(want_grad) * (3.0 * n + 2.0 * ns) + double(want_jtj) * (18.0 * n + 2.0 * ns * double(npix))) +
                      8.0 * (9.0 * n + 4.0 * ns),
                  "the refinement objective");
     for (index_t i = 0; i < K * npix; ++i)
@@ -131,6 +152,7 @@ RefineEval refine_objective(const AtomSet& atoms, const std::vector<Mat3>& rotat
             }
             const float* b = measured + k * npix;
             double spb = 0.0, spp = 0.0;
+#pragma omp simd reduction(+ : spb, spp)
             for (index_t i = 0; i < npix; ++i) {
                 spb += img[i] * double(b[i]);
                 spp += img[i] * img[i];
@@ -152,10 +174,19 @@ RefineEval refine_objective(const AtomSet& atoms, const std::vector<Mat3>& rotat
     const std::size_t ng = want_grad ? std::size_t(3 * n + 2 * ns) : 0;
     const std::size_t nj = want_jtj ? std::size_t(6 * n) : 0;
     std::vector<std::vector<double>> acc_g(static_cast<std::size_t>(nt)), acc_j(static_cast<std::size_t>(nt)),
-        acc_m(static_cast<std::size_t>(nt)), acc_h(static_cast<std::size_t>(nt));
+        acc_m(static_cast<std::size_t>(nt)), acc_h(static_cast<std::size_t>(nt)), acc_gn(static_cast<std::size_t>(nt));
 #pragma omp parallel num_threads(nt)
     {
         const int tid = omp_get_thread_num();
+        // with want_jtj: per species, the image dP/dH_s and dP/dsigma_s of the current angle, whose
+        // squared sums are the Gauss-Newton diagonal of the species' height and width
+        std::vector<double>& gn = acc_gn[std::size_t(tid)];
+        std::vector<double> dh_img, ds_img;
+        if (want_jtj) {
+            gn.assign(std::size_t(2 * ns), 0.0);
+            dh_img.resize(std::size_t(ns * npix));
+            ds_img.resize(std::size_t(ns * npix));
+        }
         std::vector<double>& g = acc_g[std::size_t(tid)];
         std::vector<double>& jt = acc_j[std::size_t(tid)];
         std::vector<double>& meat = acc_m[std::size_t(tid)];
@@ -170,6 +201,7 @@ RefineEval refine_objective(const AtomSet& atoms, const std::vector<Mat3>& rotat
             double* res = model.data() + k * npix;  // becomes s P - b in place
             const float* b = measured + k * npix;
             double l = 0.0, ab = 0.0;
+#pragma omp simd reduction(+ : l, ab)
             for (index_t i = 0; i < npix; ++i) {
                 const double r = s * res[i] - double(b[i]);
                 res[i] = r;
@@ -179,6 +211,10 @@ RefineEval refine_objective(const AtomSet& atoms, const std::vector<Mat3>& rotat
             loss_k[std::size_t(k)] = 0.5 * l;
             abs_k[std::size_t(k)] = ab;
             if (!want_grad && !want_jtj) continue;
+            if (want_jtj) {
+                std::fill(dh_img.begin(), dh_img.end(), 0.0);
+                std::fill(ds_img.begin(), ds_img.end(), 0.0);
+            }
             const Mat3 Rt = rotations[std::size_t(k)].transpose();
             for (index_t a = 0; a < n; ++a) {
                 const Window w = atom_window(atoms, a, Rt, ndy, ndx);
@@ -195,6 +231,7 @@ RefineEval refine_objective(const AtomSet& atoms, const std::vector<Mat3>& rotat
                     for (index_t j = 0; j < mv; ++j) {
                         const double* row = res + (w.v0 + j) * ndx + w.u0;
                         double r0 = 0, ru = 0, rs = 0;
+#pragma omp simd reduction(+ : r0, ru, rs)
                         for (index_t i = 0; i < mu; ++i) {
                             r0 += row[i] * ex[std::size_t(i)];
                             ru += row[i] * dxu[std::size_t(i)];
@@ -225,6 +262,21 @@ RefineEval refine_objective(const AtomSet& atoms, const std::vector<Mat3>& rotat
                         eyd += ey[std::size_t(j)] * dyv[std::size_t(j)];
                         fdd += dyv[std::size_t(j)] * dyv[std::size_t(j)];
                     }
+                    {   // this atom's dP/dH (= P / H) and dP/dsigma into its species' images
+                        const int sp = atoms.species[a];
+                        const double ah = w.amp / atoms.heights[std::size_t(sp)], as = 3.0 * w.amp / w.sig;
+                        double* ih = dh_img.data() + std::size_t(sp) * std::size_t(npix);
+                        double* is = ds_img.data() + std::size_t(sp) * std::size_t(npix);
+                        for (index_t j = 0; j < mv; ++j) {
+                            const index_t off = (w.v0 + j) * ndx + w.u0;
+                            const double eyj = ey[std::size_t(j)], dsj = dys[std::size_t(j)];
+                            for (index_t i = 0; i < mu; ++i) {
+                                const double e = ex[std::size_t(i)] * eyj;
+                                ih[off + i] += ah * e;
+                                is[off + i] += as * e + w.amp * (dxs[std::size_t(i)] * eyj + ex[std::size_t(i)] * dsj);
+                            }
+                        }
+                    }
                     const double A2 = w.amp * w.amp;
                     const double muu = A2 * edd * eyy, muv = A2 * exd * eyd, mvv = A2 * exx * fdd;
                     double* J = jt.data() + 6 * a;
@@ -236,6 +288,7 @@ RefineEval refine_objective(const AtomSet& atoms, const std::vector<Mat3>& rotat
                         const double* row = res + (w.v0 + j) * ndx + w.u0;
                         const double eyj = ey[std::size_t(j)], dyj = dyv[std::size_t(j)];
                         double h0 = 0, h1 = 0, h2 = 0;
+#pragma omp simd reduction(+ : h0, h1, h2, ruu, ruv, rvv)
                         for (index_t i = 0; i < mu; ++i) {
                             const double r2 = row[i] * row[i];
                             const double gu = dxu[std::size_t(i)] * eyj, gv = ex[std::size_t(i)] * dyj;
@@ -263,6 +316,19 @@ RefineEval refine_objective(const AtomSet& atoms, const std::vector<Mat3>& rotat
                     }
                 }
             }
+            if (want_jtj)
+                for (index_t q = 0; q < ns; ++q) {
+                    const double* ih = dh_img.data() + std::size_t(q) * std::size_t(npix);
+                    const double* is = ds_img.data() + std::size_t(q) * std::size_t(npix);
+                    double sh = 0.0, ss = 0.0;
+#pragma omp simd reduction(+ : sh, ss)
+                    for (index_t i = 0; i < npix; ++i) {
+                        sh += ih[i] * ih[i];
+                        ss += is[i] * is[i];
+                    }
+                    gn[std::size_t(q)] += sh;
+                    gn[std::size_t(ns + q)] += ss;
+                }
         }
     }
     for (index_t k = 0; k < K; ++k) {
@@ -283,6 +349,14 @@ RefineEval refine_objective(const AtomSet& atoms, const std::vector<Mat3>& rotat
             out.grad_b[std::size_t(q)] = out.grad_sigma[std::size_t(q)] * c / atoms.sigmas[std::size_t(q)];
     }
     if (want_jtj) {
+        out.gn_height.assign(std::size_t(ns), 0.0);
+        out.gn_sigma.assign(std::size_t(ns), 0.0);
+        for (int t = 0; t < nt; ++t)
+            if (acc_gn[std::size_t(t)].size() == std::size_t(2 * ns))
+                for (index_t q = 0; q < ns; ++q) {
+                    out.gn_height[std::size_t(q)] += acc_gn[std::size_t(t)][std::size_t(q)];
+                    out.gn_sigma[std::size_t(q)] += acc_gn[std::size_t(t)][std::size_t(ns + q)];
+                }
         out.jtj.assign(nj, 0.0);
         out.jtrrj.assign(nj, 0.0);
         out.rhess.assign(nj, 0.0);
@@ -400,11 +474,46 @@ RefineResult refine_atoms(const double* positions, const std::int32_t* species, 
     if (x0.empty()) {
         out.message = "nothing to refine";
     } else {
-        const BoundedObjective fun = [&](const std::vector<double>& xv, std::vector<double>& g) {
+        // the L-BFGS works on y = d x: d = 1, or for the position offsets the square root of their
+        // Gauss-Newton curvature at the start, s^2 diag(J^T J) / (pixel_size^2 norm) (floored at 1e-6 of
+        // the median, so that an atom the images barely see does not take huge steps)
+        std::vector<double> d(x0.size(), 1.0);
+        if (opt.precondition && np > 0) {
+            const RefineEval e0 = evaluate(x0, false, true);
+            const double c = e0.scale * e0.scale / (pixel_size * pixel_size * norm);
+            const int diag[3] = {0, 3, 5};
+            std::vector<double> curv(np);
+            for (std::size_t i = 0; i < np; ++i) curv[i] = c * e0.jtj[6 * (i / 3) + std::size_t(diag[i % 3])];
+            std::vector<double> sorted(curv);
+            std::nth_element(sorted.begin(), sorted.begin() + std::ptrdiff_t(np / 2), sorted.end());
+            const double floor = std::max(1e-6 * sorted[np / 2], 1e-300);
+            for (std::size_t i = 0; i < np; ++i) d[i] = std::sqrt(std::max(curv[i], floor));
+            if (!(sorted[np / 2] > 0) || !std::isfinite(sorted[np / 2])) std::fill(d.begin(), d.begin() + std::ptrdiff_t(np), 1.0);
+            // the heights (relative, x = H / H_0: dP/dx = H_0 dP/dH) and the B-factors (dsigma/dB =
+            // 1 / (16 pi^2 p^2 sigma)) on the same scale, from their Gauss-Newton diagonals
+            const double cb = 1.0 / (16.0 * M_PI * M_PI * pixel_size * pixel_size);
+            for (std::size_t q = 0; q < nh; ++q) {
+                const double v = c * pixel_size * pixel_size * e0.gn_height[q] * h0[q] * h0[q];
+                if (v > 0 && std::isfinite(v)) d[np + q] = std::sqrt(v);
+            }
+            for (std::size_t q = 0; q < nb; ++q) {
+                const double dsdb = cb / atoms.sigmas[q];
+                const double v = c * pixel_size * pixel_size * e0.gn_sigma[q] * dsdb * dsdb;
+                if (v > 0 && std::isfinite(v)) d[np + nh + q] = std::sqrt(v);
+            }
+        }
+        std::vector<double> y0(x0.size()), ylo(x0.size()), yhi(x0.size()), xv(x0.size());
+        for (std::size_t i = 0; i < x0.size(); ++i) {
+            y0[i] = x0[i] * d[i];
+            ylo[i] = lower[i] * d[i];
+            yhi[i] = upper[i] * d[i];
+        }
+        const BoundedObjective fun = [&](const std::vector<double>& yv, std::vector<double>& g) {
+            for (std::size_t i = 0; i < yv.size(); ++i) xv[i] = yv[i] / d[i];
             const RefineEval e = evaluate(xv, true, false);
-            for (std::size_t i = 0; i < np; ++i) g[i] = e.grad_pos[i] / pixel_size / norm;
-            for (std::size_t q = 0; q < nh; ++q) g[np + q] = e.grad_height[q] * h0[q] / norm;
-            for (std::size_t q = 0; q < nb; ++q) g[np + nh + q] = e.grad_b[q] / norm;
+            for (std::size_t i = 0; i < np; ++i) g[i] = e.grad_pos[i] / pixel_size / norm / d[i];
+            for (std::size_t q = 0; q < nh; ++q) g[np + q] = e.grad_height[q] * h0[q] / norm / d[np + q];
+            for (std::size_t q = 0; q < nb; ++q) g[np + nh + q] = e.grad_b[q] / norm / d[np + nh + q];
             return e.loss / norm;
         };
         const BoundedIterationCallback cb = [&](int it, const std::vector<double>&, double f) {
@@ -416,8 +525,8 @@ RefineResult refine_atoms(const double* positions, const std::int32_t* species, 
         lo.memory = opt.lbfgs_memory;
         lo.ftol = opt.lbfgs_ftol;
         lo.gtol = opt.lbfgs_gtol;
-        const BoundedLbfgsResult r = minimize_bounded_lbfgs(fun, x0, lower, upper, lo, cb);
-        x = r.x;
+        const BoundedLbfgsResult r = minimize_bounded_lbfgs(fun, y0, ylo, yhi, lo, cb);
+        for (std::size_t i = 0; i < x.size(); ++i) x[i] = std::min(std::max(r.x[i] / d[i], lower[i]), upper[i]);
         out.iterations = r.iterations;
         out.evaluations = r.evaluations;
         out.message = r.message;

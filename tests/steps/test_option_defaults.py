@@ -63,7 +63,7 @@ def test_the_documented_values():
     g, t, r = _core.GenfireOptions(), _core.TraceOptions(), _core.RefineOptions()
     assert (g.oversampling, g.iterations, g.momentum, g.rfree_fraction, g.patience) == (3.0, 100, 0.9, 0.05, 20)
     assert (t.max_drift, t.min_distance, t.fit_radius, t.threshold_fraction) == (1.5, 2.0, 2, 0.1)
-    assert (r.max_shift, r.iterations, r.cutoff, r.precision) == (1.0, 50, 5.0, "sandwich")
+    assert (r.max_shift, r.iterations, r.precondition, r.cutoff, r.precision) == (1.0, 25, True, 5.0, "sandwich")
 
 
 def test_structs_validate_and_name_the_option():

@@ -28,6 +28,8 @@ struct RefineEval {
     std::vector<double> grad_b;      // n_species, dL/dB_s (B in Å²), via sigma^2 = B/(8 pi^2 p^2) + blur^2
     std::vector<double> jtj;         // n x 6 (xx, xy, xz, yy, yz, zz) of sum dP/dr dP/dr^T, voxels
     std::vector<double> jtrrj;       // n x 6, the same with each pixel weighted by its squared residual
+    std::vector<double> gn_height;   // n_species, sum (dP/dH_s)^2 (with want_jtj), the Gauss-Newton diagonal of H_s
+    std::vector<double> gn_sigma;    // n_species, sum (dP/dsigma_s)^2 (with want_jtj), sigma in voxels
                                      // (the "meat" of a heteroscedasticity-consistent sandwich estimate)
     std::vector<double> rhess;       // n x 6, sum over pixels of r d2(s P)/dr2 (r = s P - b), voxels: the
                                      // observed (Newton) Hessian block of L is s^2 jtj + rhess
@@ -41,7 +43,11 @@ struct RefineOptions {
     bool refine_positions = true;
     bool refine_heights = true;
     bool refine_b = true;
-    int iterations = 50;             // largest number of L-BFGS iterations
+    int iterations = 25;             // largest number of L-BFGS iterations (preconditioned: see below)
+    // Scale every position coordinate by the square root of its Gauss-Newton curvature at the start
+    // (the diagonal of s^2 J^T J of its atom), so that the L-BFGS sees light and heavy atoms, and
+    // the z axis and the tilt plane, on one scale (a diagonal preconditioner; the minimiser is the same).
+    bool precondition = true;
     double cutoff = 5.0;             // atoms evaluated within cutoff sigmas
     std::string precision = "sandwich";  // "sandwich" (per-pixel noise) or "curvature"
     bool refine_angles = false;      // also refine every image's tilt angle

@@ -146,6 +146,8 @@ _SPEC = {
         ("refine_heights", _R.refine_heights, "refine per-species heights"),
         ("refine_b", _R.refine_b, "refine per-species B-factors"),
         ("iterations", _R.iterations, "refinement iterations"),
+        ("precondition", _R.precondition, "scale each coordinate by its curvature at the start (same minimiser, "
+                                          "fewer iterations to it)"),
         ("cutoff", _R.cutoff, "Gaussian cut-off, in sigmas"),
         ("precision", _R.precision, "per-atom precision estimate: \"sandwich\" (per-pixel noise) or \"curvature\""),
         ("refine_angles", _R.refine_angles, "also refine every image's tilt angle against the atomic model"),

@@ -486,6 +486,11 @@ def decide_atoms(positions, species, tilts, angles, pixel_size, *, model: AtomMo
         Largest number of drop/relabel passes per round.
     refine_options : dict, optional
         Other keyword options of :func:`aetcore.steps.refine.refine` for the refinement of every round.
+        ``precondition`` is False here unless given: the rounds refine a model that still has spurious
+        and missing atoms, and the preconditioned L-BFGS, which converges in far fewer iterations,
+        moves neighbours onto one true atom and widths down to what such a model fits. On the damaged
+        multigrain model of ``tests/steps/test_evidence_shared.py`` it ended at 98.8 % precision and
+        99.7 % species accuracy, against 99.96 % and 100 % without it (4 rounds of 20 iterations).
     pixel_mask : (n_angles, ny, nx) bool array, optional
         Only these pixels count in the likelihood (weight zero elsewhere, the variance model fitted to
         them): for an extended object, the pixels whose rays cross the object inside the box
@@ -513,6 +518,7 @@ def decide_atoms(positions, species, tilts, angles, pixel_size, *, model: AtomMo
     rounds = at_least(rounds, 1, "rounds", integer=True)
     max_passes = at_least(max_passes, 1, "max_passes", integer=True)
     ropts = dict(refine_options or {})
+    ropts.setdefault("precondition", False)  # see refine_options above
     ropts["iterations"] = at_least(iterations, 1, "iterations", integer=True)
     nt = resolve_threads(threads)
     mask = _check_mask(pixel_mask, t.shape)

@@ -540,9 +540,10 @@ def areas_map_figure(numbers, offsets, halves, pixel_size, values, *, value_labe
     vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
     if vmax <= vmin:
         vmin, vmax = vmin - 0.5, vmax + 0.5
-    im = ax.imshow(img, origin="lower", extent=[lo[0], hi[0], lo[1], hi[1]], cmap="viridis", vmin=vmin, vmax=vmax,
+    import matplotlib
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="0.85")
+    im = ax.imshow(img, origin="lower", extent=[lo[0], hi[0], lo[1], hi[1]], cmap=cmap, vmin=vmin, vmax=vmax,
                    interpolation="nearest", aspect="equal")
-    im.cmap.set_bad("0.85")
     for k in range(m):
         ax.add_patch(Rectangle(tuple(off[k, :2] - ext[k]), 2 * ext[k, 0], 2 * ext[k, 1], fill=False,
                                edgecolor="white", linewidth=0.6, alpha=0.8))

@@ -189,7 +189,7 @@ def _covered_region(offsets, halves, published):
     return np.array([[lo[0], hi[0]], [lo[1], hi[1]], [z.min() - 1.0, z.max() + 1.0]])
 
 
-def run_aet_areas(numbers, work, *, workers=None, threads=None, stitch_only=False) -> dict:
+def run_aet_areas(numbers, work, *, workers=None, threads=None, stitch_only=False, config=None) -> dict:
     """``aet areas`` on the areas `numbers` (results in `work`), scored against the published model,
     with the stitched RESIRE reference when every area has a source volume (module docstring)."""
     from aetcore.app.areas import areas, plan_areas, stitch_folders
@@ -207,7 +207,7 @@ def run_aet_areas(numbers, work, *, workers=None, threads=None, stitch_only=Fals
     else:
         summary = areas(files, crop_table=DATA / "alignPara.mat", volume_shape=shape, angles=DATA / "angles.mat",
                         angle_convention="resire", pixel_size=PIXEL, species=["Ta"], out=work, workers=workers,
-                        threads_per_worker=threads, resume=True, progress=True)
+                        threads_per_worker=threads, resume=True, progress=True, config=config)
     wall = time.perf_counter() - t0
     published = mat_model(DATA / "published_model_rows1-2.mat")[0]
     centres = np.array([a["crop_centre"] for a in summary["areas"]])
@@ -316,6 +316,8 @@ def main(argv=None) -> int:
     ap.add_argument("--work", metavar="DIR", help="--aet-areas: the results folder of `aet areas` (resumed)")
     ap.add_argument("--workers", type=int, default=None, help="--aet-areas: Dask workers (areas at once)")
     ap.add_argument("--stitch-only", action="store_true", help="--aet-areas: re-stitch the areas of --work")
+    ap.add_argument("--config", default=None, help="--aet-areas: configuration of the areas' runs (default: none, "
+                    "the defaults of aet run)")
     args = ap.parse_args(argv)
     if not DATA.exists():
         print(f"{DATA} is not present", file=sys.stderr)
@@ -328,7 +330,7 @@ def main(argv=None) -> int:
         commit = subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"], capture_output=True,
                                 text=True).stdout.strip()
         res = run_aet_areas(numbers, args.work, workers=args.workers, threads=args.threads,
-                            stitch_only=args.stitch_only)
+                            stitch_only=args.stitch_only, config=args.config)
         res["commit"] = commit
         print(json.dumps(res, indent=1, default=str))
         print(f"\ncommit {commit}\n")

@@ -174,3 +174,22 @@ def test_volumes_stitch_back_to_the_full_volume(three_areas):
     assert out[12, 15, 0] == pytest.approx(1.0) and out[12, 15, 70] == pytest.approx(3.0)  # outer border
     w = edge_weights(21, 4, 8)
     assert w[:4].tolist() == [0, 0, 0, 0] and w[10] == 7 / 9 and np.all(np.diff(w[:11]) >= 0)
+
+
+def test_bad_input_is_refused_naming_the_argument():
+    centres, halves, shape = [[21, 11, 5], [31, 11, 5]], [[20, 10, 4], [20, 10, 4]], (51, 21, 9)
+    one = np.zeros((1, 3))
+    with pytest.raises(ValueError, match="merge_distance"):
+        stitch_atoms([one, one], centres, halves, shape, 1.0, merge_distance=0.0)
+    with pytest.raises(ValueError, match="positions: expected one"):
+        stitch_atoms([one], centres, halves, shape, 1.0)
+    with pytest.raises(ValueError, match=r"positions\[1\]"):
+        stitch_atoms([one, np.zeros((2, 2))], centres, halves, shape, 1.0)
+    with pytest.raises(ValueError, match="volume_shape"):
+        stitch_atoms([one, one], centres, halves, (51, 21), 1.0)
+    with pytest.raises(ValueError, match="CropHalf"):
+        stitch_atoms([one, one], centres, [[20, 10]] * 2, shape, 1.0)
+    with pytest.raises(ValueError, match="pixel_size"):
+        stitch_atoms([one, one], centres, halves, shape, -1.0)
+    with pytest.raises(ValueError, match="volumes: expected one volume per area"):
+        stitch_volumes([np.zeros((9, 21, 41), np.float32)], centres, shape)

@@ -322,8 +322,9 @@ def stitch_volumes(volumes, centres, volume_shape, *, edge_trim: int = EDGE_TRIM
     ----------
     volumes : sequence of (nz, ny, nx) arrays
         Each area's volume, ``vol[z, y, x]`` with ``x`` along ``dim1``; its voxel ``n // 2`` along
-        each axis is the area's centre. Volumes are read one at a time if given as callables
-        returning the array (memory: one area plus the covered region's sums).
+        each axis is the area's centre. Given as callables returning the array, the volumes are
+        read one at a time, twice (once for the covered region, once to add them), so the memory is
+        one area's volume plus four float32 arrays of the covered region.
     centres : (m, 3) ints
         ``CropCen`` of each area (1-based, ``(dim1, dim2, dim3)``).
     volume_shape : (3,) ints

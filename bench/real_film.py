@@ -29,6 +29,18 @@ Run: ``PYTHONPATH=python python bench/real_film.py [--areas 1 5] [--json out.jso
 ``--score-run DIR --areas k`` instead scores the results folder of an ``aet run`` of area k (its
 ``atoms.xyz``, the same scores and R1, the time per step and the extended-object decision of
 ``summary.json``).
+
+``--aet-areas 1,5,10 --work DIR`` runs those areas through ``aet areas`` (``aetcore.app.areas.areas``:
+every area through the chain of ``aet run`` on Dask, then stitched in the full-volume frame) and scores
+the stitched model against the published one (no frame conversion: both are in Å about index n // 2 of
+the 401 x 351 x 341 volume; the best translation found by the matching is printed and should be ~0)
+in the film and 3 Å inside the covered region's lateral edges (z: the published atoms' extent there,
++-1 Å). Next to it the reference: the source's RESIRE volumes of the same areas (when every chosen
+area has one: 1, 5, 10, 17, 20, 25) traced by aetcore as above and stitched by the same
+``aetcore.steps.stitch.stitch_atoms``. R1 of the stitched, reference and published models per area
+(atoms moved into the area's frame, fitted as above), the time per area and the distances between
+the two areas' positions of the atoms traced twice. ``--stitch-only`` re-stitches the areas of an
+earlier run of ``DIR`` (``aet areas --resume``: finished steps are kept).
 """
 from __future__ import annotations
 
@@ -166,6 +178,107 @@ def score_run(k: int, folder) -> dict:
     return row
 
 
+def _covered_region(offsets, halves, published):
+    """The film inside the covered region: laterally MARGIN inside the union's bounding box of the
+    area boxes (a row of overlapping areas covers it), along z the published atoms' extent there +-1 Å."""
+    ext = (np.asarray(halves, float)[:, :2] + 0.5) * PIXEL
+    lo = (offsets[:, :2] - ext).min(axis=0) + MARGIN
+    hi = (offsets[:, :2] + ext).max(axis=0) - MARGIN
+    inside = np.all((published[:, :2] >= lo) & (published[:, :2] <= hi), axis=1)
+    z = published[inside, 2]
+    return np.array([[lo[0], hi[0]], [lo[1], hi[1]], [z.min() - 1.0, z.max() + 1.0]])
+
+
+def run_aet_areas(numbers, work, *, workers=None, threads=None, stitch_only=False, config=None) -> dict:
+    """``aet areas`` on the areas `numbers` (results in `work`), scored against the published model,
+    with the stitched RESIRE reference when every area has a source volume (module docstring)."""
+    from aetcore.app.areas import areas, plan_areas, stitch_folders
+    from aetcore.io.matlab import mat_model, mat_volume
+    from aetcore.io.readers import read_atoms
+    from aetcore.steps.chain import atoms_from_volume
+    from aetcore.steps.stitch import area_offsets, stitch_atoms
+    work = Path(work)
+    files = [DATA / "projections" / f"Projections_area{k}.mat" for k in numbers]
+    shape = (401, 351, 341)
+    t0 = time.perf_counter()
+    if stitch_only:
+        specs = plan_areas(files, DATA / "alignPara.mat", shape)
+        summary = stitch_folders([work / "areas" / s.name for s in specs], specs, shape, PIXEL, ["Ta"], work)
+    else:
+        summary = areas(files, crop_table=DATA / "alignPara.mat", volume_shape=shape, angles=DATA / "angles.mat",
+                        angle_convention="resire", pixel_size=PIXEL, species=["Ta"], out=work, workers=workers,
+                        threads_per_worker=threads, resume=True, progress=True, config=config)
+    wall = time.perf_counter() - t0
+    published = mat_model(DATA / "published_model_rows1-2.mat")[0]
+    centres = np.array([a["crop_centre"] for a in summary["areas"]])
+    halves = np.array([a["crop_half"] for a in summary["areas"]])
+    offsets = area_offsets(centres, shape, PIXEL)
+    region = _covered_region(offsets, halves, published)
+    stitched = read_atoms(work / "atoms.xyz").positions
+    out = {"areas": list(numbers), "region_A": region.tolist(), "wall_s": wall, "stitch": summary["stitch"],
+           "time_per_area_s": {a["area"]: a["time_s"] for a in summary["areas"]},
+           "atoms_per_area": {a["area"]: [a["atoms_traced"], a["atoms_kept"]] for a in summary["areas"]}}
+    row = score(published, stitched, region)
+    row.update(seconds=wall, translation_A=_translation(published, stitched, region))
+    out["aet_areas"] = row
+    print(f"aet areas {numbers}: {json.dumps(row)}", flush=True)
+    sources = [DATA / "resire_reconstructions" / f"ReconObj_sub{k}.mat" for k in numbers]
+    ref_models = None
+    if all(p.exists() for p in sources):
+        t1 = time.perf_counter()
+        ref_models = []
+        for k, p in zip(numbers, sources):
+            tilts, angles, _, _ = load_area(k)
+            ref_models.append(atoms_from_volume(mat_volume(p), tilts, angles, PIXEL, ["Ta"], refine=False,
+                                                threads=threads, seed=0).positions)
+        st = stitch_atoms(ref_models, centres, halves, shape, PIXEL)
+        ref = score(published, st.positions, region)
+        ref.update(seconds=time.perf_counter() - t1, translation_A=_translation(published, st.positions, region),
+                   stitch=st.as_dict())
+        out["resire_stitched"] = row_ref = ref
+        print(f"source's RESIRE volumes traced + stitched: {json.dumps(row_ref)}", flush=True)
+        ref_full = st.positions
+    r1s = {}
+    for k, off in zip(numbers, offsets):
+        tilts, angles, _, half = load_area(k)
+        r1s[k] = {"aet_areas": r1(stitched - off, tilts, angles, half)["r1"],
+                  "published": r1(published - off, tilts, angles, half)["r1"]}
+        if ref_models is not None:
+            r1s[k]["resire_stitched"] = r1(ref_full - off, tilts, angles, half)["r1"]
+    out["r1"] = r1s
+    return out
+
+
+def _translation(published, positions, region) -> list:
+    from aetcore.quality.compare import compare_models
+    return [round(float(v), 3) for v in compare_models(published, None, positions, None, max_distance=TOLERANCE,
+                                                       region=region).translation]
+
+
+def areas_table(res) -> str:
+    lines = ["| areas: model | recall | precision | RMSD pm (x/y/z) | pairs / published | model atoms in the film | "
+             "R1 per area | translation Å | time |", "|---|---|---|---|---|---|---|---|---|"]
+    names = ",".join(map(str, res["areas"]))
+    for key, label in (("aet_areas", "`aet areas`, stitched"), ("resire_stitched",
+                                                               "source's RESIRE volumes, traced + stitched")):
+        if key not in res:
+            continue
+        d = res[key]
+        ax = d["rmsd_axes_pm"]
+        r1s = " / ".join(f"{res['r1'][k][key]:.3f}" for k in res["areas"])
+        t = d["translation_A"]
+        lines.append(f"| {names}: {label} | {100 * d['recall']:.1f} % | {100 * d['precision']:.1f} % | "
+                     f"{d['rmsd_pm']:.1f} ({ax[0]:.0f}/{ax[1]:.0f}/{ax[2]:.0f}) | {d['n_pairs']}/{d['n_published']} | "
+                     f"{d['n_model']} (+{d['outside_film_z']} outside the film) | {r1s} | "
+                     f"{t[0]:+.2f}, {t[1]:+.2f}, {t[2]:+.2f} | {d['seconds']:.0f} s |")
+    r1s = " / ".join(f"{res['r1'][k]['published']:.3f}" for k in res["areas"])
+    lines.append(f"| {names}: published model | | | | | | {r1s} | | |")
+    per = ", ".join(f"area {k}: {t:.0f} s" for k, t in res["time_per_area_s"].items() if t is not None)
+    lines.append("")
+    lines.append(f"Time per area (each area's own `aet run`): {per}; wall time of `aet areas` {res['wall_s']:.0f} s.")
+    return "\n".join(lines)
+
+
 def _row(name, d) -> str:
     ax = d["rmsd_axes_pm"]
     return (f"| {name} | {100 * d['recall']:.1f} % | {100 * d['precision']:.1f} % | {d['rmsd_pm']:.1f} "
@@ -198,10 +311,33 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default=None)
     ap.add_argument("--no-evidence", action="store_true", help="skip the evidence rows")
     ap.add_argument("--score-run", metavar="DIR", help="score the aet run folder DIR of the (one) area instead")
+    ap.add_argument("--aet-areas", metavar="K,K,...", help="run these areas through `aet areas` and score the "
+                    "stitched model instead (e.g. 1,5,10)")
+    ap.add_argument("--work", metavar="DIR", help="--aet-areas: the results folder of `aet areas` (resumed)")
+    ap.add_argument("--workers", type=int, default=None, help="--aet-areas: Dask workers (areas at once)")
+    ap.add_argument("--stitch-only", action="store_true", help="--aet-areas: re-stitch the areas of --work")
+    ap.add_argument("--config", default=None, help="--aet-areas: configuration of the areas' runs (default: none, "
+                    "the defaults of aet run)")
     args = ap.parse_args(argv)
     if not DATA.exists():
         print(f"{DATA} is not present", file=sys.stderr)
         return 1
+    if args.aet_areas:
+        if not args.work:
+            print("--aet-areas: give --work DIR", file=sys.stderr)
+            return 1
+        numbers = [int(v) for v in args.aet_areas.split(",")]
+        commit = subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True).stdout.strip()
+        res = run_aet_areas(numbers, args.work, workers=args.workers, threads=args.threads,
+                            stitch_only=args.stitch_only, config=args.config)
+        res["commit"] = commit
+        print(json.dumps(res, indent=1, default=str))
+        print(f"\ncommit {commit}\n")
+        print(areas_table(res))
+        if args.json:
+            Path(args.json).write_text(json.dumps(res, indent=1, default=str))
+        return 0
     if args.score_run:
         if len(args.areas) != 1:
             print("--score-run: give one area (--areas k)", file=sys.stderr)

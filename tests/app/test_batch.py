@@ -274,6 +274,31 @@ iterations = 80
     assert "unknown top-level key(s) 'config'" in str(e.value)
 
 
+def test_manifest_angle_convention(data):
+    """angle_convention in [defaults] or a dataset reaches the dataset (aet areas runs the Ta film's
+    resire angles through it); a name that is not a convention is a manifest problem."""
+    m = _manifest(data, """
+[defaults]
+pixel_size = 0.4
+species = "Fe,Pt"
+angle_convention = "resire"
+[[dataset]]
+name = "a"
+tilts = "p1/tilts.npy"
+angles = "p1/angles.txt"
+[[dataset]]
+name = "b"
+tilts = "p1/tilts.npy"
+angles = "p1/angles.txt"
+angle_convention = "aetcore"
+""", "conventions.toml")
+    a, b = load_manifest(m).datasets
+    assert (a.angle_convention, b.angle_convention) == ("resire", "aetcore")
+    bad = _manifest(data, m.read_text().replace('"resire"', '"matlab"'), "bad_convention.toml")
+    with pytest.raises(ManifestError, match="angle_convention: expected one of aetcore"):
+        load_manifest(bad)
+
+
 def test_batch_refuses_bad_arguments(data):
     m = _manifest(data, GOOD_AND_BAD.replace('out = "results"\n', ''), "args.toml")
     for kw, match in (({"retries": -1}, "retries"), ({"workers": 0}, "workers"),

@@ -65,6 +65,7 @@ MANIFEST_DEFAULT_KEYS = {
     "config": "inline configuration overrides, {section: {key: value}}",
     "seed": "random seed (default: reconstruct.seed of the configuration)",
     "hdf5_dataset": "the HDF5 dataset holding the images",
+    "angle_convention": "the angle file's convention: aetcore (default), genfire or resire (docs/angles.md)",
 }
 #: keys of each ``[[dataset]]`` and what they hold
 MANIFEST_DATASET_KEYS = {
@@ -111,6 +112,7 @@ class DatasetSpec:
     seed: int | None
     hdf5_dataset: str | None
     out: Path
+    angle_convention: str = "aetcore"
 
 
 @dataclass(frozen=True)
@@ -253,6 +255,13 @@ def _check_settings(table: dict, where: str, base: Path, problems: list, config_
             got["hdf5_dataset"] = v
         else:
             problems.append(f"{where}: hdf5_dataset: expected the name of an HDF5 dataset, got {v!r}")
+    if "angle_convention" in table:
+        from ..model.geometry import ANGLE_CONVENTIONS
+        v = table["angle_convention"]
+        if v in ANGLE_CONVENTIONS:
+            got["angle_convention"] = v
+        else:
+            problems.append(f"{where}: angle_convention: expected one of {', '.join(ANGLE_CONVENTIONS)}, got {v!r}")
     layers = []
     if "config_file" in table:
         v = table["config_file"]
@@ -415,7 +424,8 @@ def load_manifest(path) -> Manifest:
         datasets.append(DatasetSpec(name=name, tilts=files["tilts"], angles=files["angles"],
                                     pixel_size=s["pixel_size"], species=s["species"],
                                     frames=s.get("frames", 1), config=config, seed=s.get("seed"),
-                                    hdf5_dataset=s.get("hdf5_dataset"), out=out / name))
+                                    hdf5_dataset=s.get("hdf5_dataset"), out=out / name,
+                                    angle_convention=s.get("angle_convention", "aetcore")))
     if problems:
         raise ManifestError(path, problems)
     return Manifest(path=path, out=out, datasets=tuple(datasets))
@@ -442,9 +452,10 @@ def _describe(exc: BaseException) -> tuple:
     return text, where
 
 
-def _run_dataset(spec: DatasetSpec, threads, attempt: int) -> dict:
+def _run_dataset(spec: DatasetSpec, threads, attempt: int, resume: bool = False) -> dict:
     """Run one dataset in a worker; never raises for an error of the dataset itself (the error is
-    returned in the record, so the driver decides on retries)."""
+    returned in the record, so the driver decides on retries). `resume`: keep the finished steps of
+    an earlier run of the same folder (:func:`aetcore.app.folder.run`)."""
     from ..io.writers import atomic_path
     from .config import config_toml
     from .folder import run
@@ -461,7 +472,8 @@ def _run_dataset(spec: DatasetSpec, threads, attempt: int) -> dict:
                                                               f"{spec.name!r} (written by aet batch)"))
             s = run(tilts_path=spec.tilts, angles_path=spec.angles, pixel_size=spec.pixel_size,
                     species=spec.species, out=spec.out, frames=spec.frames, config=cfg_path,
-                    threads=threads, dataset=spec.hdf5_dataset, seed=spec.seed)
+                    threads=threads, dataset=spec.hdf5_dataset, seed=spec.seed,
+                    angle_convention=spec.angle_convention, resume=resume)
             h5 = spec.out / "results.h5"
             rec.update(status="ok", atoms=None if s.get("atoms") is None else int(s["atoms"]),
                        counts=None if s.get("counts") is None else {k: int(v) for k, v in s["counts"].items()},
@@ -579,7 +591,7 @@ def _write_tables(m: Manifest, rows: list, species: tuple, meta: dict):
 
 
 def batch(manifest, *, scheduler=None, workers=None, threads_per_worker=None, retries=1,
-          progress=True) -> BatchResult:
+          progress=True, resume=False) -> BatchResult:
     """Run every dataset of a manifest with ``dask.distributed``; the Python form of ``aet batch``.
 
     Parameters
@@ -601,6 +613,9 @@ def batch(manifest, *, scheduler=None, workers=None, threads_per_worker=None, re
         Further attempts for a dataset that fails (default 1: a failure is retried exactly once).
     progress : bool
         Show a progress bar (tqdm, on stderr) and report failed attempts as they happen.
+    resume : bool
+        Keep the finished steps of an earlier run of each dataset's folder whose inputs and settings
+        are unchanged (``aet run --resume``).
 
     Returns
     -------
@@ -631,6 +646,7 @@ def batch(manifest, *, scheduler=None, workers=None, threads_per_worker=None, re
 
     m = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
     retries = at_least(retries, 0, "retries", integer=True)
+    resume = bool(resume)
     if workers is not None:
         workers = at_least(workers, 1, "workers", integer=True)
         if scheduler is not None:
@@ -681,7 +697,7 @@ def batch(manifest, *, scheduler=None, workers=None, threads_per_worker=None, re
         pending = {}
 
         def submit(spec, attempt):
-            fut = client.submit(_run_dataset, spec, session.threads, attempt, pure=False,
+            fut = client.submit(_run_dataset, spec, session.threads, attempt, resume, pure=False,
                                 key=f"aet-batch-{spec.name}-{attempt}-{os.urandom(4).hex()}")
             pending[fut.key] = (spec.name, attempt)
             return fut

@@ -2,7 +2,7 @@
 (``aet preprocess``, ``align``, ``reconstruct``, ``trace``, ``classify``, ``evidence``, ``refine``) to redo a step
 of a results folder with new settings, ``aet analyze`` (strain, chemical order, grains),
 ``aet track`` (4D: atoms and nuclei through time), ``aet batch`` (many datasets on Dask),
-``aet export`` (POSCAR, CIF), ``aet compare`` (score one atomic model against another),
+``aet areas`` (sub-area AET: areas on Dask, stitched), ``aet export`` (POSCAR, CIF), ``aet compare`` (score one atomic model against another),
 ``aet simulate`` (a test data set), ``aet demo`` (simulate, run the
 whole chain and score it) and ``aet config --defaults``.
 
@@ -222,6 +222,32 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_areas(args) -> int:
+    """``aet areas``: 0 when every area ran and the stitched folder was written, 1 when some areas failed
+    (the others are stitched), 2 for bad arguments or files (nothing ran)."""
+    from .areas import areas
+    kw = {k: getattr(args, k) for k in ("merge_distance", "edge_trim", "taper") if getattr(args, k) is not None}
+    try:
+        s = areas(args.files, crop_table=args.crop_table, volume_shape=args.volume_shape, angles=args.angles,
+                  pixel_size=args.pixel_size, species=args.species, out=args.out,
+                  angle_convention=args.angle_convention, config=args.config, scheduler=args.scheduler,
+                  workers=args.workers, threads_per_worker=args.threads, retries=args.retries, resume=args.resume,
+                  progress=not args.quiet, **kw)
+    except RuntimeError as e:  # every area failed (each one's error is in the message)
+        print(f"aet areas: error: {e}", file=sys.stderr)
+        return 1
+    if not args.quiet:
+        st = s["stitch"]
+        print(f"{len(s['areas'])} area(s) stitched: {s['atoms']} atoms ({st['traced']} traced, {st['merged']} "
+              f"seen by more than one area, {st['dropped_not_owned']} dropped by their owner area); "
+              f"{s['timings_s']['total']:.1f} s")
+        for f in s["failed_areas"]:
+            print(f"area {f['area']} ({f['file']}) failed: {f['error']}")
+        print("wrote " + ", ".join(str(Path(args.out) / n) for n in s["outputs"]))
+        print(f"report: {s['report']}")
+    return 1 if s["failed_areas"] else 0
+
+
 def cmd_step(args) -> int:
     from .folder import run_step
     kw = {}
@@ -338,6 +364,50 @@ def build_parser() -> argparse.ArgumentParser:
                         "and settings")
     _verbosity(p)
     p.set_defaults(func=cmd_run)
+
+    from ..steps.stitch import EDGE_TRIM, MERGE_DISTANCE, TAPER
+    p = sub.add_parser("areas", help="sub-area AET: run overlapping areas on Dask and stitch them",
+                       description="Run every area's tilt series through the chain of `aet run` (in parallel, "
+                                   "one area per Dask task, each into DIR/areas/area<k>/), then stitch the atoms "
+                                   "into one model in the full volume's frame (an atom traced by several areas "
+                                   "is kept once) and the volumes into one volume of the covered region; write "
+                                   "DIR as `aet run` does, with a map of the areas in the report.")
+    p.add_argument("files", nargs="+", metavar="FILE",
+                   help="one tilt series per area (as for `aet run`); the trailing number of the name is the "
+                        "area's 1-based row of --crop-table (Projections_area7.mat: row 7)")
+    p.add_argument("--crop-table", required=True, metavar="FILE.mat",
+                   help="CropCen and CropHalf, (areas, 3) voxels along (dim1, dim2, dim3): area k is the 1-based "
+                        "range CropCen(k)-CropHalf(k) .. CropCen(k)+CropHalf(k) of the full volume")
+    p.add_argument("--volume-shape", required=True, metavar="N1,N2,N3",
+                   help="the full volume, voxels along dim1,dim2,dim3; the stitched model's origin is its "
+                        "index n//2")
+    p.add_argument("--angles", required=True, metavar="FILE", help="the tilt angles of every area, degrees")
+    _add_angle_convention(p)
+    p.add_argument("--pixel-size", required=True, type=_positive_float("pixel size"), metavar="P",
+                   help="Å per pixel")
+    p.add_argument("--species", required=True, type=_species, metavar="LIST", help="elements, e.g. Ta")
+    p.add_argument("--out", required=True, metavar="DIR", help="results folder (created if needed)")
+    p.add_argument("--config", metavar="FILE.toml", help="configuration of every area's run (`aet config --defaults`)")
+    p.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                   help="address of a running dask scheduler (default: a LocalCluster on this machine)")
+    p.add_argument("--workers", type=_int_at_least(1), default=None, metavar="N",
+                   help="LocalCluster worker processes = areas at once (default: one per area, at most one "
+                        "per core); not with --scheduler")
+    p.add_argument("--threads", type=_int_at_least(1), default=None, metavar="T",
+                   help="OpenMP threads of each running area (default: the cores divided among the workers)")
+    p.add_argument("--retries", type=_int_at_least(0), default=1, metavar="N",
+                   help="further attempts for a failing area (default 1)")
+    p.add_argument("--merge-distance", type=_positive_float("merge distance"), default=None, metavar="Å",
+                   help=f"atoms of two areas closer than this are one atom (default {MERGE_DISTANCE:g} Å)")
+    p.add_argument("--edge-trim", type=_int_at_least(0), default=None, metavar="N",
+                   help=f"voxels at an area's edges left out of the stitched volume where another area covers "
+                        f"them (default {EDGE_TRIM})")
+    p.add_argument("--taper", type=_int_at_least(0), default=None, metavar="N",
+                   help=f"voxels over which an area's volume weight rises from its trimmed edge to 1 (default {TAPER})")
+    p.add_argument("--resume", action="store_true",
+                   help="keep every area's steps finished by an earlier run with the same inputs and settings")
+    _verbosity(p)
+    p.set_defaults(func=cmd_areas)
 
     step_help = {
         "preprocess": "read the tilt series, register and average frames, background, normalisation",

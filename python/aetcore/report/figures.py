@@ -10,7 +10,7 @@ import numpy as np
 
 from .._util.validate import as_angles, as_positions, as_volume, positive, real_array
 
-__all__ = ["orthoslices_figure", "projections_figure", "species_intensity_stats", "intensity_histogram_figure", "convergence_figure", "fsc_figure", "atoms_figure", "shifts_figure", "summary_html"]
+__all__ = ["orthoslices_figure", "projections_figure", "species_intensity_stats", "intensity_histogram_figure", "convergence_figure", "fsc_figure", "atoms_figure", "shifts_figure", "areas_map_figure", "summary_html"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -476,6 +476,90 @@ def atoms_figure(positions, symbols, species=None):
         ax.set_title(f"{axis_names[i]}{axis_names[j]} projection, seen from {side}{axis_names[k]} "
                      "(nearest atom on top)", fontsize=10)
     fig.suptitle("Atomic model coloured by species")
+    return fig
+
+
+def areas_map_figure(numbers, offsets, halves, pixel_size, values, *, value_label="", positions=None):
+    """The areas of a sub-area AET run in the dim1-dim2 (x-y) plane of the full volume.
+
+    Every point is coloured by the value of the area that owns it (the area in which it lies deepest,
+    :func:`aetcore.steps.stitch.owner_score`: the tiling the stitched atoms follow); each area's box
+    is outlined and numbered at its centre; the stitched atoms are drawn as dots.
+
+    Parameters
+    ----------
+    numbers : (m,) ints
+        The areas' numbers (rows of the crop table).
+    offsets : (m, 3) array
+        Each area's centre in the full-volume frame, Å (:func:`aetcore.steps.stitch.area_offsets`).
+    halves : (m, 3) ints
+        Each area's ``CropHalf``, voxels.
+    pixel_size : float
+        Å per voxel.
+    values : (m,) array
+        The value each area is coloured by (NaN: grey), e.g. R1 or its atoms.
+    value_label : str
+        The colour bar's label.
+    positions : (n, 3) array, optional
+        The stitched atoms, Å, full-volume frame.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from matplotlib.patches import Rectangle
+
+    from ..steps.stitch import owner_score
+    p = positive(pixel_size, "pixel_size")
+    num = np.asarray(numbers, np.int64).ravel()
+    off = real_array(offsets, "offsets", 2, "(areas, 3) in Å").astype(np.float64)
+    half = np.asarray(halves, np.float64)
+    val = np.asarray(values, np.float64).ravel()
+    m = num.shape[0]
+    if off.shape != (m, 3) or half.shape != (m, 3) or val.shape != (m,):
+        raise ValueError(f"offsets, halves, values: expected ({m}, 3), ({m}, 3) and ({m},) for {m} areas, "
+                         f"got {off.shape}, {half.shape}, {val.shape}")
+    ext = (half[:, :2] + 0.5) * p
+    lo = (off[:, :2] - ext).min(axis=0)
+    hi = (off[:, :2] + ext).max(axis=0)
+    step = max(p, float((hi - lo).max()) / 600.0)
+    gx = np.arange(lo[0] + step / 2, hi[0], step)
+    gy = np.arange(lo[1] + step / 2, hi[1], step)
+    X, Y = np.meshgrid(gx, gy)
+    pts = np.column_stack([X.ravel(), Y.ravel(), np.zeros(X.size)])
+    score = owner_score(pts, off, half, p)
+    owner = np.argmax(score, axis=1)
+    covered = score[np.arange(len(owner)), owner] > 0
+    img = np.where(covered, val[owner], np.nan).reshape(X.shape)
+    span = hi - lo
+    aspect = float(span[0] / max(span[1], 1e-9))
+    width = float(np.clip(3.0 + 3.0 * aspect, 6.0, 14.0))
+    fig = _new_figure(width, float(np.clip((width - 1.5) / aspect + 1.5, 3.0, 9.0)))
+    ax = fig.add_subplot(1, 1, 1)
+    finite = val[np.isfinite(val)]
+    vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    if vmax <= vmin:
+        vmin, vmax = vmin - 0.5, vmax + 0.5
+    import matplotlib
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="0.85")
+    im = ax.imshow(img, origin="lower", extent=[lo[0], hi[0], lo[1], hi[1]], cmap=cmap, vmin=vmin, vmax=vmax,
+                   interpolation="nearest", aspect="equal")
+    for k in range(m):
+        ax.add_patch(Rectangle(tuple(off[k, :2] - ext[k]), 2 * ext[k, 0], 2 * ext[k, 1], fill=False,
+                               edgecolor="white", linewidth=0.6, alpha=0.8))
+        ax.text(off[k, 0], off[k, 1], str(num[k]), ha="center", va="center", fontsize=8, color="black",
+                bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "alpha": 0.75, "linewidth": 0})
+    if positions is not None:
+        pos = as_positions(positions)
+        if pos.shape[0]:
+            ax.scatter(pos[:, 0], pos[:, 1], s=float(np.clip(3000.0 / pos.shape[0], 1.5, 12.0)), c="black",
+                       alpha=0.6, linewidths=0)
+    ax.set_xlim(lo[0], hi[0])
+    ax.set_ylim(lo[1], hi[1])
+    ax.set_xlabel("x = dim1 (Å, full volume)")
+    ax.set_ylabel("y = dim2 (Å)")
+    fig.colorbar(im, ax=ax, shrink=0.8, label=value_label)
+    ax.set_title(f"{m} areas: each point coloured by the area that owns it")
     return fig
 
 

@@ -131,7 +131,7 @@ int main() {
 
     {  // defaults and refusals
         const RefineOptions d;
-        AET_CHECK(d.max_shift == 1.0 && d.iterations == 50 && d.cutoff == 5.0 && d.precision == "sandwich");
+        AET_CHECK(d.max_shift == 1.0 && d.iterations == 25 && d.precondition && d.cutoff == 5.0 && d.precision == "sandwich");
         validate(d);
         RefineOptions bad;
         bad.precision = "exact";

@@ -333,13 +333,13 @@ void project_impl(const float* vol, Shape3 s, const std::vector<Mat3>& rotations
                 double acc = 0.0;
                 if (ray_interval(f.b, f.d, lo, hi, wlo, whi))
                     ray_taps_xyz(s, f.b, f.d, wlo, whi, 2, 0, s.nz, [&](index_t i, double w) { acc += w * vol[i]; },
-                                 [&](index_t i, double fx, double fy, double fz) {
+                                 [&](index_t i, double dfx, double dfy, double dfz) {
                                      const float* p = vol + i;
-                                     const double gx = 1 - fx;
-                                     const double c00 = gx * p[0] + fx * p[1], c01 = gx * p[sy] + fx * p[sy + 1];
-                                     const double c10 = gx * p[sz] + fx * p[sz + 1];
-                                     const double c11 = gx * p[sz + sy] + fx * p[sz + sy + 1];
-                                     acc += (1 - fz) * ((1 - fy) * c00 + fy * c01) + fz * ((1 - fy) * c10 + fy * c11);
+                                     const float fx = float(dfx), fy = float(dfy), fz = float(dfz), gx = 1 - fx;
+                                     const float c00 = gx * p[0] + fx * p[1], c01 = gx * p[sy] + fx * p[sy + 1];
+                                     const float c10 = gx * p[sz] + fx * p[sz + 1];
+                                     const float c11 = gx * p[sz + sy] + fx * p[sz + sy + 1];
+                                     acc += double((1 - fz) * ((1 - fy) * c00 + fy * c01) + fz * ((1 - fy) * c10 + fy * c11));
                                  });
                 row[iu] = float(acc);
             }
@@ -426,24 +426,25 @@ void backproject_impl(const float* proj, index_t ndy, index_t ndx, const std::ve
                 for (index_t iu = 0; iu < ndx; ++iu) {
                     const double val = row[iu];
                     if (val == 0.0) continue;
+                    const float fval = row[iu];
                     const RayFrame f = ray_frame(R, double(iu - ndx / 2), v, s);
                     long wlo, whi;
                     if (!ray_interval(f.b, f.d, lo, hi, wlo, whi)) continue;
                     ray_taps_xyz(s, f.b, f.d, wlo, whi, ca, c0, c1,
                                  [&](index_t i, double w) { vol[i] += float(w * val); },
-                                 [&](index_t i, double fx, double fy, double fz) {
+                                 [&](index_t i, double dfx, double dfy, double dfz) {
                                      float* p = vol + i;
-                                     const double gx = 1 - fx, gy = 1 - fy;
-                                     const double v0 = (1 - fz) * val, v1 = fz * val;
-                                     const double a00 = gy * v0, a01 = fy * v0, a10 = gy * v1, a11 = fy * v1;
-                                     p[0] += float(gx * a00);
-                                     p[1] += float(fx * a00);
-                                     p[sy] += float(gx * a01);
-                                     p[sy + 1] += float(fx * a01);
-                                     p[sz] += float(gx * a10);
-                                     p[sz + 1] += float(fx * a10);
-                                     p[sz + sy] += float(gx * a11);
-                                     p[sz + sy + 1] += float(fx * a11);
+                                     const float fx = float(dfx), fy = float(dfy), fz = float(dfz), gx = 1 - fx, gy = 1 - fy;
+                                     const float v0 = (1 - fz) * fval, v1 = fz * fval;
+                                     const float a00 = gy * v0, a01 = fy * v0, a10 = gy * v1, a11 = fy * v1;
+                                     p[0] += gx * a00;
+                                     p[1] += fx * a00;
+                                     p[sy] += gx * a01;
+                                     p[sy + 1] += fx * a01;
+                                     p[sz] += gx * a10;
+                                     p[sz + 1] += fx * a10;
+                                     p[sz + sy] += gx * a11;
+                                     p[sz + sy + 1] += fx * a11;
                                  });
                 }
             }

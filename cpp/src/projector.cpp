@@ -123,7 +123,10 @@ inline void ray_scatter_xz(float* sl, index_t sz, index_t nx, index_t nz, double
 // ray_taps_xz) and are handed whole to `cell(i, fx, fy, fz)`: the cell's voxel i = (x0, y0, z0) and the
 // fractional offsets, whose eight taps are i + {0, 1} + {0, sy} + {0, sz} with the weights
 // (1 - fx or fx) (1 - fy or fy) (1 - fz or fz) (so the forward projection can sum them as a tree, not
-// one long chain of additions). The forward projection and its adjoint both walk the ray through this
+// one long chain of additions); the others tap by tap, `tap(i, wx, wy, wz)` (single precision, the
+// weight the product of the three). A back-projected value is added to a voxel with the same float
+// operations on either path, so the result does not depend on where the slabs split the volume
+// (the thread count). The forward projection and its adjoint both walk the ray through this
 // one function, so they are exact transposes by construction. Requires every coordinate > -1 on
 // [wlo, whi] (the samples of ray_interval with the box (-1, n)).
 template <class Tap, class Cell>
@@ -151,23 +154,23 @@ inline void ray_taps_xyz(Shape3 s, const double b[3], const double d[3], long wl
     auto checked = [&](long w) {
         const double p[3] = {b[0] + w * d[0], b[1] + w * d[1], b[2] + w * d[2]};
         index_t i0[3];
-        double f[3];
+        float f[3];
         for (int a = 0; a < 3; ++a) {
             i0[a] = floor_gt_m1(p[a]);
-            f[a] = p[a] - double(i0[a]);
+            f[a] = float(p[a] - double(i0[a]));
         }
         for (int az = 0; az < 2; ++az) {
             const index_t zi = i0[2] + az;
             if (zi < nlo[2] || zi >= nhi[2]) continue;
-            const double wz = az ? f[2] : 1 - f[2];
+            const float wz = az ? f[2] : 1 - f[2];
             for (int ay = 0; ay < 2; ++ay) {
                 const index_t yi = i0[1] + ay;
                 if (yi < nlo[1] || yi >= nhi[1]) continue;
-                const double wy = (ay ? f[1] : 1 - f[1]) * wz;
+                const float wy = ay ? f[1] : 1 - f[1];
                 for (int ax = 0; ax < 2; ++ax) {
                     const index_t xi = i0[0] + ax;
                     if (xi < nlo[0] || xi >= nhi[0]) continue;
-                    tap(zi * sz + yi * sy + xi, (ax ? f[0] : 1 - f[0]) * wy);
+                    tap(zi * sz + yi * sy + xi, ax ? f[0] : 1 - f[0], wy, wz);
                 }
             }
         }
@@ -332,7 +335,8 @@ void project_impl(const float* vol, Shape3 s, const std::vector<Mat3>& rotations
                 long wlo, whi;
                 double acc = 0.0;
                 if (ray_interval(f.b, f.d, lo, hi, wlo, whi))
-                    ray_taps_xyz(s, f.b, f.d, wlo, whi, 2, 0, s.nz, [&](index_t i, double w) { acc += w * vol[i]; },
+                    ray_taps_xyz(s, f.b, f.d, wlo, whi, 2, 0, s.nz,
+                                 [&](index_t i, float wx, float wy, float wz) { acc += double(wx * wy * wz) * vol[i]; },
                                  [&](index_t i, double dfx, double dfy, double dfz) {
                                      const float* p = vol + i;
                                      const float fx = float(dfx), fy = float(dfy), fz = float(dfz), gx = 1 - fx;
@@ -431,7 +435,7 @@ void backproject_impl(const float* proj, index_t ndy, index_t ndx, const std::ve
                     long wlo, whi;
                     if (!ray_interval(f.b, f.d, lo, hi, wlo, whi)) continue;
                     ray_taps_xyz(s, f.b, f.d, wlo, whi, ca, c0, c1,
-                                 [&](index_t i, double w) { vol[i] += float(w * val); },
+                                 [&](index_t i, float wx, float wy, float wz) { vol[i] += wx * (wy * (wz * fval)); },
                                  [&](index_t i, double dfx, double dfy, double dfz) {
                                      float* p = vol + i;
                                      const float fx = float(dfx), fy = float(dfy), fz = float(dfz), gx = 1 - fx, gy = 1 - fy;

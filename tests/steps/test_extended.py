@@ -228,3 +228,28 @@ def test_padded_resire_accelerated_matches_four_times_the_plain_iterations():
         plain = padded_resire(tilts, angles, pixel_size=ps, pad=0.75, iterations=4 * k, accelerate=False, threads=1)
         assert fast.parameters["accelerate"] and not plain.parameters["accelerate"]
         assert error(fast.volume) < 1.01 * error(plain.volume), (k, error(fast.volume), error(plain.volume))
+
+
+@pytest.mark.skipif(not FILM.exists(), reason="../shared/data/ta_film is not present")
+def test_aet_run_of_the_film_reconstructs_full_and_halves_with_the_extended_settings(tmp_path, monkeypatch):
+    """aet run on the film: the full reconstruction with `extended_iterations`, each half (every second
+    image) from scratch with `extended_half_set_iterations`, both with `extended_accelerate`; the
+    defaults are padded_resire's and HALF_SET_ITERATIONS."""
+    import aetcore.steps.extended as ext
+    from aetcore.app import config as aconfig
+    from aetcore.app.folder import run
+    d = aconfig.DEFAULTS["reconstruct"]
+    assert d["extended_iterations"] == 25 and d["extended_accelerate"] is True
+    assert d["extended_half_set_iterations"] == ext.HALF_SET_ITERATIONS == 10
+    calls = []
+    real = ext.padded_resire
+
+    def spy(tilts, angles, **kw):
+        calls.append((len(tilts), kw["iterations"], kw["accelerate"], kw.get("initial")))
+        return real(tilts, angles, **kw)
+    monkeypatch.setattr(ext, "padded_resire", spy)
+    run(FILM / "projections" / "Projections_area1.mat", FILM / "angles.mat", PIXEL, ["Ta"], tmp_path / "out",
+        angle_convention="resire", threads=1,
+        config={"reconstruct": {"extended_iterations": 3, "extended_half_set_iterations": 2,
+                                "extended_accelerate": False}})
+    assert calls == [(46, 3, False, None), (23, 2, False, None), (23, 2, False, None)]

@@ -49,39 +49,6 @@ inline RayFrame ray_frame(const Mat3& R, double u, double v, Shape3 s) {
     return f;
 }
 
-inline double trilinear(const float* vol, Shape3 s, double x, double y, double z) {
-    const double fx0 = std::floor(x), fy0 = std::floor(y), fz0 = std::floor(z);
-    const index_t x0 = index_t(fx0), y0 = index_t(fy0), z0 = index_t(fz0);
-    const double fx = x - fx0, fy = y - fy0, fz = z - fz0;
-    const index_t sy = s.nx, sz = s.nx * s.ny;
-    if (x0 >= 0 && y0 >= 0 && z0 >= 0 && x0 + 1 < s.nx && y0 + 1 < s.ny && z0 + 1 < s.nz) {
-        const float* p = vol + z0 * sz + y0 * sy + x0;
-        const double c00 = p[0] * (1 - fx) + p[1] * fx;
-        const double c01 = p[sy] * (1 - fx) + p[sy + 1] * fx;
-        const double c10 = p[sz] * (1 - fx) + p[sz + 1] * fx;
-        const double c11 = p[sz + sy] * (1 - fx) + p[sz + sy + 1] * fx;
-        return (c00 * (1 - fy) + c01 * fy) * (1 - fz) + (c10 * (1 - fy) + c11 * fy) * fz;
-    }
-    double acc = 0.0;
-    for (int dz = 0; dz < 2; ++dz) {
-        const index_t zi = z0 + dz;
-        if (zi < 0 || zi >= s.nz) continue;
-        const double wz = dz ? fz : 1 - fz;
-        for (int dy = 0; dy < 2; ++dy) {
-            const index_t yi = y0 + dy;
-            if (yi < 0 || yi >= s.ny) continue;
-            const double wy = dy ? fy : 1 - fy;
-            for (int dx = 0; dx < 2; ++dx) {
-                const index_t xi = x0 + dx;
-                if (xi < 0 || xi >= s.nx) continue;
-                const double wx = dx ? fx : 1 - fx;
-                acc += wz * wy * wx * vol[zi * sz + yi * sy + xi];
-            }
-        }
-    }
-    return acc;
-}
-
 // A rotation about y only (single-axis tilt): the ray stays in the volume slice y = v + ny/2, so
 // interpolation is bilinear in (x, z) and every detector row belongs to one slice.
 inline bool is_y_tilt(const Mat3& R) {
@@ -147,6 +114,87 @@ inline double ray_sum_xz(const float* sl, index_t sz, index_t nx, index_t nz, do
 inline void ray_scatter_xz(float* sl, index_t sz, index_t nx, index_t nz, double bx, double bz,
                            double dx, double dz, long wlo, long whi, double val) {
     ray_taps_xz(sz, nx, nz, bx, bz, dx, dz, wlo, whi, [&](index_t i, double w) { sl[i] += float(w * val); });
+}
+
+// Visit every in-bounds trilinear tap (voxel index, weight) of the samples w = wlo..whi of one ray
+// (index-space position b + w d), restricted to the voxels whose coordinate on axis `ca` (0 x, 1 y,
+// 2 z) lies in [c0, c1) (the whole volume: ca = 2, c0 = 0, c1 = nz). Samples whose eight taps are all
+// inside take a path without checks (the range where they are is found once per ray, as in
+// ray_taps_xz) and are handed whole to `cell(i, fx, fy, fz)`: the cell's voxel i = (x0, y0, z0) and the
+// fractional offsets, whose eight taps are i + {0, 1} + {0, sy} + {0, sz} with the weights
+// (1 - fx or fx) (1 - fy or fy) (1 - fz or fz) (so the forward projection can sum them as a tree, not
+// one long chain of additions); the others tap by tap, `tap(i, wx, wy, wz)` (single precision, the
+// weight the product of the three). A back-projected value is added to a voxel with the same float
+// operations on either path, so the result does not depend on where the slabs split the volume
+// (the thread count). The forward projection and its adjoint both walk the ray through this
+// one function, so they are exact transposes by construction. Requires every coordinate > -1 on
+// [wlo, whi] (the samples of ray_interval with the box (-1, n)).
+template <class Tap, class Cell>
+inline void ray_taps_xyz(Shape3 s, const double b[3], const double d[3], long wlo, long whi, int ca, index_t c0,
+                         index_t c1, Tap&& tap, Cell&& cell) {
+    const index_t sy = s.nx, sz = s.nx * s.ny;
+    index_t nlo[3] = {0, 0, 0}, nhi[3] = {s.nx, s.ny, s.nz};  // allowed tap index range [nlo, nhi)
+    nlo[ca] = c0;
+    nhi[ca] = c1;
+    const double eps = 1e-6;
+    double lo[3], hi[3];
+    for (int a = 0; a < 3; ++a) {
+        lo[a] = double(nlo[a]) + eps;
+        hi[a] = double(nhi[a] - 1) - eps;
+    }
+    long ilo = whi + 1, ihi = whi;  // empty unless the ray has an interior part
+    if (ray_interval(b, d, lo, hi, ilo, ihi)) {
+        ilo = std::max(ilo, wlo);
+        ihi = std::min(ihi, whi);
+        if (ilo > ihi) { ilo = whi + 1; ihi = whi; }
+    } else {
+        ilo = whi + 1;
+        ihi = whi;
+    }
+    auto checked = [&](long w) {
+        const double p[3] = {b[0] + w * d[0], b[1] + w * d[1], b[2] + w * d[2]};
+        index_t i0[3];
+        float f[3];
+        for (int a = 0; a < 3; ++a) {
+            i0[a] = floor_gt_m1(p[a]);
+            f[a] = float(p[a] - double(i0[a]));
+        }
+        for (int az = 0; az < 2; ++az) {
+            const index_t zi = i0[2] + az;
+            if (zi < nlo[2] || zi >= nhi[2]) continue;
+            const float wz = az ? f[2] : 1 - f[2];
+            for (int ay = 0; ay < 2; ++ay) {
+                const index_t yi = i0[1] + ay;
+                if (yi < nlo[1] || yi >= nhi[1]) continue;
+                const float wy = ay ? f[1] : 1 - f[1];
+                for (int ax = 0; ax < 2; ++ax) {
+                    const index_t xi = i0[0] + ax;
+                    if (xi < nlo[0] || xi >= nhi[0]) continue;
+                    tap(zi * sz + yi * sy + xi, ax ? f[0] : 1 - f[0], wy, wz);
+                }
+            }
+        }
+    };
+    for (long w = wlo; w < ilo; ++w) checked(w);
+    for (long w = ilo; w <= ihi; ++w) {  // all eight taps inside: no checks
+        const double x = b[0] + w * d[0], y = b[1] + w * d[1], z = b[2] + w * d[2];
+        const index_t x0 = index_t(x), y0 = index_t(y), z0 = index_t(z);  // >= 0 here: truncation is floor
+        cell(z0 * sz + y0 * sy + x0, x - double(x0), y - double(y0), z - double(z0));
+    }
+    for (long w = std::max(ihi + 1, wlo); w <= whi; ++w) checked(w);
+}
+
+// The axis (0 x, 1 y, 2 z) along which the rays of every rotation move least (the smallest largest
+// |direction component|): the back-projection splits the volume into slabs across it, so that a ray
+// meets as few slabs as possible (y for a tilt series about y, even with small out-of-axis angles).
+int flattest_axis(const std::vector<Mat3>& rotations) {
+    double worst[3] = {0.0, 0.0, 0.0};
+    for (const Mat3& R : rotations)
+        for (int a = 0; a < 3; ++a) worst[a] = std::max(worst[a], std::abs(R(a, 2)));
+    int best = 2;
+    for (int a : {1, 0})
+        if (worst[a] < worst[best]) best = a;
+    return best;
 }
 
 bool all_y_tilts(const std::vector<Mat3>& rotations) {
@@ -275,9 +323,10 @@ void project_impl(const float* vol, Shape3 s, const std::vector<Mat3>& rotations
         }
         return;
     }
+    const index_t sy = s.nx, sz = s.nx * s.ny;
 #pragma omp parallel for collapse(2) schedule(dynamic, 4) num_threads(nt)
-    for (index_t k = 0; k < K; ++k) {
-        for (index_t iv = 0; iv < ndy; ++iv) {
+    for (index_t iv = 0; iv < ndy; ++iv) {  // rows of the same iv, consecutive, read nearby voxels
+        for (index_t k = 0; k < K; ++k) {
             const Mat3& R = rotations[k];
             float* row = out + (k * ndy + iv) * ndx;
             const double v = double(iv - ndy / 2);
@@ -285,11 +334,17 @@ void project_impl(const float* vol, Shape3 s, const std::vector<Mat3>& rotations
                 const RayFrame f = ray_frame(R, double(iu - ndx / 2), v, s);
                 long wlo, whi;
                 double acc = 0.0;
-                if (ray_interval(f.b, f.d, lo, hi, wlo, whi)) {
-                    for (long w = wlo; w <= whi; ++w)
-                        acc += trilinear(vol, s, f.b[0] + w * f.d[0], f.b[1] + w * f.d[1],
-                                         f.b[2] + w * f.d[2]);
-                }
+                if (ray_interval(f.b, f.d, lo, hi, wlo, whi))
+                    ray_taps_xyz(s, f.b, f.d, wlo, whi, 2, 0, s.nz,
+                                 [&](index_t i, float wx, float wy, float wz) { acc += double(wx * wy * wz) * vol[i]; },
+                                 [&](index_t i, double dfx, double dfy, double dfz) {
+                                     const float* p = vol + i;
+                                     const float fx = float(dfx), fy = float(dfy), fz = float(dfz), gx = 1 - fx;
+                                     const float c00 = gx * p[0] + fx * p[1], c01 = gx * p[sy] + fx * p[sy + 1];
+                                     const float c10 = gx * p[sz] + fx * p[sz + 1];
+                                     const float c11 = gx * p[sz + sy] + fx * p[sz + sy + 1];
+                                     acc += double((1 - fz) * ((1 - fy) * c00 + fy * c01) + fz * ((1 - fy) * c10 + fy * c11));
+                                 });
                 row[iu] = float(acc);
             }
         }
@@ -331,46 +386,70 @@ void backproject_impl(const float* proj, index_t ndy, index_t ndx, const std::ve
         }
         return;
     }
-    // Each task owns a slab of z planes and writes only there: no races, and every voxel
-    // receives its contributions in the same (k, iv, iu, w) order whatever the thread count.
-    const index_t n_slabs = std::max<index_t>(1, std::min<index_t>(s.nz, index_t(nt) * 4));
+    // Each task owns a slab of planes across the axis the rays move least along (y for a tilt series
+    // about y) and writes only there: no races, and every voxel receives its contributions in the same
+    // (k, iv, iu, w) order whatever the thread count. A detector row whose rays cannot reach the slab
+    // (bounded over the row's pixels and the longest ray in the box) is skipped whole.
+    const int ca = flattest_axis(rotations);
+    const index_t nca = ca == 0 ? s.nx : (ca == 1 ? s.ny : s.nz);
+    const index_t n_slabs = std::max<index_t>(1, std::min<index_t>(std::max<index_t>(1, nca / 4), index_t(nt) * 4));
+    const double cen[3] = {double(s.nx / 2), double(s.ny / 2), double(s.nz / 2)};
+    // |w| <= wmax for every sample inside the box (the farthest corner from the centre, plus one)
+    double wmax = 1.0;
+    {
+        double r2 = 0.0;
+        const double n[3] = {double(s.nx), double(s.ny), double(s.nz)};
+        for (int a = 0; a < 3; ++a) { const double e = std::max(cen[a] + 1.0, n[a] - cen[a]); r2 += e * e; }
+        wmax += std::sqrt(r2);
+    }
+    const double umin = double(-(ndx / 2)), umax = double(ndx - 1 - ndx / 2);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
     for (index_t slab = 0; slab < n_slabs; ++slab) {
-        const index_t z0 = s.nz * slab / n_slabs, z1 = s.nz * (slab + 1) / n_slabs;
-        std::fill(vol + z0 * sz, vol + z1 * sz, 0.0f);
-        const double lo[3] = {-1.0, -1.0, double(z0) - 1.0};
-        const double hi[3] = {double(s.nx), double(s.ny), double(z1)};
+        const index_t c0 = nca * slab / n_slabs, c1 = nca * (slab + 1) / n_slabs;
+        // zero the slab's voxels
+        for (index_t z = 0; z < s.nz; ++z)
+            for (index_t y = 0; y < s.ny; ++y) {
+                float* line = vol + z * sz + y * sy;
+                if (ca == 0) std::fill(line + c0, line + c1, 0.0f);
+                else if ((ca == 1 ? y : z) >= c0 && (ca == 1 ? y : z) < c1) std::fill(line, line + s.nx, 0.0f);
+            }
+        double lo[3] = {-1.0, -1.0, -1.0};
+        double hi[3] = {double(s.nx), double(s.ny), double(s.nz)};
+        lo[ca] = double(c0) - 1.0;
+        hi[ca] = double(c1);
         for (index_t k = 0; k < K; ++k) {
             const Mat3& R = rotations[k];
+            // the coordinate on axis ca of a sample: R(ca,0) u + R(ca,1) v + R(ca,2) w + cen[ca]
+            const double spread = std::max(std::abs(R(ca, 0) * umin), std::abs(R(ca, 0) * umax)) +
+                                  std::abs(R(ca, 2)) * wmax;
             for (index_t iv = 0; iv < ndy; ++iv) {
-                const float* row = proj + (k * ndy + iv) * ndx;
                 const double v = double(iv - ndy / 2);
+                const double mid = R(ca, 1) * v + cen[ca];
+                if (mid + spread <= lo[ca] || mid - spread >= hi[ca]) continue;
+                const float* row = proj + (k * ndy + iv) * ndx;
                 for (index_t iu = 0; iu < ndx; ++iu) {
                     const double val = row[iu];
                     if (val == 0.0) continue;
+                    const float fval = row[iu];
                     const RayFrame f = ray_frame(R, double(iu - ndx / 2), v, s);
                     long wlo, whi;
                     if (!ray_interval(f.b, f.d, lo, hi, wlo, whi)) continue;
-                    for (long w = wlo; w <= whi; ++w) {
-                        const double x = f.b[0] + w * f.d[0], y = f.b[1] + w * f.d[1],
-                                     z = f.b[2] + w * f.d[2];
-                        const double fx0 = std::floor(x), fy0 = std::floor(y), fz0 = std::floor(z);
-                        const index_t x0 = index_t(fx0), y0 = index_t(fy0), zb = index_t(fz0);
-                        const double fx = x - fx0, fy = y - fy0, fz = z - fz0;
-                        for (int dz = 0; dz < 2; ++dz) {
-                            const index_t zi = zb + dz;
-                            if (zi < z0 || zi >= z1) continue;
-                            const double wz = (dz ? fz : 1 - fz) * val;
-                            for (int dy = 0; dy < 2; ++dy) {
-                                const index_t yi = y0 + dy;
-                                if (yi < 0 || yi >= s.ny) continue;
-                                const double wy = (dy ? fy : 1 - fy) * wz;
-                                float* p = vol + zi * sz + yi * sy;
-                                if (x0 >= 0 && x0 < s.nx) p[x0] += float((1 - fx) * wy);
-                                if (x0 + 1 >= 0 && x0 + 1 < s.nx) p[x0 + 1] += float(fx * wy);
-                            }
-                        }
-                    }
+                    ray_taps_xyz(s, f.b, f.d, wlo, whi, ca, c0, c1,
+                                 [&](index_t i, float wx, float wy, float wz) { vol[i] += wx * (wy * (wz * fval)); },
+                                 [&](index_t i, double dfx, double dfy, double dfz) {
+                                     float* p = vol + i;
+                                     const float fx = float(dfx), fy = float(dfy), fz = float(dfz), gx = 1 - fx, gy = 1 - fy;
+                                     const float v0 = (1 - fz) * fval, v1 = fz * fval;
+                                     const float a00 = gy * v0, a01 = fy * v0, a10 = gy * v1, a11 = fy * v1;
+                                     p[0] += gx * a00;
+                                     p[1] += fx * a00;
+                                     p[sy] += gx * a01;
+                                     p[sy + 1] += fx * a01;
+                                     p[sz] += gx * a10;
+                                     p[sz + 1] += fx * a10;
+                                     p[sz + sy] += gx * a11;
+                                     p[sz + sy + 1] += fx * a11;
+                                 });
                 }
             }
         }

@@ -227,3 +227,69 @@ def test_the_cheap_half_set_fsc_gives_the_resolution_of_full_cost_halves():
         assert np.any(c_full < thr) and np.any(c_cheap < thr)       # a crossing before Nyquist
         a, b = resolution_from_fsc(freq, c_full, thr), resolution_from_fsc(freq, c_cheap, thr)
         assert abs(1 / a - 1 / b) <= dk, (thr, a, b)
+
+
+def _small_nonneg_problem():
+    """A 10 x 8 x 10 volume seen at 15 angles (more measurements than voxels, so the non-negative least
+    squares minimiser is unique), noisy images, and that minimiser from scipy's bounded least squares on
+    the projector written out as a matrix (an independent computation of the solution)."""
+    from scipy.optimize import lsq_linear
+
+    from aetcore.model.projection import project_volume
+    rng = np.random.default_rng(3)
+    shape = (10, 8, 10)
+    angles = np.stack([rng.uniform(-5, 5, 15), np.linspace(-70, 70, 15), rng.uniform(-5, 5, 15)], axis=1)
+    truth = np.zeros(shape, np.float32)
+    truth[2:8, 2:6, 2:8] = rng.uniform(0, 1, (6, 4, 6))
+    tilts = project_volume(truth, angles, detector_shape=(8, 10), threads=1)
+    tilts = (tilts + rng.normal(0, 0.05 * tilts.std(), tilts.shape)).astype(np.float32)
+    n = truth.size
+    A = np.empty((tilts.size, n))
+    for j in range(n):
+        e = np.zeros(n, np.float32)
+        e[j] = 1
+        A[:, j] = project_volume(e.reshape(shape), angles, detector_shape=(8, 10), threads=1).ravel()
+    sol = lsq_linear(A, tilts.ravel().astype(np.float64), bounds=(0, np.inf), method="bvls", tol=1e-12)
+    return shape, angles, tilts, A, sol.x.reshape(shape)
+
+
+def test_accelerated_resire_reaches_the_nonnegative_least_squares_minimiser_faster():
+    """The accelerated descent and the plain one minimise the same objective over x >= 0: after 500
+    iterations the accelerated volume is the bounded least-squares solution (scipy, on the explicit
+    matrix) to 0.5 % (0.13 % measured; the plain descent: 16 %), and after 60 it is closer to it than
+    the plain descent after 240 (16 % vs 20 %)."""
+    shape, angles, tilts, A, xstar = _small_nonneg_problem()
+    b = tilts.ravel().astype(np.float64)
+
+    def f(x):
+        return 0.5 * float(np.sum((A @ x.ravel().astype(np.float64) - b) ** 2))
+
+    def dist(x):
+        return float(np.linalg.norm(x - xstar) / np.linalg.norm(xstar))
+
+    kw = dict(volume_shape=shape, threads=1, progress=False)
+    fast500 = resire(tilts, angles, iterations=500, accelerate=True, **kw)
+    fast60 = resire(tilts, angles, iterations=60, accelerate=True, **kw)
+    plain240 = resire(tilts, angles, iterations=240, **kw)
+    assert fast500.parameters["accelerate"] and fast500.parameters["iterations_run"] == 500
+    assert fast500.volume.min() >= 0
+    assert dist(fast500.volume) < 5e-3, dist(fast500.volume)
+    assert dist(fast60.volume) < dist(plain240.volume), (dist(fast60.volume), dist(plain240.volume))
+    fstar = f(xstar)
+    assert f(fast60.volume) - fstar < f(plain240.volume) - fstar
+    # the plain descent is monotone in the objective (a step below 2/L on a convex quadratic)
+    fp = [f(resire(tilts, angles, iterations=k, **kw).volume) for k in (5, 10, 20, 40)]
+    assert all(np.diff(fp) <= 0), fp
+
+
+def test_resire_stops_when_the_residual_stalls_and_checks_its_step():
+    _, _, angles, tilts, _ = _make_particle(fept=False)
+    r = resire(tilts, angles, iterations=400, accelerate=True, tol=0.01, threads=1, progress=False)
+    run = r.parameters["iterations_run"]
+    assert 5 < run < 400 and len(r.errors) == run
+    # it stopped because the residual improved by less than 1 % over the last 5 iterations
+    assert r.errors[-6] - r.errors[-1] < 0.01 * r.errors[-6]
+    with pytest.raises(ValueError, match="step"):
+        resire(tilts, angles, iterations=2, accelerate=True, step=1.5, progress=False)
+    with pytest.raises(ValueError, match="tol"):
+        resire(tilts, angles, iterations=2, tol=-0.1, progress=False)

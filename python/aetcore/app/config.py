@@ -22,7 +22,7 @@ from .. import _core
 from ..steps.chain import holdout_step
 from ..steps.chain import EXTENDED_EVIDENCE, EXTENDED_REFINE_POSITIONS
 from ..steps.evidence import decide_atoms
-from ..steps.extended import detect_extended, padded_resire, slab_extent
+from ..steps.extended import HALF_SET_ITERATIONS, detect_extended, padded_resire, slab_extent
 from ..steps.trace import DEFAULT_FIT
 
 __all__ = ["DEFAULTS", "default_config", "default_config_toml", "config_toml", "toml_value", "load_config",
@@ -101,6 +101,13 @@ _SPEC = {
                                       "back: the mass outside the field of view has a place to go; on the Ta film "
                                       "86 % recall, 30 pm vs GENFIRE's 76 %, 45 pm) or \"genfire\" (in the box)"),
         ("extended_pad", _X["pad"], "extended object, resire: padding on each side along x, fraction of the width"),
+        ("extended_iterations", _X["iterations"], "extended object, resire: iterations of the full reconstruction"),
+        ("extended_accelerate", _X["accelerate"], "extended object, resire: accelerated descent (FISTA with "
+                                                  "restart; false: plain RESIRE, which needs about 4x the "
+                                                  "iterations for the same volume)"),
+        ("extended_half_set_iterations", HALF_SET_ITERATIONS, "extended object, resire: iterations of each "
+                                                              "half-set reconstruction (each from scratch, "
+                                                              "independent; at most `extended_iterations`)"),
         ("slab_level", _X["level"], "slab: the film ends where the z-profile of the occupied voxels falls below "
                                     "this fraction of its range"),
         ("slab_margin", _X["margin"], "slab: margin added beyond each surface, Å"),

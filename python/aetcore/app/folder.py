@@ -287,15 +287,17 @@ def _do_reconstruct(r: _Run) -> None:
     tilts, angles = al["tilts"], al["angles"]
     cfg = r.cfg["reconstruct"]
     opts = step_options(r.cfg, "reconstruct", drop=("seed", "half_set_fsc", "half_set_iterations", "slab_level",
-                                                    "slab_margin", "extended_method", "extended_pad"))
+                                                    "slab_margin", "extended_method", "extended_pad",
+                                                    "extended_iterations", "extended_accelerate",
+                                                    "extended_half_set_iterations"))
     ext = dict(_preprocess_attrs(r).get("extended") or {"extended": False, "how": "off", "border_ratios": {}})
     resire = bool(ext["extended"] and cfg["extended_method"] == "resire")
     if resire:
         from ..steps.extended import padded_resire
 
-        def method(t, a, **kw):  # the halves too run every iteration: RESIRE's descent is slow to converge
-            return padded_resire(t, a, pixel_size=r.pixel_size, pad=cfg["extended_pad"], iterations=cfg["iterations"],
-                                 threads=r.threads, progress=r.progress)
+        def method(t, a, iterations=cfg["extended_iterations"], **kw):
+            return padded_resire(t, a, pixel_size=r.pixel_size, pad=cfg["extended_pad"], iterations=iterations,
+                                 accelerate=cfg["extended_accelerate"], threads=r.threads, progress=r.progress)
     else:
         def method(t, a, **kw):
             return genfire(t, a, pixel_size=r.pixel_size, threads=r.threads, seed=r.seed, progress=r.progress,
@@ -311,7 +313,8 @@ def _do_reconstruct(r: _Run) -> None:
         # Each half from scratch (no warm start from the full volume: the FSC would then measure the
         # full reconstruction's agreement with itself), with fewer iterations (bench/fsc_cost.py),
         # never more than the full run's.
-        half_opts = {**opts, "iterations": min(cfg["half_set_iterations"], opts["iterations"])}
+        half_opts = {**opts, "iterations": min(cfg["extended_half_set_iterations"], cfg["extended_iterations"])
+                     if resire else min(cfg["half_set_iterations"], opts["iterations"])}
 
         def half(t, a, **kw):
             return method(t, a, volume_shape=rec.volume.shape, iterations=half_opts["iterations"])

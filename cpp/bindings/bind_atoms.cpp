@@ -40,6 +40,30 @@ void register_atoms(py::module_& m) {
           py::arg("positions"), py::arg("species"), py::arg("heights"), py::arg("sigmas"), py::arg("angles_rad"),
           py::arg("ndy"), py::arg("ndx"), py::arg("cutoff") = 5.0, py::arg("threads") = 0,
           "Projections of Gaussian atoms; positions and sigmas in voxels.");
+    m.def("footprint_sums",
+          [](const carray<double>& positions, const carray<double>& angles_rad, const carray<double>& amplitudes,
+             const carray<double>& sigmas, index_t half, const carray<float>& images, const carray<float>& weights,
+             int threads) {
+              require_shape(positions, "positions", {-1, 3});
+              require_shape(amplitudes, "amplitudes", {-1});
+              require_shape(sigmas, "sigmas", {amplitudes.shape(0)});
+              auto rots = rotations_from(angles_rad);
+              require_shape(images, "images", {py::ssize_t(rots.size()), -1, -1});
+              require_shape(weights, "weights", {images.shape(0), images.shape(1), images.shape(2)});
+              const py::ssize_t n = positions.shape(0), S = sigmas.shape(0);
+              std::vector<double> amp(amplitudes.data(), amplitudes.data() + S), sig(sigmas.data(), sigmas.data() + S);
+              std::vector<double> a(std::size_t(n * S)), c(std::size_t(n * S * S));
+              {
+                  py::gil_scoped_release nogil;
+                  footprint_sums(positions.data(), n, rots, images.shape(1), images.shape(2), amp, sig, half,
+                                 images.data(), weights.data(), a.data(), c.data(), threads);
+              }
+              return py::make_tuple(to_array(std::move(a), {n, S}), to_array(std::move(c), {n, S, S}));
+          },
+          py::arg("positions"), py::arg("angles_rad"), py::arg("amplitudes"), py::arg("sigmas"), py::arg("half"),
+          py::arg("images"), py::arg("weights"), py::arg("threads") = 0,
+          "Window sums (a, c) of every atom's footprint for every species (aet::footprint_sums); positions and "
+          "sigmas in pixels, amplitudes the integrated intensities.");
     m.def("render_atoms",
           [](const carray<double>& positions, const carray<std::int32_t>& species, const carray<double>& heights,
              const carray<double>& sigmas, index_t nz, index_t ny, index_t nx, double cutoff, int threads) {

@@ -131,5 +131,81 @@ int main() {
     AET_CHECK_THROWS(render_atoms(atom, Shape3{1 << 21, 1 << 21, 1 << 21}, 1), aet::MemoryError,
                      "rendering atoms needs about");
 
+    // gaussian_cell_means (erf from the core's interpolation table) against std::erf, at random
+    // centres and widths, in the tails and across the table's end at |x| = 6.
+    {
+        std::mt19937 gr(5);
+        std::uniform_real_distribution<double> uc(-3.0, 3.0), us(0.05, 6.0);
+        double worst = 0.0;
+        std::vector<double> got(80);
+        for (int trial = 0; trial < 2000; ++trial) {
+            const double c = uc(gr), sg = us(gr);
+            const index_t i0 = -40, n = 80;
+            gaussian_cell_means(c, sg, i0, n, got.data());
+            const double inv = 1.0 / (std::sqrt(2.0) * sg);
+            for (index_t j = 0; j < n; ++j) {
+                const double ref = 0.5 * (std::erf((double(i0 + j) + 0.5 - c) * inv) -
+                                          std::erf((double(i0 + j) - 0.5 - c) * inv));
+                worst = std::max(worst, std::abs(got[j] - ref));
+            }
+        }
+        AET_CHECK(worst < 2e-15);
+        std::printf("gaussian_cell_means: largest difference from std::erf %.2e\n", worst);
+    }
+
+    // footprint_sums: the window sums of each atom's footprint equal sums over its projection by
+    // project_atoms (independent loops; two species, one atom partly off the detector).
+    {
+        const index_t fy = 30, fx = 34;
+        const double fp[6] = {1.3, -0.7, 2.1, -15.6, 3.0, -1.0};  // the second atom near the left edge
+        const std::vector<double> heights = {0.4, 1.0}, sigmas = {1.1, 0.8};
+        std::vector<Mat3> frots;
+        for (double t : {-50.0, -10.0, 35.0}) frots.push_back(euler_zyz(0.2, t * kDeg, -0.1));
+        const index_t npx = index_t(frots.size()) * fy * fx;
+        std::vector<float> img(npx), wgt(npx);
+        std::mt19937 fr(11);
+        std::uniform_real_distribution<float> uimg(-1.0f, 1.0f), uw(0.5f, 2.0f);
+        for (index_t i = 0; i < npx; ++i) {
+            img[i] = uimg(fr);
+            wgt[i] = uw(fr);
+        }
+        std::vector<double> amp(2);
+        for (int s2 = 0; s2 < 2; ++s2) amp[s2] = heights[s2] * std::pow(2.0 * M_PI, 1.5) * std::pow(sigmas[s2], 3);
+        const index_t half = index_t(std::ceil(6.0 * 1.1));
+        std::vector<double> fa(4), fc(8);
+        footprint_sums(fp, 2, frots, fy, fx, amp, sigmas, half, img.data(), wgt.data(), fa.data(), fc.data(), 2);
+        for (int i = 0; i < 2; ++i) {
+            std::vector<std::vector<float>> f(2);
+            for (int s2 = 0; s2 < 2; ++s2) {
+                const std::int32_t sp[1] = {s2};
+                AtomSet one;
+                one.positions = fp + 3 * i;
+                one.species = sp;
+                one.n = 1;
+                one.heights = {0.0, 0.0};
+                one.heights[s2] = heights[s2];
+                one.sigmas = sigmas;
+                one.cutoff = 6.0;
+                f[s2] = project_atoms(one, frots, fy, fx, 1);
+            }
+            for (int s2 = 0; s2 < 2; ++s2) {
+                double ra = 0.0;
+                for (index_t p = 0; p < npx; ++p) ra += double(img[p] * wgt[p]) * f[s2][p];
+                AET_CHECK_CLOSE(fa[2 * i + s2], ra, 1e-5, 1e-5);
+                for (int t2 = 0; t2 < 2; ++t2) {
+                    double rc = 0.0;
+                    for (index_t p = 0; p < npx; ++p) rc += double(wgt[p]) * f[s2][p] * f[t2][p];
+                    AET_CHECK_CLOSE(fc[(2 * i + s2) * 2 + t2], rc, 1e-5, 1e-7);
+                }
+            }
+        }
+        AET_CHECK_THROWS(footprint_sums(fp, 2, frots, fy, fx, amp, {1.0}, half, img.data(), wgt.data(), fa.data(),
+                                        fc.data(), 1),
+                         std::invalid_argument, "sigmas");
+        AET_CHECK_THROWS(footprint_sums(fp, 2, frots, fy, fx, amp, sigmas, half, img.data(), nullptr, fa.data(),
+                                        fc.data(), 1),
+                         std::invalid_argument, "weights");
+    }
+
     return aet_test::report("test_projector_geometry");
 }

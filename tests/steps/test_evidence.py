@@ -48,6 +48,38 @@ def test_footprint_sums_equal_the_projector():
                 assert c[i, s, t] == pytest.approx(float((w * f[s] * f[t]).sum()), rel=1e-4)
 
 
+def test_footprint_sums_at_the_detector_edge_and_across_threads():
+    """Atoms whose windows leave the detector sum only the pixels on it (the projector's own
+    clipping), and the kernel's result does not depend on the thread count."""
+    rng = np.random.default_rng(1)
+    model = project.atom_model(["Fe", "Pt"], b_factors=[3.0, 2.0])
+    ny, nx = SHAPE
+    pos = np.array([[-(nx // 2) * PS + 0.1, 0.3, 0.2], [(nx - nx // 2 - 1) * PS, -(ny // 2) * PS, -0.4],
+                    [0.0, (ny - ny // 2) * PS + 0.6, 0.0], [50.0, 50.0, 0.0]])     # the last one is off
+    img = rng.normal(size=(7,) + SHAPE).astype(np.float32)
+    w = rng.uniform(0.5, 2, (7,) + SHAPE).astype(np.float32)
+    a, c = footprint_sums(pos, ANGLES, SHAPE, PS, model, img, w, threads=1)
+    a2, c2 = footprint_sums(pos, ANGLES, SHAPE, PS, model, img, w, threads=2)
+    np.testing.assert_array_equal(a, a2)
+    np.testing.assert_array_equal(c, c2)
+    for i in range(len(pos)):
+        f = [project.project_atoms(pos[i:i + 1], [s], ANGLES, SHAPE, PS, model=model, cutoff=8.0, threads=1)
+             for s in ("Fe", "Pt")]
+        for s in range(2):
+            assert a[i, s] == pytest.approx(float((img * w * f[s]).sum()), rel=1e-4, abs=1e-4)
+            assert c[i, s, s] == pytest.approx(float((w * f[s] ** 2).sum()), rel=1e-4, abs=1e-9)
+    assert np.all(a[3] == 0) and np.all(c[3] == 0) and np.all(c[:3, 1, 1] > 0)
+
+
+def test_footprint_sums_name_the_wrong_argument():
+    model = project.atom_model(["Pt"])
+    img = np.zeros((7,) + SHAPE, np.float32)
+    with pytest.raises(ValueError, match="angles"):
+        footprint_sums(np.zeros((1, 3)), ANGLES[:5], SHAPE, PS, model, img, img)
+    with pytest.raises(ValueError, match="positions"):
+        footprint_sums(np.full((1, 3), np.nan), ANGLES, SHAPE, PS, model, img, img)
+
+
 def test_presence_and_relabel_equal_brute_force_likelihoods(tiny):
     model, pos, lab, tilts = tiny
     noise = VarianceModel(alpha=0.02, beta=0.003)

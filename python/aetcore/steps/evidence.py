@@ -16,7 +16,9 @@ by its footprint ``f_il`` (its projection in every image, a small window), so wi
 
 The sums run over the footprint windows of all atoms in all images at once: the pixel-averaged
 Gaussian footprint is separable (erf differences along x and along y), so the window sums are
-NumPy contractions over ``(atoms, images, window, window)`` blocks. The model ``M`` comes from the
+row-by-row contractions in the C++ core (:func:`aetcore._core.footprint_sums`, parallel over
+atoms; the NumPy version it replaced took 46 of the 200 s of the evidence step on 17 549 atoms at
+288 px). The model ``M`` comes from the
 C++ projector (:func:`aetcore._core.project_atoms`). Positive evidence says the series prefers the
 atom; an isolated spurious atom has ``E ~ -1/2 sum w f^2`` and a real one ``+1/2 sum w f^2``, each
 with a standard deviation ``sqrt(sum w f^2)``.
@@ -52,11 +54,9 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
-from scipy.special import erf
 
 from .. import _core
-from .._util.validate import at_least, positive, resolve_threads
-from ..model.geometry import euler_matrices
+from .._util.validate import as_angles, at_least, positive, resolve_threads
 from ..model.noise import VarianceModel, fit_variance
 from ..model.projection import AtomModel
 from .refine import atom_inputs
@@ -64,7 +64,6 @@ from .refine import atom_inputs
 __all__ = ["Evidence", "Decision", "atom_evidence", "propose_atoms", "decide_atoms", "footprint_sums",
            "free_widths", "impute_series"]
 
-_CHUNK = 192        # atoms per block of footprint windows (bounds the (atoms, images, W, W) gather)
 _PREFILTER_MARGIN = 10.0  # nats: candidates of the approximate gain map evaluated exactly
 _CUTOFF = 4.0       # footprint half-width in sigmas (the projector's own cutoff is 5; 4 keeps 1 - 6e-5)
 
@@ -129,23 +128,13 @@ class Decision:
 
 # ----------------------------------------------------------------------------------- footprints
 
-def _factors(c: np.ndarray, sigma: float, n: int, half: int):
-    """Pixel-averaged 1-D Gaussian weights around fractional pixel coordinates `c` (...,): the
-    weights (..., 2 half + 1), zero outside the detector, and the (clipped) pixel indices."""
-    j = (np.floor(c + 0.5).astype(np.int64) - half)[..., None] + np.arange(2 * half + 1)
-    s = np.sqrt(2.0) * sigma
-    cc = c[..., None]
-    e = 0.5 * (erf((j + 0.5 - cc) / s) - erf((j - 0.5 - cc) / s))
-    return np.where((j >= 0) & (j < n), e, 0.0), np.clip(j, 0, n - 1)
-
-
 def _amplitudes(model: AtomModel, pixel_size: float):
     """Integrated intensity (pixel units) and sigma (pixels) of each species' footprint."""
     sig = np.asarray(model.sigmas, np.float64) / pixel_size
     return np.asarray(model.heights, np.float64) * (2.0 * np.pi) ** 1.5 * sig ** 3, sig
 
 
-def footprint_sums(positions, angles, shape, pixel_size, model: AtomModel, images, weights):
+def footprint_sums(positions, angles, shape, pixel_size, model: AtomModel, images, weights, threads=None):
     """Window sums of every atom's footprint, for every species of `model`.
 
     With ``f_is`` the projections (all images, pixel-averaged, CONVENTIONS.md geometry) of an atom
@@ -166,6 +155,8 @@ def footprint_sums(positions, angles, shape, pixel_size, model: AtomModel, image
         Å.
     model : AtomModel
     images, weights : (n_angles, ny, nx) arrays
+    threads : int, optional
+        OpenMP threads of the kernel (``aet::footprint_sums`` of the C++ core, parallel over atoms).
 
     Returns
     -------
@@ -173,38 +164,14 @@ def footprint_sums(positions, angles, shape, pixel_size, model: AtomModel, image
     c : (n, n_species, n_species) float64
     """
     ny, nx = shape
-    R = euler_matrices(angles)                                         # (K, 3, 3)
-    p = np.asarray(positions, np.float64) / pixel_size
     amp, sig = _amplitudes(model, pixel_size)
-    S, n, K = sig.size, p.shape[0], R.shape[0]
-    half = int(np.ceil(_CUTOFF * sig.max()))
-    a = np.zeros((n, S))
-    c = np.zeros((n, S, S))
-    wimg = (np.asarray(images, np.float32) * np.asarray(weights, np.float32)).ravel()
-    wflat = np.asarray(weights, np.float32).ravel()
-    kk = np.arange(K)[None, :, None, None] * (ny * nx)
-    for s0 in range(0, n, _CHUNK):       # blocks of atoms only bound the memory of the gather
-        blk = slice(s0, s0 + _CHUNK)
-        uv = np.einsum("kji,nj->nki", R, p[blk])[..., :2]               # (c, K, 2) detector (u, v), px
-        u = uv[..., 0] + nx // 2
-        v = uv[..., 1] + ny // 2
-        ex, ey = [], []
-        for sg in sig:                                                 # species, not atoms
-            fx, jx = _factors(u, sg, nx, half)
-            fy, jy = _factors(v, sg, ny, half)
-            ex.append(fx)
-            ey.append(fy)
-        idx = kk + jy[..., :, None] * nx + jx[..., None, :]            # (c, K, W, W)
-        G = wimg[idx].astype(np.float64)
-        Wg = wflat[idx].astype(np.float64)
-        for si in range(S):
-            a[blk, si] = amp[si] * np.einsum("ckyx,cky,ckx->c", G, ey[si], ex[si], optimize=True)
-            for ti in range(si, S):
-                v_ = amp[si] * amp[ti] * np.einsum("ckyx,cky,ckx->c", Wg, ey[si] * ey[ti], ex[si] * ex[ti],
-                                                   optimize=True)
-                c[blk, si, ti] = v_
-                c[blk, ti, si] = v_
-    return a, c
+    K = np.asarray(images).shape[0]
+    a_rad = np.radians(as_angles(angles, K))
+    p = np.ascontiguousarray(np.asarray(positions, np.float64).reshape(-1, 3) / pixel_size)
+    return _core.footprint_sums(p, a_rad, np.ascontiguousarray(amp), np.ascontiguousarray(sig),
+                                int(np.ceil(_CUTOFF * sig.max())),
+                                np.ascontiguousarray(images, np.float32).reshape(K, ny, nx),
+                                np.ascontiguousarray(weights, np.float32).reshape(K, ny, nx), threads or 0)
 
 
 # ----------------------------------------------------------------------------------- evidence
@@ -239,7 +206,6 @@ def impute_series(tilts, mask, positions, labels, model: AtomModel, angles, pixe
     """
     if mask is None:
         return tilts
-    from .._util.validate import as_angles
     M = _project(positions, np.asarray(labels, np.int32), model, as_angles(angles, tilts.shape[0]), tilts.shape[1:],
                  pixel_size, resolve_threads(threads))
     mm = M[mask].astype(np.float64)
@@ -268,7 +234,7 @@ def _evidence(pos, lab, model, t, a, ps, noise, threads, mask=None):
     if pos.shape[0] == 0:
         S = len(model.symbols)
         return Evidence(np.zeros(0), np.zeros(0), np.zeros((0, S)), noise), r, w
-    A, C = footprint_sums(pos, a, t.shape[1:], ps, model, r, w)
+    A, C = footprint_sums(pos, a, t.shape[1:], ps, model, r, w, threads)
     n = lab.shape[0]
     ar = np.arange(n)
     a_l = A[ar, lab]
@@ -419,7 +385,7 @@ def _propose(pos, model, t, a, ps, r, w, threshold, min_distance, radius, nt, sl
         cand = cand[d >= min_distance]
     if cand.shape[0] == 0:
         return empty
-    A, C = footprint_sums(cand, a, (ny, nx), ps, model, r, w)
+    A, C = footprint_sums(cand, a, (ny, nx), ps, model, r, w, nt)
     gain = A - 0.5 * np.einsum("nss->ns", C)                     # LL(with species s) - LL(without)
     best = np.argmax(gain, axis=1)
     g = gain[np.arange(best.size), best]

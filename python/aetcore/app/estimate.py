@@ -118,7 +118,10 @@ def estimate_run(series_shape, config, *, frames: int = 1, threads=None) -> RunE
     steps["classify"] = 2 * 4.0 * vox
     atoms = vox * 0.4 ** 3 / 8.0  # at most one atom per 8 Å^3 at a typical 0.4 Å pixel
     fitting = 2 * 8.0 * series + nt * 8.0 * ny * nx + 200.0 * atoms
-    steps["evidence"] = fitting if config.get("evidence", {}).get("enabled", True) else 0.0
+    # evidence: the candidate search of every round also holds about seven float32 volumes (the two
+    # back-projections, their smoothed copies and the gain map with its maximum filter); without them
+    # the estimate was 782 MiB for a measured 1169-1203 MiB at 288 px (bench/README.md, scale.py)
+    steps["evidence"] = fitting + 7 * 4.0 * vox if config.get("evidence", {}).get("enabled", True) else 0.0
     steps["refine"] = fitting if config.get("refine", {}).get("enabled", True) else 0.0
     steps = {s: int(v + BASE_BYTES) for s, v in steps.items()}
     peak_step = max(steps, key=steps.get)

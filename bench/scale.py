@@ -152,6 +152,20 @@ def _whole_run(folder: Path, threads: int) -> dict:
     return r
 
 
+def _whole_line(r: dict) -> str:
+    """One line on a size's `aet run` in one process: wall, peak, its step timings, its scores (and the
+    sum of the per-step commands when they ran)."""
+    w = r["whole_run"]
+    q, t = w["scores"], w["timings_s"] or {}
+    per_step = (f" (sum of the step commands {sum(r['steps'][s]['seconds'] for s in STEPS):.1f} s)"
+                if r["steps"] else "")
+    return (f"{r['n']:>4} ({r['atoms_truth']} atoms): `aet run` in one process {w['seconds']:.1f} s wall{per_step}, "
+            f"peak {w['maxrss_mb']:.0f} MiB; its steps: "
+            + ", ".join(f"{s} {t[s]:.1f}" for s in STEPS if t.get(s) is not None)
+            + f"; recall {q['recall']:.3f}, precision {q['precision']:.3f}, RMSD {q['rmsd_pm']:.1f} pm, "
+            f"species {q['species_accuracy']:.3f}")
+
+
 def run_size(n: int, work: Path, seed: int, threads: int, with_genfire: bool, whole: bool = False,
              steps: bool = True) -> dict:
     from aetcore.app.config import default_config
@@ -175,20 +189,14 @@ def run_size(n: int, work: Path, seed: int, threads: int, with_genfire: bool, wh
         out["steps"][step] = r
         print(f"  n={n} {step:<11} {r['seconds']:8.1f} s {r['maxrss_mb']:8.0f} MiB", flush=True)
     out["scores"] = _score(folder) if steps else None
+    out["whole_run"] = out["genfire_package"] = None
+    if whole or not steps:
+        w = out["whole_run"] = _whole_run(folder, threads)
+        print(f"  n={n} aet run     {w['seconds']:8.1f} s {w['maxrss_mb']:8.0f} MiB", flush=True)
     if not steps:
-        out["whole_run"] = _whole_run(folder, threads)
-        print(f"  n={n} aet run     {out['whole_run']['seconds']:8.1f} s {out['whole_run']['maxrss_mb']:8.0f} MiB",
-              flush=True)
-        out["genfire_package"] = None
         return out
     s = json.loads((folder / "res" / "summary.json").read_text())
     out["reconstruction"] = s.get("reconstruction")
-    out["whole_run"] = None
-    if whole:
-        out["whole_run"] = _whole_run(folder, threads)
-        w = out["whole_run"]
-        print(f"  n={n} aet run     {w['seconds']:8.1f} s {w['maxrss_mb']:8.0f} MiB", flush=True)
-    out["genfire_package"] = None
     if with_genfire and n <= GENFIRE_PACKAGE_MAX:
         out["genfire_package"] = _genfire_package(folder, int(s["reconstruction"]["iterations_run"]))
     return out
@@ -227,13 +235,7 @@ def main() -> int:
                                  steps=not a.whole_run_only))
         if a.whole_run_only:
             for r in rows:
-                w = r["whole_run"]
-                q, t = w["scores"], w["timings_s"] or {}
-                print(f"{r['n']:>4} ({r['atoms_truth']} atoms): `aet run` in one process {w['seconds']:.1f} s wall, "
-                      f"peak {w['maxrss_mb']:.0f} MiB; its steps: "
-                      + ", ".join(f"{s} {t[s]:.1f}" for s in STEPS if t.get(s) is not None)
-                      + f"; recall {q['recall']:.3f}, precision {q['precision']:.3f}, RMSD {q['rmsd_pm']:.1f} pm, "
-                      f"species {q['species_accuracy']:.3f}")
+                print(_whole_line(r))
             if a.json:
                 write_json(a.json, {"rows": rows, "threads": a.threads})
             return 0
@@ -269,15 +271,8 @@ def main() -> int:
                   f"precision {q['precision']:.3f}, RMSD {q['rmsd_pm']:.1f} pm, species "
                   f"{q['species_accuracy']:.3f}")
         for r in rows:
-            w = r.get("whole_run")
-            if w is None:
-                continue
-            q, t = w["scores"], w["timings_s"] or {}
-            print(f"{r['n']:>4}: `aet run` in one process: {w['seconds']:.1f} s wall (sum of the step commands "
-                  f"{sum(r['steps'][s]['seconds'] for s in STEPS):.1f} s), peak {w['maxrss_mb']:.0f} MiB; its steps: "
-                  + ", ".join(f"{s} {t[s]:.1f}" for s in STEPS if t.get(s) is not None)
-                  + f"; recall {q['recall']:.3f}, precision {q['precision']:.3f}, RMSD {q['rmsd_pm']:.1f} pm, "
-                  f"species {q['species_accuracy']:.3f}")
+            if r["whole_run"] is not None:
+                print(_whole_line(r))
         print("the genfire package beside aetcore's reconstruct step (same series, same GENFIRE iterations; "
               "aetcore's time includes its automatic support and half-set FSC)")
         for r in rows:

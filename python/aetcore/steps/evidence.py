@@ -171,7 +171,8 @@ def footprint_sums(positions, angles, shape, pixel_size, model: AtomModel, image
     return _core.footprint_sums(p, a_rad, np.ascontiguousarray(amp), np.ascontiguousarray(sig),
                                 int(np.ceil(_CUTOFF * sig.max())),
                                 np.ascontiguousarray(images, np.float32).reshape(K, ny, nx),
-                                np.ascontiguousarray(weights, np.float32).reshape(K, ny, nx), threads or 0)
+                                np.ascontiguousarray(weights, np.float32).reshape(K, ny, nx),
+                                resolve_threads(threads))
 
 
 # ----------------------------------------------------------------------------------- evidence

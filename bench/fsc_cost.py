@@ -68,7 +68,7 @@ def _crossings(freq, corr):
     return out
 
 
-def run_case(case: str, threads: int, variants=()) -> dict:
+def run_case(case: str, threads: int, variants=(), seeds: int = 1) -> dict:
     from aetcore import _core
     from aetcore.quality.metrics import half_set_fsc
     from aetcore.steps.reconstruct import genfire
@@ -86,25 +86,41 @@ def run_case(case: str, threads: int, variants=()) -> dict:
         ways["os{:g}_it{}".format(*v) + ("" if len(v) < 3 else "_ext{:g}".format(v[2]))] = dict(
             zip(("oversampling", "iterations", "extension"), v))
     for way, extra in ways.items():
-        runs = []
+        for seed in range(seeds):
+            runs = []
 
-        def half(t, a, **_):
-            r = genfire(t, a, volume_shape=full.volume.shape, **kw, **extra)
-            runs.append(r.parameters["iterations_run"])
-            return r
-        t0, c0 = time.perf_counter(), time.process_time()
-        freq, corr, _ = half_set_fsc(tilts, angles, half, pixel_size=ps, threads=threads)
-        secs, cpu = time.perf_counter() - t0, time.process_time() - c0
-        out[way] = {"seconds_fsc": secs, "cpu_seconds_fsc": cpu, "added_percent": 100.0 * cpu / c_full,
-                    "iterations_run": runs,
-                    "crossings": _crossings(freq, corr), "dk": float(freq[1] - freq[0]),
-                    "freq": freq.tolist(), "corr": corr.tolist()}
+            def half(t, a, **_):
+                r = genfire(t, a, volume_shape=full.volume.shape, **{**kw, "seed": seed}, **extra)
+                runs.append(r.parameters["iterations_run"])
+                return r
+            t0, c0 = time.perf_counter(), time.process_time()
+            freq, corr, _ = half_set_fsc(tilts, angles, half, pixel_size=ps, threads=threads)
+            secs, cpu = time.perf_counter() - t0, time.process_time() - c0
+            res = {"seconds_fsc": secs, "cpu_seconds_fsc": cpu, "added_percent": 100.0 * cpu / c_full,
+                   "iterations_run": runs, "seed": seed,
+                   "crossings": _crossings(freq, corr), "dk": float(freq[1] - freq[0]),
+                   "freq": freq.tolist(), "corr": corr.tolist()}
+            if seed == 0:
+                out[way] = res
+            else:   # the same way with another R-free split (--seeds): the spread of the crossings
+                out[way].setdefault("other_seeds", []).append(res)
     for thr in ("0.143", "0.5"):
         a, b = (out[w]["crossings"][thr]["resolution_A"] for w in ("old", "new"))
         out[f"shift_shells_{thr}"] = abs(1.0 / a - 1.0 / b) / out["old"]["dk"]
         for way in ways:
             b = out[way]["crossings"][thr]["resolution_A"]
             out[way][f"shift_shells_{thr}"] = abs(1.0 / a - 1.0 / b) / out["old"]["dk"]
+    if seeds > 1:
+        dk = out["old"]["dk"]
+        ref = 1.0 / out["old"]["crossings"]["0.5"]["resolution_A"]
+        for way in ways:
+            allr = [out[way]] + out[way].get("other_seeds", [])
+            for thr in ("0.143", "0.5"):
+                k = [1.0 / r["crossings"][thr]["resolution_A"] for r in allr]
+                out[way][f"seed_crossings_{thr}"] = [1.0 / v for v in k]
+                out[way][f"seed_spread_shells_{thr}"] = (max(k) - min(k)) / dk
+            out[way]["seed_offsets_shells_0.5"] = [(1.0 / r["crossings"]["0.5"]["resolution_A"] - ref) / dk
+                                                   for r in allr]
     return out
 
 
@@ -137,18 +153,28 @@ def main(argv=None) -> int:
     p.add_argument("--json")
     p.add_argument("--variant", action="append", default=[], metavar="OS,ITERATIONS[,EXTENSION]",
                    help="also time another cheap setting (oversampling, iterations[, extension])")
+    p.add_argument("--seeds", type=int, default=1,
+                   help="run each FSC with this many R-free splits (seeds 0..N-1) and print the spread of "
+                        "its crossings: how far the reference itself moves")
     a = p.parse_args(argv)
     results = []
     print(HEADER, flush=True)
     for case in a.cases:
         o = run_case(case, a.threads, [tuple(t(x) for t, x in zip((float, int, float), v.split(",")))
-                                       for v in a.variant])
+                                       for v in a.variant], a.seeds)
         results.append(o)
         print(row(o), flush=True)
         for way, w in o.items():
             if isinstance(w, dict) and way.startswith("os"):
                 print(f"  {way}: {w['cpu_seconds_fsc']:.0f} CPU s (+{w['added_percent']:.0f} %), shift {w['shift_shells_0.143']:.2f}"
                       f" / {w['shift_shells_0.5']:.2f} shells", flush=True)
+        for way, w in o.items():
+            if isinstance(w, dict) and "seed_spread_shells_0.5" in w:
+                print(f"  {way} over {a.seeds} R-free seeds: 0.5 crossings "
+                      + ", ".join(f"{v:.2f}" for v in w["seed_crossings_0.5"])
+                      + f" Å (spread {w['seed_spread_shells_0.5']:.2f} shells; offsets from old seed 0: "
+                      + ", ".join(f"{v:+.2f}" for v in w["seed_offsets_shells_0.5"])
+                      + f"); 0.143 spread {w['seed_spread_shells_0.143']:.2f} shells", flush=True)
         if a.json:
             write_json(a.json, {"results": results})
     return 0

@@ -161,6 +161,8 @@ void register_reconstruction(py::module_& m) {
         .def_readwrite("support_margin", &GenfireOptions::support_margin, "automatic support: dilation, Å")
         .def_readwrite("half_set_iterations", &GenfireOptions::half_set_iterations,
                        "maximum iterations of each half-set reconstruction of the FSC")
+        .def_readwrite("half_set_oversampling", &GenfireOptions::half_set_oversampling,
+                       "oversampling of the half-set reconstructions of an object inside the field of view")
         .def("validate", [](const GenfireOptions& o) { validate(o); },
              "Raise ValueError naming the first option out of its range.")
         .def("__repr__", [](const GenfireOptions& o) {

@@ -53,6 +53,8 @@ void validate(const GenfireOptions& o) {
     if (!(o.support_margin >= 0) || !std::isfinite(o.support_margin))
         bad("support_margin", "a finite value >= 0", o.support_margin);
     if (o.half_set_iterations < 1) bad("half_set_iterations", "a value >= 1", o.half_set_iterations);
+    if (!(o.half_set_oversampling >= 1) || !std::isfinite(o.half_set_oversampling))
+        bad("half_set_oversampling", "a finite value >= 1", o.half_set_oversampling);
     resolve_threads(o.threads);
 }
 

@@ -152,6 +152,25 @@ def test_one_step_with_new_settings(sim, done, tmp_path, capsys):
     assert "not an aetcore results folder" in capsys.readouterr().err
 
 
+def test_reconstruct_step_makes_the_half_sets_on_a_coarser_grid(done, tmp_path):
+    # An object inside the field of view: each half from scratch with [reconstruct]
+    # half_set_iterations (at most the full run's) on the half_set_oversampling grid (at most the
+    # full run's), recorded with the step; the FSC reaches the step's resolution.
+    import shutil
+    out = tmp_path / "res"
+    shutil.copytree(done[0], out)
+    (tmp_path / "r.toml").write_text("[reconstruct]\nhalf_set_fsc = true\nhalf_set_iterations = 12\n"
+                                     "half_set_oversampling = 2.5\n")
+    assert main(["reconstruct", "--out", str(out), "--config", str(tmp_path / "r.toml"), "--quiet"]) == 0
+    arrays, attrs = results.load_step(out / "steps" / "reconstruct.h5")
+    assert attrs["half_set"] == {"iterations": 12, "oversampling": 2.5}
+    assert np.isfinite(attrs["resolution"]) and arrays["fsc_corr"].ndim == 1
+    (tmp_path / "r.toml").write_text("[reconstruct]\nhalf_set_fsc = true\niterations = 8\noversampling = 1.5\n")
+    assert main(["reconstruct", "--out", str(out), "--config", str(tmp_path / "r.toml"), "--quiet"]) == 0
+    assert results.load_step(out / "steps" / "reconstruct.h5")[1]["half_set"] == {"iterations": 8,
+                                                                                "oversampling": 1.5}
+
+
 def test_export_poscar_and_cif(done, tmp_path):
     import shutil
     out = tmp_path / "res"

@@ -206,7 +206,8 @@ def test_a_slab_box_reconstructs_as_well_as_a_cube_with_less_memory():
 
 def test_the_cheap_half_set_fsc_gives_the_resolution_of_full_cost_halves():
     # The half-set FSC of the reconstruct step reconstructs each half independently with fewer
-    # iterations (GenfireOptions.half_set_iterations) than the full run. On a noisy
+    # iterations on a coarser grid (GenfireOptions.half_set_iterations, half_set_oversampling) than
+    # the full run. On a noisy
     # simulated Pt particle (the FSC falls below 0.5 and 0.143 before Nyquist) its crossings are
     # within one Fourier shell of the FSC of two halves reconstructed like the full volume, at a
     # fraction of the cost.
@@ -214,13 +215,13 @@ def test_the_cheap_half_set_fsc_gives_the_resolution_of_full_cost_halves():
     from aetcore.model import simulate
     from aetcore.quality.metrics import half_set_fsc, resolution_from_fsc
     g = _core.GenfireOptions()
-    assert g.half_set_iterations < g.iterations
+    assert g.half_set_iterations < g.iterations and g.half_set_oversampling < g.oversampling
     pos, sp = simulate.pt_particle(6.0)
     angles = simulate.angles_range(-70, 70, 30)
     s = simulate.tilt_series(pos, sp, angles, (40, 40), 0.5, dose=1e3, read_noise=1.0, seed=1, threads=1)
     kw = dict(pixel_size=0.5, seed=0, threads=1, progress=False)
     freq, c_full, _ = half_set_fsc(s.tilts, angles, lambda t, a, **_: genfire(t, a, **kw), pixel_size=0.5)
-    cheap = dict(iterations=g.half_set_iterations, **kw)
+    cheap = dict(iterations=g.half_set_iterations, oversampling=g.half_set_oversampling, **kw)
     _, c_cheap, _ = half_set_fsc(s.tilts, angles, lambda t, a, **_: genfire(t, a, **cheap), pixel_size=0.5)
     dk = freq[1] - freq[0]
     for thr in (0.143, 0.5):

@@ -100,11 +100,14 @@ struct GenfireOptions {
     double support_margin = 6.0;        // Å the mask is dilated beyond the thresholded object (>= 0; at least 2 voxels)
     // The half-set FSC (aetcore.app.folder's reconstruct step): the even and odd images are each
     // reconstructed from scratch (independent of each other and of the full reconstruction) with
-    // every option of the full run but this many iterations, which keeps the FSC within 50 % of the
-    // full run's time and its 0.143 and 0.5 crossings within one shell of two halves run like the
-    // full one (bench/fsc_cost.py; a coarser grid, oversampling 2, moved the 0.5 crossing of the
-    // Ta film by 2.5 shells).
-    int half_set_iterations = 15;       // maximum iterations of each half-set reconstruction (>= 1)
+    // every option of the full run but a coarser Fourier grid and this many iterations. On the
+    // shared particles (bench/fsc_cost.py) this keeps the FSC at 25-36 % of the full run's time and
+    // its 0.143 and 0.5 crossings within 0.32 shells of two halves run like the full one (15
+    // iterations on the full grid moved the low-dose wedge's 0.5 crossing by 6.7 shells). Objects
+    // that leave the field of view keep the full run's grid (oversampling 2 moved the Ta film's 0.5
+    // crossing by 2.5 shells).
+    int half_set_iterations = 40;       // maximum iterations of each half-set reconstruction (>= 1)
+    double half_set_oversampling = 2.0; // oversampling of the half sets of an object inside the field of view (>= 1)
 };
 
 // Throws std::invalid_argument naming the option unless every option is in its range.

@@ -97,6 +97,10 @@ _SPEC = {
         ("half_set_iterations", _G.half_set_iterations, "maximum iterations of each half-set reconstruction (each "
                                                         "from scratch, independent; fewer keep the FSC cheap; at "
                                                         "most `iterations`)"),
+        ("half_set_oversampling", _G.half_set_oversampling, "oversampling of each half-set reconstruction of an "
+                                                            "object inside the field of view (a coarser grid keeps "
+                                                            "the FSC cheap; at most `oversampling`; extended "
+                                                            "objects keep `oversampling`)"),
         ("extended_method", "resire", "extended object: \"resire\" (real space, box padded along x and cropped "
                                       "back: the mass outside the field of view has a place to go; on the Ta film "
                                       "86 % recall, 30 pm vs GENFIRE's 76 %, 45 pm) or \"genfire\" (in the box)"),

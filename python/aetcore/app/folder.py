@@ -286,7 +286,8 @@ def _do_reconstruct(r: _Run) -> None:
     t0 = time.perf_counter()
     tilts, angles = al["tilts"], al["angles"]
     cfg = r.cfg["reconstruct"]
-    opts = step_options(r.cfg, "reconstruct", drop=("seed", "half_set_fsc", "half_set_iterations", "slab_level",
+    opts = step_options(r.cfg, "reconstruct", drop=("seed", "half_set_fsc", "half_set_iterations",
+                                                    "half_set_oversampling", "slab_level",
                                                     "slab_margin", "extended_method", "extended_pad",
                                                     "extended_iterations", "extended_accelerate",
                                                     "extended_half_set_iterations"))
@@ -311,16 +312,22 @@ def _do_reconstruct(r: _Run) -> None:
              "resolution": None}
     if cfg["half_set_fsc"] and tilts.shape[0] >= 4:
         # Each half from scratch (no warm start from the full volume: the FSC would then measure the
-        # full reconstruction's agreement with itself), with fewer iterations (bench/fsc_cost.py),
-        # never more than the full run's.
-        half_opts = {**opts, "iterations": min(cfg["extended_half_set_iterations"], cfg["extended_iterations"])
-                     if resire else min(cfg["half_set_iterations"], opts["iterations"])}
+        # full reconstruction's agreement with itself), cheaper than the full run (bench/fsc_cost.py):
+        # RESIRE with fewer iterations; GENFIRE on a coarser grid (objects inside the field of view)
+        # with at most the full run's iterations.
+        if resire:
+            half_opts = {"iterations": min(cfg["extended_half_set_iterations"], cfg["extended_iterations"])}
+        else:
+            half_opts = {"iterations": min(cfg["half_set_iterations"], opts["iterations"])}
+            if not ext["extended"]:
+                half_opts["oversampling"] = min(cfg["half_set_oversampling"], opts["oversampling"])
 
         def half(t, a, **kw):
-            return method(t, a, volume_shape=rec.volume.shape, iterations=half_opts["iterations"])
+            return method(t, a, volume_shape=rec.volume.shape, **half_opts)
         t_fsc = time.perf_counter()
         freq, corr, res = half_set_fsc(tilts, angles, half, pixel_size=r.pixel_size, threads=r.threads)
         attrs["seconds_half_set_fsc"] = time.perf_counter() - t_fsc
+        attrs["half_set"] = dict(half_opts)
         arrays.update(fsc_freq=freq, fsc_corr=corr)
         attrs["resolution"] = float(res)
         # the 0.143 crossing often lies at Nyquist for atomic-resolution data (the half maps share the

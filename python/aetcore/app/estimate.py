@@ -15,8 +15,11 @@ pixels and a configuration, the bytes each step holds at its peak:
     0.33 and 1.01 GiB against measured peaks of 0.18, 0.35 and 1.04 GiB above the interpreter) plus
     the aligned series it is given and the automatic support's float64 volumes; the half-set FSC
     reconstructions run one after the other, so they do not add to the peak;
-``trace``, ``classify``
-    the volume and the tracing buffers (a few float volumes);
+``trace``
+    the volume and the tracing buffers (four float volumes);
+``classify``
+    the volume, the padded copy its trilinear sampling gathers from and the sample blocks (four
+    float volumes);
 ``evidence``, ``refine``
     the series in float64 for the residuals, one model projection per thread and the atom
     parameters (an upper bound on the atom count: one atom per 8 Å^3 of the box).
@@ -115,7 +118,10 @@ def estimate_run(series_shape, config, *, frames: int = 1, threads=None) -> RunE
                                           interpolation_radius=rc["interpolation_radius"],
                                           plane_upsampling=rc["plane_upsampling"], threads=nt) + series + 3 * 8.0 * vox
     steps["trace"] = 4 * 4.0 * vox
-    steps["classify"] = 2 * 4.0 * vox
+    # classify: the volume, the padded copy its trilinear sampling gathers from and the blocks of
+    # samples; measured 3.5 volumes of numpy memory at 384 px (871 MiB resident against 832 estimated
+    # with two volumes, bench/README.md, scale.py), 2.7 at 256^3 (tests/app/test_estimate.py)
+    steps["classify"] = 4 * 4.0 * vox
     atoms = vox * 0.4 ** 3 / 8.0  # at most one atom per 8 Å^3 at a typical 0.4 Å pixel
     fitting = 2 * 8.0 * series + nt * 8.0 * ny * nx + 200.0 * atoms
     # evidence: the candidate search of every round also holds about seven float32 volumes (the two

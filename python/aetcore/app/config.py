@@ -144,6 +144,9 @@ _SPEC = {
         ("add_threshold", _E["add_threshold"], "add an atom where the residual's evidence exceeds this, nats"),
         ("min_distance", _E["min_distance"], "no atom is added closer than this to another, Å"),
         ("radius", _E["radius"], "neighbourhood of the one-at-a-time drop and add, Å"),
+        ("fill_rounds", _E["fill_rounds"], "largest number of refine-add rounds before the first drop (0: none)"),
+        ("fill_fraction", _E["fill_fraction"], "a filling round adds only when it finds at least this fraction "
+                                               "of the atoms missing"),
         ("rounds", _E["rounds"], "largest number of refine-drop-add rounds"),
         ("iterations", _E["iterations"], "refinement iterations per round"),
     ]),

@@ -43,15 +43,14 @@ def load(case: str):
         return tilts, angles, PIXEL
     if case in FEPT:
         import tifffile
-        from scipy import ndimage
         from aetcore.model.noise import estimate_detector_noise
+        from aetcore.steps.align import apply_alignment
         d = SHARED / "fept_dev" / FEPT[case]
         raw = tifffile.imread(d / "tilts.tif").astype(np.float32)
         meta = json.loads((d / "meta.json").read_text())
         offset = estimate_detector_noise(raw).offset
-        shifts = np.asarray(meta["misalignment"]["shifts_px"])            # (du, dv) per image
-        tilts = np.stack([ndimage.shift(img - offset, (-dv, -du), order=1, mode="nearest")
-                          for img, (du, dv) in zip(raw, shifts)]).astype(np.float32)
+        du_dv = np.asarray(meta["misalignment"]["shifts_px"], np.float64)   # (du, dv) per image
+        tilts = apply_alignment(raw - np.float32(offset), -du_dv[:, ::-1], order=1)
         return tilts, np.loadtxt(d / "angles.txt"), float(meta["pixel_size"])
     # MATLAB layouts, mapped as tests/conftest.py's shared_case (pinned by tests/steps/test_shared_data.py)
     d = SHARED / ("genfire_vesicle" if case == "vesicle" else "resire_sample")

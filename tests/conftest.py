@@ -20,6 +20,28 @@ def rng():
     return np.random.default_rng(12345)
 
 
+def fept_dev_series(name):
+    """A raw series of ../shared/data/fept_dev aligned with its recorded shifts (linear interpolation,
+    :func:`aetcore.steps.align.apply_alignment`) after its detector offset, estimated from the data
+    (:func:`aetcore.model.noise.estimate_detector_noise`), is removed.
+
+    Returns (tilts, angles, pixel_size, meta, noise); skips when the case is not present.
+    """
+    import json
+    import tifffile
+    from aetcore.model.noise import estimate_detector_noise
+    from aetcore.steps.align import apply_alignment
+    d = SHARED / "fept_dev" / name
+    if not d.exists():
+        pytest.skip(f"{d} is not present")
+    raw = tifffile.imread(d / "tilts.tif").astype(np.float32)
+    meta = json.loads((d / "meta.json").read_text())
+    noise = estimate_detector_noise(raw)
+    du_dv = np.asarray(meta["misalignment"]["shifts_px"], np.float64)      # (du, dv) per image
+    tilts = apply_alignment(raw - np.float32(noise.offset), -du_dv[:, ::-1], order=1)
+    return tilts, np.loadtxt(d / "angles.txt"), float(meta["pixel_size"]), meta, noise
+
+
 def shared_case(name):
     """A case from ../shared/data mapped onto CONVENTIONS.md: (volume, tilts, angles, support).
 

@@ -7,14 +7,12 @@ detector offset estimated from the data (:func:`aetcore.model.noise.estimate_det
 true atoms are damaged (atoms missing, spurious atoms in the gaps, species swapped, positions
 jittered), and :func:`aetcore.steps.evidence.decide_atoms` with defaults must repair them. Without the
 decision the damaged model fails every margin below."""
-import json
 
 import numpy as np
 import pytest
-from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from conftest import SHARED
+from conftest import SHARED, fept_dev_series
 
 CASE = SHARED / "fept_dev" / "fept_multigrain_seed7001"
 # The Fe-rich low-dose wedge (fept_lowdose_wedge_seed7003) is not pinned: there the decision does not
@@ -29,20 +27,10 @@ def _score(pos, sp, found, found_sp):
 
 @pytest.fixture(scope="module")
 def multigrain():
-    if not CASE.exists():
-        pytest.skip(f"{CASE} is not present")
     import ase.io
-    import tifffile
-    from aetcore.model.noise import estimate_detector_noise
-    raw = tifffile.imread(CASE / "tilts.tif").astype(np.float32)
-    meta = json.loads((CASE / "meta.json").read_text())
-    angles = np.loadtxt(CASE / "angles.txt")
-    noise = estimate_detector_noise(raw)
+    tilts, angles, _, meta, noise = fept_dev_series(CASE.name)
     assert noise.offset == pytest.approx(meta["noise"]["background_offset_counts"], abs=0.5)
     assert noise.read_noise == pytest.approx(meta["noise"]["read_noise_sigma_counts"], rel=0.25)
-    shifts = np.asarray(meta["misalignment"]["shifts_px"])               # (du, dv) per image
-    tilts = np.stack([ndimage.shift(img - noise.offset, (-dv, -du), order=1, mode="nearest")
-                      for img, (du, dv) in zip(raw, shifts)]).astype(np.float32)
     truth = ase.io.read(CASE / "truth.xyz")
     return tilts, angles, truth.positions, np.array(truth.get_chemical_symbols())
 

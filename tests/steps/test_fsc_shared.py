@@ -7,31 +7,20 @@ The halves made as the reconstruct step makes them for an object inside the fiel
 (``GenfireOptions.half_set_oversampling`` and ``half_set_iterations``) must give both crossings
 within one Fourier shell of two halves reconstructed like the full volume (oversampling 3, 100
 iterations), each from scratch, at well under half their CPU time. About 80 s on 2 cores."""
-import json
 import time
 
 import numpy as np
 import pytest
-from scipy import ndimage
 
-from conftest import SHARED
+from conftest import SHARED, fept_dev_series
 
 CASE = SHARED / "fept_dev" / "fept_lowdose_wedge_seed7003"
 
 
 @pytest.fixture(scope="module")
 def wedge():
-    if not CASE.exists():
-        pytest.skip(f"{CASE} is not present")
-    import tifffile
-    from aetcore.model.noise import estimate_detector_noise
-    raw = tifffile.imread(CASE / "tilts.tif").astype(np.float32)
-    meta = json.loads((CASE / "meta.json").read_text())
-    offset = estimate_detector_noise(raw).offset
-    shifts = np.asarray(meta["misalignment"]["shifts_px"])               # (du, dv) per image
-    tilts = np.stack([ndimage.shift(img - offset, (-dv, -du), order=1, mode="nearest")
-                      for img, (du, dv) in zip(raw, shifts)]).astype(np.float32)
-    return tilts, np.loadtxt(CASE / "angles.txt"), float(meta["pixel_size"])
+    tilts, angles, pixel_size, _, _ = fept_dev_series(CASE.name)
+    return tilts, angles, pixel_size
 
 
 def test_the_cheap_halves_cross_where_full_cost_halves_do_on_the_low_dose_wedge(wedge):
